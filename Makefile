@@ -1,0 +1,31 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Until the trainer lands, the demo renders Shapes scenes and scores them with the verifier.
+demo: install
+	rm -rf runs/demo
+	$(BIN)/noiseppo shapes render --prompts shapes-test --n 1 --seed 0 --out runs/demo
+	$(BIN)/python benchmarks/shapes_verifier.py --n 500
+
+test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/shapes_verifier.py
+
+clean:
+	rm -rf $(VENV) runs build src/*.egg-info

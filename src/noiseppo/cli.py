@@ -1,0 +1,159 @@
+"""``noiseppo``: argument parsing and error reporting; the logic lives in the modules.
+
+A ``UserError`` becomes one line on stderr (``noiseppo: error: ...``) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from noiseppo.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit 2 like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _int_at_least(minimum: int):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def _prompts_from_args(args: argparse.Namespace) -> list[str]:
+    from noiseppo.prompts import load_prompts
+
+    if bool(args.prompt) == bool(args.prompts):
+        raise UserError("give either --prompt (repeatable) or --prompts SET_OR_FILE")
+    return list(args.prompt) if args.prompt else load_prompts(args.prompts)
+
+
+def _load_image(path: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{path}: cannot read image ({e.__class__.__name__})") from None
+    return pixels
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from noiseppo.rewards import get_reward
+
+    reward = get_reward(args.reward)
+    if len(args.prompt) not in (1, len(args.images)):
+        raise UserError(
+            f"give one --prompt for all images or one per image; got {len(args.prompt)} for {len(args.images)} images"
+        )
+    prompts = args.prompt * len(args.images) if len(args.prompt) == 1 else args.prompt
+    size = getattr(reward, "image_size", None)  # (height, width) a reward insists on, if any
+    pixels = []
+    for path in args.images:
+        image = _load_image(path)
+        if size is not None and image.shape[:2] != size:
+            h, w = image.shape[:2]
+            raise UserError(
+                f"{path}: image is {w}x{h}, reward '{args.reward}' reads {size[1]}x{size[0]} (it never resizes)"
+            )
+        pixels.append(image)
+    if len({p.shape for p in pixels}) > 1:
+        raise UserError("images of different sizes cannot be scored in one call")
+    batch = np.stack(pixels).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    details = getattr(reward, "details", None)
+    rows = details(batch, prompts) if details else [{"score": float(s)} for s in reward(batch, prompts)]
+    for path, row in zip(args.images, rows, strict=True):
+        print(json.dumps({"image": path, **row}))
+    return 0
+
+
+def cmd_shapes_render(args: argparse.Namespace) -> int:
+    from noiseppo.files import new_output_dir
+    from noiseppo.seeds import sample_seed
+    from noiseppo.shapes.grammar import parse
+    from noiseppo.shapes.render import render_scene
+
+    prompts = [parse(p).text for p in _prompts_from_args(args)]
+    with new_output_dir(args.out) as tmp:
+        (tmp / "images").mkdir()
+        lines = []
+        for i, prompt in enumerate(prompts):
+            for j in range(args.n):
+                seed = sample_seed(args.seed, i, j)
+                image, objects = render_scene(prompt, seed)
+                name = f"images/{len(lines):04d}.png"
+                image.save(tmp / name)
+                scene = [{"colour": o.colour, "shape": o.shape, "box": list(o.box)} for o in objects]
+                lines.append(json.dumps({"file": name, "prompt": prompt, "seed": seed, "objects": scene}))
+        (tmp / "scenes.jsonl").write_text("\n".join(lines) + "\n")
+    print(f"wrote {len(lines)} images and scenes.jsonl to {args.out}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from noiseppo.prompts import PROMPT_SETS
+    from noiseppo.rewards import REWARDS
+
+    registry = {"prompts": PROMPT_SETS, "rewards": REWARDS}[args.what]
+    for name, (_, description) in registry.items():
+        print(f"{name:<18}{description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="noiseppo", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    score = sub.add_parser("score", help="score images with a reward; one JSON object per image")
+    score.add_argument("--reward", default="shapes", help="a registered reward (noiseppo list rewards)")
+    score.add_argument(
+        "--prompt", action="append", required=True, help="the prompt: once for all images, or once per image"
+    )
+    score.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    score.set_defaults(func=cmd_score)
+
+    shapes = sub.add_parser("shapes", help="the embedded Shapes world")
+    shapes_sub = shapes.add_subparsers(dest="shapes_command", required=True, metavar="COMMAND")
+    render = shapes_sub.add_parser("render", help="render ground-truth scenes of the Shapes world")
+    render.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+    render.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
+    render.add_argument("--n", type=_int_at_least(1), default=1, help="scenes per prompt")
+    render.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
+    render.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    render.set_defaults(func=cmd_shapes_render)
+
+    listing = sub.add_parser("list", help="what a registry holds, one per line")
+    listing.add_argument("what", choices=["prompts", "rewards"])
+    listing.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UserError as e:
+        print(f"noiseppo: error: {e}", file=sys.stderr)
+        return 2
+
+
+def entry_point() -> NoReturn:
+    sys.exit(main())

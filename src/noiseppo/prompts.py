@@ -1,0 +1,70 @@
+"""Named prompt sets and loaders for a user's own prompt files.
+
+``load_prompts(name_or_path)`` takes a registered name (``noiseppo list prompts``) or a
+file:
+
+* ``.txt``: one prompt per line; blank lines and lines starting with ``#`` are skipped;
+* ``.jsonl``: one JSON object per line with a string field ``"prompt"`` (other fields
+  are ignored), or one JSON string per line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from noiseppo.errors import UserError
+from noiseppo.shapes import splits
+
+PROMPT_SETS: dict[str, tuple[Callable[[], list[str]], str]] = {
+    "shapes-train": (splits.train_prompts, "Shapes world, 548 prompts for training"),
+    "shapes-test": (splits.test_prompts, "Shapes world, 148 held-out prompts naming unseen combinations"),
+}
+
+
+def _read_txt(path: Path, text: str) -> list[str]:
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _read_jsonl(path: Path, text: str) -> list[str]:
+    prompts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        if isinstance(item, dict):
+            item = item.get("prompt")
+        if not isinstance(item, str) or not item.strip():
+            raise UserError(f'{path}:{number}: expected a JSON string or an object with a string "prompt" field')
+        prompts.append(item.strip())
+    return prompts
+
+
+_READERS = {".txt": _read_txt, ".jsonl": _read_jsonl}
+
+
+def load_prompts(name_or_path: str) -> list[str]:
+    """The prompts of a named set or of a ``.txt`` / ``.jsonl`` file, in order."""
+    if name_or_path in PROMPT_SETS:
+        return PROMPT_SETS[name_or_path][0]()
+    path = Path(name_or_path)
+    if path.suffix not in _READERS:
+        if not path.exists():
+            known = ", ".join(PROMPT_SETS)
+            raise UserError(f"unknown prompt set '{name_or_path}' (known: {known}; or give a .txt or .jsonl file)")
+        raise UserError(f"{path}: unsupported prompt file type '{path.suffix}' (use .txt or .jsonl)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: prompt file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read prompt file ({e})") from None
+    prompts = _READERS[path.suffix](path, text)
+    if not prompts:
+        raise UserError(f"{path}: no prompts in file")
+    return prompts

@@ -1,0 +1,31 @@
+"""The Shapes verifier as a reward."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from noiseppo.shapes.verifier import SIZE, verify
+
+
+class ShapesReward:
+    """Score images with the Shapes verifier.
+
+    ``score="partial"`` (the fraction of constraints met) gives a denser signal than
+    ``score="correct"`` (all constraints met), which is the benchmark's headline metric.
+    """
+
+    image_size = (SIZE, SIZE)  # the verifier never resizes: other sizes are refused
+
+    def __init__(self, score: Literal["partial", "correct"] = "partial"):
+        self.score = score
+
+    def __call__(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> torch.Tensor:
+        verdicts = verify(images, prompts)
+        return torch.tensor([float(getattr(v, self.score)) for v in verdicts], dtype=torch.float32)
+
+    def details(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> list[dict[str, Any]]:
+        return [v.to_json() for v in verify(images, prompts)]

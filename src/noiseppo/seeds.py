@@ -1,0 +1,18 @@
+"""The seed rule that pairs images across commands.
+
+Image ``j`` of prompt ``i`` in a command run with ``--seed s`` uses the seed
+``sample_seed(s, i, j)``: the first 63 bits of ``numpy.random.SeedSequence([s, i, j])``.
+The rule depends on nothing else (not on the number of prompts, the batch size or the
+command), so two commands with the same prompts and ``--seed`` give images that pair
+one-to-one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
+    """The seed of sample ``sample_index`` of prompt ``prompt_index`` under ``seed``."""
+    state = np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
