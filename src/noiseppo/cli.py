@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
@@ -48,7 +49,9 @@ def _prompts_from_args(args: argparse.Namespace) -> list[str]:
 def _load_image(path: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            pixels = np.asarray(im.convert("RGB"))
+            # Transparent pixels lie on the Shapes world's white, not on black.
+            rgba = im.convert("RGBA")
+            pixels = np.asarray(Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB"))
     except FileNotFoundError:
         raise UserError(f"{path}: image not found") from None
     except (UnidentifiedImageError, OSError) as e:
@@ -108,17 +111,80 @@ def cmd_shapes_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from noiseppo.backends import get_backend
+    from noiseppo.files import new_output_dir
+    from noiseppo.grid import captioned_grid
+    from noiseppo.sampling import sample
+    from noiseppo.shapes.verifier import verify
+
+    prompts = _prompts_from_args(args)
+    backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
+    backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
+    with new_output_dir(args.out) as tmp:
+        samples = sample(backend, prompts, args.n, args.steps, args.guidance, args.seed, args.batch)
+        images = torch.stack([s.image for s in samples])
+        verdicts = verify(images, [s.prompt for s in samples]) if backend.name == "shapes" else None
+        (tmp / "images").mkdir()
+        rows, pil_images, captions = [], [], []
+        for k, s in enumerate(samples):
+            name = f"images/{k:04d}.png"
+            pil = Image.fromarray((s.image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+            pil.save(tmp / name)
+            row = {"file": name, "prompt": s.prompt, "seed": s.seed, "steps": args.steps, "guidance": args.guidance}
+            caption = s.prompt
+            if verdicts is not None:
+                row.update(correct=verdicts[k].correct, partial=round(verdicts[k].partial, 4))
+                caption = f"{'OK' if verdicts[k].correct else 'x'} {s.prompt}"
+            rows.append(json.dumps(row))
+            pil_images.append(pil)
+            captions.append(caption)
+        (tmp / "samples.jsonl").write_text("\n".join(rows) + "\n")
+        captioned_grid(pil_images, captions).save(tmp / "grid.png")
+    summary = f"wrote {len(samples)} images, samples.jsonl and grid.png to {args.out}"
+    if verdicts is not None:
+        summary += f"; verifier: correct {np.mean([v.correct for v in verdicts]):.3f}"
+        summary += f", partial {np.mean([v.partial for v in verdicts]):.3f}"
+    print(summary)
+    return 0
+
+
+def cmd_train_base(args: argparse.Namespace) -> int:
+    from noiseppo.config import BaseTrainConfig
+    from noiseppo.dataclass_args import dataclass_from_args
+    from noiseppo.shapes.train_base import train
+
+    config = dataclass_from_args(BaseTrainConfig, args)
+    model = train(config, Path(args.out), resume=args.resume)
+    print(f"model written to {model}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    from noiseppo.backends import BACKENDS
     from noiseppo.prompts import PROMPT_SETS
     from noiseppo.rewards import REWARDS
 
-    registry = {"prompts": PROMPT_SETS, "rewards": REWARDS}[args.what]
+    registry = {"prompts": PROMPT_SETS, "rewards": REWARDS, "backends": BACKENDS}[args.what]
     for name, (_, description) in registry.items():
         print(f"{name:<18}{description}")
     return 0
 
 
+def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="shapes", help="a registered backend (noiseppo list backends)")
+    parser.add_argument("--model", help="model folder or hub id (default: the backend's own)")
+    parser.add_argument("--scheduler", default="ddim", help="sampling scheduler: ddim, euler or dpm")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from noiseppo.config import BaseTrainConfig
+    from noiseppo.dataclass_args import add_dataclass_arguments
+
     parser = _Parser(prog="noiseppo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -140,8 +206,26 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     render.set_defaults(func=cmd_shapes_render)
 
+    train_base = shapes_sub.add_parser("train-base", help="retrain the embedded Shapes model from scratch")
+    train_base.add_argument("--out", required=True, help="run folder (checkpoint/, metrics.jsonl, model/)")
+    train_base.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    add_dataclass_arguments(train_base, BaseTrainConfig)
+    train_base.set_defaults(func=cmd_train_base)
+
+    samp = sub.add_parser("sample", help="generate images with a frozen model (and, later, a noise policy)")
+    samp.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+    samp.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
+    samp.add_argument("--n", type=_int_at_least(1), default=4, help="images per prompt")
+    samp.add_argument("--steps", type=_int_at_least(1), default=4, help="sampling steps (1-50)")
+    samp.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1.0: no guidance)")
+    samp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
+    samp.add_argument("--batch", type=_int_at_least(1), default=64, help="images per forward pass")
+    _add_backend_arguments(samp)
+    samp.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    samp.set_defaults(func=cmd_sample)
+
     listing = sub.add_parser("list", help="what a registry holds, one per line")
-    listing.add_argument("what", choices=["prompts", "rewards"])
+    listing.add_argument("what", choices=["prompts", "rewards", "backends"])
     listing.set_defaults(func=cmd_list)
     return parser
 

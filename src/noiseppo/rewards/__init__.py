@@ -10,12 +10,13 @@ verifier's per-constraint breakdown), which ``noiseppo score`` prints.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from noiseppo.errors import UserError
 from noiseppo.rewards.shapes import ShapesReward
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Reward(Protocol):

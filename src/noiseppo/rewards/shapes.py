@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from noiseppo.shapes.verifier import SIZE, verify
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ShapesReward:
@@ -24,6 +26,8 @@ class ShapesReward:
         self.score = score
 
     def __call__(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> torch.Tensor:
+        import torch  # lazily: scoring files from the CLI does not need it
+
         verdicts = verify(images, prompts)
         return torch.tensor([float(getattr(v, self.score)) for v in verdicts], dtype=torch.float32)
 

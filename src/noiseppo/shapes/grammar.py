@@ -90,11 +90,15 @@ def _options(words: list[str]) -> str:
     return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
-@functools.lru_cache(maxsize=4096)
 def parse(prompt: str) -> ShapesPrompt:
     """Parse ``prompt`` or raise ``PromptError`` naming the offending word and its position."""
     if not isinstance(prompt, str):
         raise PromptError(f"prompt must be a string, got {type(prompt).__name__}")
+    return _parse(prompt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(prompt: str) -> ShapesPrompt:
     words = prompt.split()
     if not words:
         raise PromptError("prompt is empty; expected e.g. 'a red circle'")
@@ -102,9 +106,9 @@ def parse(prompt: str) -> ShapesPrompt:
     def fail(i: int, expected: str) -> PromptError:
         # i is 0-based; messages count words from 1 as a person would.
         if i >= len(words):
-            return PromptError(f"prompt '{prompt}': ends after word {len(words)}, expected {expected} as word {i + 1}")
+            return PromptError(f"prompt {prompt!r}: ends after word {len(words)}, expected {expected} as word {i + 1}")
         hint = " (prompts are lowercase)" if words[i] != words[i].lower() else ""
-        return PromptError(f"prompt '{prompt}': word {i + 1} '{words[i]}' is not {expected}{hint}")
+        return PromptError(f"prompt {prompt!r}: word {i + 1} '{words[i]}' is not {expected}{hint}")
 
     def word(i: int) -> str | None:
         return words[i] if i < len(words) else None
@@ -133,7 +137,7 @@ def parse(prompt: str) -> ShapesPrompt:
     def end_at(i: int) -> None:
         if i < len(words):
             raise PromptError(
-                f"prompt '{prompt}': word {i + 1} '{words[i]}' is unexpected, the prompt is complete after word {i}"
+                f"prompt {prompt!r}: word {i + 1} '{words[i]}' is unexpected, the prompt is complete after word {i}"
             )
 
     if word(0) not in COUNT_WORDS:
@@ -163,7 +167,7 @@ def parse(prompt: str) -> ShapesPrompt:
     end_at(i + 3)
     if second == first:
         raise PromptError(
-            f"prompt '{prompt}': word {i + 3} '{words[i + 2]}' repeats '{first.name}'; "
+            f"prompt {prompt!r}: word {i + 3} '{words[i + 2]}' repeats '{first.name}'; "
             "the two objects must differ in colour or shape"
         )
     return ShapesPrompt((first, second), relation)

@@ -95,16 +95,24 @@ def render(prompt: str | ShapesPrompt, seed: int) -> Image.Image:
 class ShapesDataset:
     """A deterministic, random-access dataset of rendered scenes.
 
-    Item ``i`` draws its prompt (uniformly from ``prompts``) and its scene seed from
+    Item ``i`` draws its prompt and its scene seed from
     ``numpy.random.default_rng([seed, i])``, so any item can be produced on its own, in
-    any order, by any worker, and always comes out the same. Items are
+    any order, by any worker, and always comes out the same. With
+    ``balance_templates=True`` the template is drawn uniformly first, then a prompt of
+    that template; otherwise a prompt is drawn uniformly from ``prompts`` (where the 528
+    relation prompts would outnumber the 36 one-group prompts 15 to 1). Items are
     ``(prompt_text, image)`` with ``image`` a uint8 array of shape (32, 32, 3).
     """
 
-    def __init__(self, prompts: Sequence[str], seed: int = 0, length: int = 1_000_000):
+    def __init__(self, prompts: Sequence[str], seed: int = 0, length: int = 1_000_000, balance_templates: bool = True):
         if not prompts:
             raise ValueError("ShapesDataset needs at least one prompt")
-        self.prompts = [parse(p).text for p in prompts]
+        parsed = [parse(p) for p in prompts]
+        self.prompts = [p.text for p in parsed]
+        groups: dict[str, list[str]] = {}
+        for p in parsed:
+            groups.setdefault(p.template if balance_templates else "all", []).append(p.text)
+        self.groups = list(groups.values())
         self.seed = seed
         self.length = length
 
@@ -115,6 +123,7 @@ class ShapesDataset:
         if not 0 <= i < self.length:
             raise IndexError(i)
         rng = np.random.default_rng([self.seed, i])
-        prompt = self.prompts[int(rng.integers(len(self.prompts)))]
+        group = self.groups[int(rng.integers(len(self.groups)))]
+        prompt = group[int(rng.integers(len(group)))]
         scene_seed = int(rng.integers(2**63 - 1))
         return prompt, np.asarray(render(prompt, scene_seed))

@@ -34,20 +34,23 @@ and 3x3 box blur; ``benchmarks/shapes_verifier.py`` measures the resulting accur
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from noiseppo.errors import UserError
 from noiseppo.shapes.grammar import COLOURS, parse
 from noiseppo.shapes.scene import SceneObject, Verdict, check
 
+if TYPE_CHECKING:
+    import torch
+
 SIZE = 32
 COVERAGE_MIN = 0.5
 CORE_COVERAGE = 0.75
 GROW = 2
-COSINE_MIN = 0.9
+COSINE_MIN = 0.95
 MIN_AREA = 12
 MIN_SIDE = 4
 TRIANGLE_DROP = 0.555
@@ -71,8 +74,8 @@ def as_uint8_images(images: np.ndarray | torch.Tensor) -> np.ndarray:
     Accepts the backend convention (float tensor or array in [0, 1], shape (N, 3, H, W))
     or uint8 arrays of shape (N, H, W, 3) as PIL gives them.
     """
-    if isinstance(images, torch.Tensor):
-        images = images.detach().to("cpu", torch.float32).numpy()
+    if hasattr(images, "detach"):  # a torch tensor; torch itself is not needed to read the verifier
+        images = images.detach().float().cpu().numpy()
     images = np.asarray(images)
     if images.ndim != 4:
         raise UserError(f"images must be a batch of shape (N, 3, H, W) or (N, H, W, 3), got {images.shape}")

@@ -1,0 +1,127 @@
+"""The embedded Shapes model as a backend: offline, CPU-friendly, pixel-space.
+
+The model folder holds ``text_encoder/``, ``denoiser/`` (diffusers ``save_pretrained``
+layout: config.json + safetensors) and ``scheduler/scheduler_config.json`` (the training
+noise schedule). Sampling uses diffusers schedulers built from that config with
+``timestep_spacing="trailing"``, so even one step starts from the last training
+timestep, where the input is pure noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from noiseppo.backends.base import Conditioning
+from noiseppo.errors import UserError
+from noiseppo.shapes.grammar import parse
+from noiseppo.shapes.model import ShapesDenoiser, ShapesTextEncoder
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "shapes-base"
+SCHEDULERS: dict[str, type[SchedulerMixin]] = {
+    "ddim": DDIMScheduler,
+    "euler": EulerDiscreteScheduler,
+    "dpm": DPMSolverMultistepScheduler,
+}
+MAX_STEPS = 50
+
+
+def make_scheduler(name: str, train_config: dict) -> SchedulerMixin:
+    """A sampling scheduler of kind ``name`` over the model's training noise schedule."""
+    if name not in SCHEDULERS:
+        raise UserError(f"unknown scheduler '{name}' (known: {', '.join(SCHEDULERS)})")
+    return SCHEDULERS[name].from_config(train_config, timestep_spacing="trailing")
+
+
+class ShapesBackend:
+    """The frozen Shapes model behind the backend interface."""
+
+    name = "shapes"
+
+    def __init__(
+        self,
+        text_encoder: ShapesTextEncoder,
+        denoiser: ShapesDenoiser,
+        train_scheduler_config: dict,
+        scheduler: str = "ddim",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        for module in (text_encoder, denoiser):
+            module.to(device).eval().requires_grad_(False)
+            if module.dtype != dtype:
+                module.to(dtype)
+        self.text_encoder, self.denoiser = text_encoder, denoiser
+        self.train_scheduler_config = dict(train_scheduler_config)
+        self.scheduler_name = scheduler
+        self.scheduler = make_scheduler(scheduler, self.train_scheduler_config)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        size = denoiser.config.image_size
+        self.latent_shape = (denoiser.config.channels, size, size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path = DEFAULT_MODEL,
+        scheduler: str = "ddim",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> ShapesBackend:
+        path = Path(path)
+        parts = [path / "text_encoder", path / "denoiser", path / "scheduler" / "scheduler_config.json"]
+        missing = [str(p) for p in parts if not p.exists()]
+        if missing:
+            raise UserError(f"{path}: not a Shapes model folder (missing {', '.join(missing)})")
+        try:
+            text_encoder = ShapesTextEncoder.from_pretrained(path / "text_encoder", torch_dtype=dtype)
+            denoiser = ShapesDenoiser.from_pretrained(path / "denoiser", torch_dtype=dtype)
+        except (OSError, ValueError, RuntimeError) as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise UserError(f"{path}: cannot load the Shapes model weights ({first_line})") from None
+        config = DDPMScheduler.load_config(path / "scheduler")
+        return cls(text_encoder, denoiser, config, scheduler, device, dtype)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> Conditioning:
+        texts = [parse(p).text for p in prompts]  # a clear error for prompts outside the grammar
+        states, pooled, mask = self.text_encoder.encode(texts)
+        return Conditioning(texts, states, pooled, mask)
+
+    @torch.no_grad()
+    def generate(self, latents: torch.Tensor, conditioning: Conditioning, steps: int, guidance: float) -> torch.Tensor:
+        """Images in [0, 1], (N, 3, H, W), from initial latents ~ N(0, I) of ``latent_shape``."""
+        n = len(conditioning)
+        if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != (n, *self.latent_shape):
+            got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise UserError(f"latents must have shape {(n, *self.latent_shape)}, got {got}")
+        if not latents.is_floating_point():
+            raise UserError(f"latents must be floating point, got {latents.dtype}")
+        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise UserError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {steps}")
+        if not guidance >= 0:  # also refuses NaN
+            raise UserError(f"guidance must be >= 0, got {guidance}")
+
+        # A fresh scheduler per call: multistep solvers keep state between steps.
+        scheduler = make_scheduler(self.scheduler_name, self.train_scheduler_config)
+        scheduler.set_timesteps(steps, device=self.device)
+        # The sampler state stays in float32; only the network runs in ``dtype``.
+        x = latents.to(self.device, torch.float32) * scheduler.init_noise_sigma
+        states, pooled, mask = conditioning.token_states, conditioning.pooled, conditioning.mask
+        if guidance != 1.0:
+            # Unconditional first, conditional second, in one batch.
+            uncond = self.text_encoder.encode([""] * n)
+            states, pooled, mask = (torch.cat([u, c]) for u, c in zip(uncond, (states, pooled, mask), strict=True))
+        for t in scheduler.timesteps:
+            model_in = scheduler.scale_model_input(x, t).to(self.dtype)
+            if guidance != 1.0:
+                both = self.denoiser(torch.cat([model_in, model_in]), t, states, pooled, mask).float()
+                uncond, cond = both.chunk(2)
+                out = uncond + guidance * (cond - uncond)
+            else:
+                out = self.denoiser(model_in, t, states, pooled, mask).float()
+            x = scheduler.step(out, t, x).prev_sample
+        return ((x + 1) / 2).clamp(0, 1)

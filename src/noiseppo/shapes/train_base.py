@@ -1,0 +1,182 @@
+"""Train the embedded Shapes text-to-image model (``noiseppo shapes train-base``).
+
+v-prediction on a cosine noise schedule, the text encoder and the denoiser trained
+jointly from scratch on freshly rendered scenes of all 696 prompts (templates drawn
+uniformly), 10% of prompts dropped to the empty prompt for classifier-free guidance,
+AdamW with warm-up and cosine decay, and an exponential moving average (EMA) of the
+weights, which is what gets exported. The run folder holds ``checkpoint/`` (resumable,
+written atomically), ``metrics.jsonl`` and, at the end, ``model/`` in the layout that
+``ShapesBackend.from_pretrained`` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
+
+from noiseppo.backends.shapes import ShapesBackend
+from noiseppo.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.config import BaseTrainConfig
+from noiseppo.errors import UserError
+from noiseppo.shapes.grammar import COLOURS, SHAPES, all_prompts
+from noiseppo.shapes.model import BOS, PAD, ShapesDenoiser, ShapesTextEncoder
+from noiseppo.shapes.render import ShapesDataset
+from noiseppo.shapes.splits import test_prompts
+from noiseppo.shapes.verifier import verify
+
+VOCAB = [PAD, BOS, "a", "two", "three", *COLOURS, *SHAPES, *(s + "s" for s in SHAPES)]
+VOCAB += ["and", "left", "right", "of", "above", "below"]
+
+
+def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def build(config: BaseTrainConfig) -> tuple[ShapesTextEncoder, ShapesDenoiser, DDPMScheduler]:
+    torch.manual_seed(config.seed)
+    text_encoder = ShapesTextEncoder(vocab=VOCAB, dim=config.text_dim)
+    denoiser = ShapesDenoiser(dim=config.dim, depth=config.depth, text_dim=config.text_dim)
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"
+    )
+    return text_encoder, denoiser, scheduler
+
+
+def quick_eval(backend: ShapesBackend, config: BaseTrainConfig, steps: int = 50) -> dict[str, float]:
+    """Correct and partial rate on the first ``eval_prompts`` prompts of shapes-test."""
+    prompts = test_prompts()[: config.eval_prompts]
+    g = torch.Generator().manual_seed(12345)
+    latents = torch.randn(len(prompts), *backend.latent_shape, generator=g)
+    images = backend.generate(latents, backend.encode(prompts), steps, config.eval_guidance)
+    verdicts = verify(images, prompts)
+    return {
+        "eval_correct": float(np.mean([v.correct for v in verdicts])),
+        "eval_partial": float(np.mean([v.partial for v in verdicts])),
+    }
+
+
+def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
+    """Train (or resume) into ``out``; returns the exported model folder."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "config.json"
+    if resume:
+        if not config_file.exists():
+            raise UserError(f"{out}: nothing to resume (no config.json)")
+        config = BaseTrainConfig(**json.loads(config_file.read_text()))
+    elif config_file.exists():
+        raise UserError(f"{out}: already holds a run; use --resume or a new folder")
+    else:
+        config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
+
+    text_encoder, denoiser, scheduler = build(config)
+    params = list(text_encoder.parameters()) + list(denoiser.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    ema = EMAModel(params, decay=config.ema_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    start = 0
+    if resume and (out / "checkpoint").exists():
+        tensors, meta = load_state(out / "checkpoint")
+        text_encoder.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("te.")})
+        denoiser.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("den.")})
+        optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+        ema.shadow_params = [tensors[f"ema.{i}"] for i in range(len(params))]
+        ema.optimization_step = meta["ema_step"]
+        generator.set_state(tensors["rng"])
+        start = meta["step"]
+        print(f"resumed at step {start}")
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup:
+            return config.lr * (step + 1) / config.warmup
+        progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    dataset = ShapesDataset([p.text for p in all_prompts()], seed=config.seed)
+    metrics = (out / "metrics.jsonl").open("a")
+    started = time.time()
+    for step in range(start, config.steps):
+        items = [dataset[step * config.batch + i] for i in range(config.batch)]
+        drop = torch.rand(config.batch, generator=generator) < config.uncond_prob
+        prompts = ["" if d else p for d, (p, _) in zip(drop.tolist(), items, strict=True)]
+        x0 = _to_tensor([im for _, im in items])
+        noise = torch.randn(x0.shape, generator=generator)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (config.batch,), generator=generator)
+        noisy = scheduler.add_noise(x0, noise, t)
+        target = scheduler.get_velocity(x0, noise, t)
+
+        states, pooled, mask = text_encoder.encode(prompts)
+        loss = torch.nn.functional.mse_loss(denoiser(noisy, t, states, pooled, mask), target)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        ema.step(params)
+
+        row: dict[str, float] = {"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm.item()}
+        row["lr"] = lr_at(step)
+        row["elapsed_s"] = time.time() - started
+        done = step + 1
+        if done % config.eval_every == 0 or done == config.steps:
+            row.update(_eval_ema(text_encoder, denoiser, scheduler, ema, params, config))
+            # Keep every evaluated model: the one to ship is chosen by quality, not recency.
+            export(text_encoder, denoiser, scheduler, ema, params, out / "snapshots" / f"step-{done}")
+        if done % 50 == 0 or "eval_correct" in row:
+            print(json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
+        metrics.write(json.dumps(row) + "\n")
+        metrics.flush()
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            tensors = {f"te.{k}": v for k, v in text_encoder.state_dict().items()}
+            tensors.update({f"den.{k}": v for k, v in denoiser.state_dict().items()})
+            tensors.update({f"ema.{i}": p for i, p in enumerate(ema.shadow_params)})
+            opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
+            tensors.update(opt_tensors)
+            tensors["rng"] = generator.get_state()
+            meta = {"step": done, "ema_step": ema.optimization_step, "optimizer": opt_meta}
+            save_state(out / "checkpoint", tensors, meta)
+    metrics.close()
+    return export(text_encoder, denoiser, scheduler, ema, params, out / "model")
+
+
+def _with_ema(ema: EMAModel, params: list[torch.nn.Parameter], fn):
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        return fn()
+    finally:
+        ema.restore(params)
+
+
+def _eval_ema(text_encoder, denoiser, scheduler, ema, params, config) -> dict[str, float]:
+    def run() -> dict[str, float]:
+        backend = ShapesBackend(text_encoder, denoiser, scheduler.config)
+        result = quick_eval(backend, config)
+        text_encoder.train().requires_grad_(True)
+        denoiser.train().requires_grad_(True)
+        return result
+
+    return _with_ema(ema, params, run)
+
+
+def export(text_encoder, denoiser, scheduler, ema, params, folder: Path) -> Path:
+    """Save the EMA weights in the layout ``ShapesBackend.from_pretrained`` reads."""
+
+    def run() -> Path:
+        text_encoder.save_pretrained(folder / "text_encoder")
+        denoiser.save_pretrained(folder / "denoiser")
+        scheduler.save_pretrained(folder / "scheduler")
+        return folder
+
+    return _with_ema(ema, params, run)
