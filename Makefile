@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the trainer lands, the demo renders Shapes scenes and scores them with the verifier.
+# Until the Noise PPO trainer lands, the demo samples the embedded Shapes model on the
+# held-out prompts and scores every image with the verifier (grid in runs/demo/grid.png).
 demo: install
 	rm -rf runs/demo
-	$(BIN)/noiseppo shapes render --prompts shapes-test --n 1 --seed 0 --out runs/demo
-	$(BIN)/python benchmarks/shapes_verifier.py --n 500
+	$(BIN)/noiseppo sample --prompts shapes-test --n 1 --steps 16 --seed 0 --out runs/demo
 
 test: install
 	$(BIN)/ruff check src tests benchmarks

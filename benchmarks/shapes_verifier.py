@@ -34,10 +34,9 @@ from collections import Counter  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy import ndimage  # noqa: E402
 
 from noiseppo.shapes.grammar import COLOURS, RELATIONS, SHAPES, ShapesPrompt, all_prompts  # noqa: E402
-from noiseppo.shapes.render import render_scene  # noqa: E402
+from noiseppo.shapes.render import degrade, render_scene  # noqa: E402
 from noiseppo.shapes.scene import check  # noqa: E402
 from noiseppo.shapes.verifier import verify  # noqa: E402
 
@@ -76,15 +75,6 @@ def hard_negative(p: ShapesPrompt, rng: np.random.Generator) -> ShapesPrompt:
         q = ShapesPrompt(tuple(groups), relation)
         if q != p and not (len(groups) == 2 and groups[0] == groups[1]):
             return q
-
-
-def degrade(images: np.ndarray, noise: bool, blur: bool, seed: int) -> np.ndarray:
-    x = images.astype(np.float32)
-    if blur:
-        x = ndimage.uniform_filter(x, size=(1, 3, 3, 1), mode="nearest")
-    if noise:
-        x = x + np.random.default_rng(seed).normal(0.0, 8.0, size=x.shape).astype(np.float32)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from noiseppo.backends import get_backend
-from noiseppo.backends.shapes import DEFAULT_MODEL, SCHEDULERS, ShapesBackend
+from noiseppo.backends.shapes import DEFAULT_GUIDANCE, DEFAULT_MODEL, SCHEDULERS, ShapesBackend
 from noiseppo.config import BaseTrainConfig
 from noiseppo.errors import UserError
 from noiseppo.sampling import standard_noise
@@ -26,6 +26,8 @@ from noiseppo.seeds import sample_seed
 from noiseppo.shapes.train_base import build
 
 NOISEPPO = str(Path(sys.executable).parent / "noiseppo")
+SHIPPED_PARTIAL_FLOOR = 0.3
+SHIPPED_CORRECT_FLOOR = 0.05
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow circle"]
 
 
@@ -188,7 +190,7 @@ def test_cli_sample_writes_images_jsonl_and_grid(tiny_model: Path, tmp_path: Pat
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [r["file"] for r in rows] == [f"images/{k:04d}.png" for k in range(4)]
     assert [r["seed"] for r in rows] == [sample_seed(7, i, j) for i in range(2) for j in range(2)]
-    assert {r["steps"] for r in rows} == {2} and {r["guidance"] for r in rows} == {3.0}
+    assert {r["steps"] for r in rows} == {2} and {r["guidance"] for r in rows} == {DEFAULT_GUIDANCE}
     assert all(r["correct"] in (0, 1) and 0.0 <= r["partial"] <= 1.0 for r in rows)
     with Image.open(out / "images" / "0003.png") as im:
         assert im.size == (32, 32) and im.mode == "RGB"
@@ -232,3 +234,17 @@ def test_cli_sample_with_corrupt_model_exits_2(tmp_path: Path) -> None:
     result = run_cli("sample", "--model", str(broken), "--prompt", PROMPTS[0], "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "cannot load the Shapes model weights" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_shipped_model_draws_what_the_verifier_accepts() -> None:
+    """A quality floor far below the README's measured figures: the weights are the real thing."""
+    from noiseppo.prompts import load_prompts
+    from noiseppo.sampling import sample
+    from noiseppo.shapes.verifier import verify
+
+    backend = get_backend("shapes")
+    prompts = load_prompts("shapes-test")[::6]  # 25 prompts across all templates
+    samples = sample(backend, prompts, n=1, steps=16, guidance=DEFAULT_GUIDANCE, seed=0)
+    verdicts = verify(torch.stack([s.image for s in samples]), [s.prompt for s in samples])
+    assert np.mean([v.partial for v in verdicts]) >= SHIPPED_PARTIAL_FLOOR
+    assert np.mean([v.correct for v in verdicts]) >= SHIPPED_CORRECT_FLOOR

@@ -5,29 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from noiseppo.errors import UserError
 from noiseppo.rewards import REWARDS, get_reward
 from noiseppo.shapes.grammar import COLOURS, ShapesPrompt, parse
-from noiseppo.shapes.render import render_scene
+from noiseppo.shapes.render import degrade, render_scene
 from noiseppo.shapes.scene import SceneObject, check
 from noiseppo.shapes.verifier import detect, verify
 
 WHITE = np.full((32, 32, 3), 255, dtype=np.uint8)
-
-
-def degrade(images: np.ndarray, noise: bool, blur: bool, seed: int) -> np.ndarray:
-    """The degradations of benchmarks/shapes_verifier.py: 3x3 box blur, then Gaussian noise of sigma 8/255.
-
-    (Copied rather than imported: importing the benchmark pins the whole test process to one core.)
-    """
-    x = images.astype(np.float32)
-    if blur:
-        x = ndimage.uniform_filter(x, size=(1, 3, 3, 1), mode="nearest")
-    if noise:
-        x = x + np.random.default_rng(seed).normal(0.0, 8.0, size=x.shape).astype(np.float32)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def accuracy(images: np.ndarray, prompts: list[str]) -> float:

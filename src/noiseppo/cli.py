@@ -123,8 +123,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     prompts = _prompts_from_args(args)
     backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
+    guidance = backend.default_guidance if args.guidance is None else args.guidance
     with new_output_dir(args.out) as tmp:
-        samples = sample(backend, prompts, args.n, args.steps, args.guidance, args.seed, args.batch)
+        samples = sample(backend, prompts, args.n, args.steps, guidance, args.seed, args.batch)
         images = torch.stack([s.image for s in samples])
         verdicts = verify(images, [s.prompt for s in samples]) if backend.name == "shapes" else None
         (tmp / "images").mkdir()
@@ -133,7 +134,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             name = f"images/{k:04d}.png"
             pil = Image.fromarray((s.image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
             pil.save(tmp / name)
-            row = {"file": name, "prompt": s.prompt, "seed": s.seed, "steps": args.steps, "guidance": args.guidance}
+            row = {"file": name, "prompt": s.prompt, "seed": s.seed, "steps": args.steps, "guidance": guidance}
             caption = s.prompt
             if verdicts is not None:
                 row.update(correct=verdicts[k].correct, partial=round(verdicts[k].partial, 4))
@@ -217,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     samp.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
     samp.add_argument("--n", type=_int_at_least(1), default=4, help="images per prompt")
     samp.add_argument("--steps", type=_int_at_least(1), default=4, help="sampling steps (1-50)")
-    samp.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1.0: no guidance)")
+    samp.add_argument(
+        "--guidance", type=float, help="classifier-free guidance scale (1.0: none; default: the model's own)"
+    )
     samp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
     samp.add_argument("--batch", type=_int_at_least(1), default=64, help="images per forward pass")
     _add_backend_arguments(samp)

@@ -39,6 +39,7 @@ class Backend(Protocol):
 
     name: str
     latent_shape: tuple[int, ...]
+    default_guidance: float
 
     def encode(self, prompts: list[str]) -> Conditioning: ...
 

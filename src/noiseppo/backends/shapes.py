@@ -27,6 +27,8 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "dpm": DPMSolverMultistepScheduler,
 }
 MAX_STEPS = 50
+DEFAULT_GUIDANCE = 1.0
+"""The shipped model's best guidance at 50 steps (README: the guidance sweep)."""
 
 
 def make_scheduler(name: str, train_config: dict) -> SchedulerMixin:
@@ -40,6 +42,7 @@ class ShapesBackend:
     """The frozen Shapes model behind the backend interface."""
 
     name = "shapes"
+    default_guidance = DEFAULT_GUIDANCE
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from noiseppo.shapes.grammar import BACKGROUND, COLOURS, ShapesPrompt, parse
 from noiseppo.shapes.scene import SceneObject
@@ -90,6 +91,19 @@ def render_scene(prompt: str | ShapesPrompt, seed: int) -> tuple[Image.Image, li
 def render(prompt: str | ShapesPrompt, seed: int) -> Image.Image:
     """Render ``prompt`` as a 32x32 RGB PIL image; the same (prompt, seed) gives the same image."""
     return render_scene(prompt, seed)[0]
+
+
+def degrade(images: np.ndarray, noise: bool, blur: bool, seed: int, sigma: float = 8.0) -> np.ndarray:
+    """Renders made to look generated: a 3x3 box blur, then Gaussian noise of ``sigma``/255.
+
+    ``images`` is uint8 (N, 32, 32, 3); the verifier's robustness figures use these.
+    """
+    x = images.astype(np.float32)
+    if blur:
+        x = ndimage.uniform_filter(x, size=(1, 3, 3, 1), mode="nearest")
+    if noise:
+        x = x + np.random.default_rng(seed).normal(0.0, sigma, size=x.shape).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 class ShapesDataset:

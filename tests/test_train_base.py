@@ -1,0 +1,88 @@
+"""``noiseppo shapes train-base`` on a tiny model: the run folder, and an exact resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import noiseppo.shapes.train_base as train_base
+from noiseppo.backends.shapes import ShapesBackend
+from noiseppo.config import BaseTrainConfig
+from noiseppo.errors import UserError
+
+NOISEPPO = str(Path(sys.executable).parent / "noiseppo")
+TINY = ["--batch", "4", "--dim", "32", "--depth", "1", "--text-dim", "16", "--eval-prompts", "2"]
+
+
+def tiny_config(**overrides) -> BaseTrainConfig:
+    fields = dict(batch=4, dim=32, depth=1, text_dim=16, eval_prompts=2, warmup=2)
+    return BaseTrainConfig(**{**fields, **overrides})
+
+
+def test_cli_two_steps_writes_the_documented_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [NOISEPPO, "shapes", "train-base", "--out", str(out), "--steps", "2", "--eval-every", "2", *TINY]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "metrics.jsonl", "model", "snapshots"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["denoiser", "scheduler", "text_encoder"]
+    assert [p.name for p in (out / "snapshots").iterdir()] == ["step-2"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["steps"] == 2 and config["dim"] == 32 and config["lr"] == BaseTrainConfig.lr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(0 < r["loss"] < 10 for r in rows)
+    assert 0.0 <= rows[1]["eval_partial"] <= 1.0 and "eval_correct" not in rows[0]
+    backend = ShapesBackend.from_pretrained(out / "model")
+    assert backend.generate(torch.zeros(1, 3, 32, 32), backend.encode(["a red circle"]), 1, 1.0).shape == (1, 3, 32, 32)
+
+    # The same folder again, without --resume: refused, nothing touched.
+    before = (out / "metrics.jsonl").read_text()
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds a run; use --resume" in again.stderr
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_resume_without_a_run_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="nothing to resume"):
+        train_base.train(tiny_config(steps=2), tmp_path / "empty", resume=True)
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path: Path, monkeypatch) -> None:
+    config = tiny_config(steps=4, checkpoint_every=2, eval_every=4)
+    train_base.train(config, tmp_path / "straight")
+
+    real_save = train_base.save_state
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise SimulatedKill  # the process dies right after the step-2 checkpoint
+
+    monkeypatch.setattr(train_base, "save_state", save_then_die)
+    with pytest.raises(SimulatedKill):
+        train_base.train(config, tmp_path / "killed")
+    monkeypatch.setattr(train_base, "save_state", real_save)
+    train_base.train(config, tmp_path / "killed", resume=True)
+
+    for part in ("denoiser", "text_encoder"):
+        a = load_file(tmp_path / "straight" / "model" / part / "diffusion_pytorch_model.safetensors")
+        b = load_file(tmp_path / "killed" / "model" / part / "diffusion_pytorch_model.safetensors")
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{part} weights differ after resume"
+
+    def rows(run: str) -> list[dict]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"} for line in lines]
+
+    assert [r["step"] for r in rows("killed")] == [1, 2, 3, 4]
+    assert rows("killed") == rows("straight")
