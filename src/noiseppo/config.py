@@ -37,7 +37,7 @@ class BaseTrainConfig:
     """Steps between quick evaluations (EMA weights, shapes-test, 50 DDIM steps)."""
     eval_prompts: int = 32
     """Prompts of shapes-test (one seed each) in the quick evaluation."""
-    eval_guidance: float = 3.0
+    eval_guidance: float = 1.0
     """Guidance scale of the quick evaluation."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
