@@ -17,7 +17,7 @@ install: $(STAMP)
 # Until the Noise PPO trainer lands, the demo samples the embedded Shapes model on the
 # held-out prompts and scores every image with the verifier (grid in runs/demo/grid.png).
 demo: install
-	rm -rf runs/demo
+	rm -rf runs/demo && mkdir -p runs
 	$(BIN)/noiseppo sample --prompts shapes-test --n 1 --steps 16 --seed 0 --out runs/demo
 
 test: install
