@@ -59,8 +59,8 @@ class ShapesBackend:
                 module.to(dtype)
         self.text_encoder, self.denoiser = text_encoder, denoiser
         self.train_scheduler_config = dict(train_scheduler_config)
+        make_scheduler(scheduler, self.train_scheduler_config)  # refuse an unknown name now, not mid-run
         self.scheduler_name = scheduler
-        self.scheduler = make_scheduler(scheduler, self.train_scheduler_config)
         self.device = torch.device(device)
         self.dtype = dtype
         size = denoiser.config.image_size
