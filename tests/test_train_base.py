@@ -72,6 +72,9 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path: Path, mo
     with pytest.raises(SimulatedKill):
         train_base.train(config, tmp_path / "killed")
     monkeypatch.setattr(train_base, "save_state", real_save)
+    # As if the kill came later: step 3 logged, and half of step 4's row, but no new checkpoint.
+    with (tmp_path / "killed" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "loss": 9.0}\n{"step": 4, "lo')
     train_base.train(config, tmp_path / "killed", resume=True)
 
     for part in ("denoiser", "text_encoder"):

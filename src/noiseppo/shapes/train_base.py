@@ -94,6 +94,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
         ema.optimization_step = meta["ema_step"]
         generator.set_state(tensors["rng"])
         start = meta["step"]
+        _truncate_metrics(out / "metrics.jsonl", start)
         print(f"resumed at step {start}")
 
     def lr_at(step: int) -> float:
@@ -148,6 +149,21 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
             save_state(out / "checkpoint", tensors, meta)
     metrics.close()
     return export(text_encoder, denoiser, scheduler, ema, params, out / "model")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the rows up to the checkpoint's step: a killed run may have logged steps past it."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a row cut short by the kill
+            continue
+        if row["step"] <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _with_ema(ema: EMAModel, params: list[torch.nn.Parameter], fn):
