@@ -116,25 +116,39 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from noiseppo.backends import get_backend
     from noiseppo.files import new_output_dir
-    from noiseppo.grid import captioned_grid
+    from noiseppo.grid import captioned_grid, to_pil
     from noiseppo.sampling import sample
     from noiseppo.shapes.verifier import verify
 
     prompts = _prompts_from_args(args)
+    policy = None
+    if args.policy:
+        from noiseppo.policy import load_policy
+
+        policy = load_policy(args.policy)
+    _backend_defaults_from_policy(args)
     backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
+    latents_fn = None
+    if policy is not None:
+        from noiseppo.policy import check_compatible
+
+        check_compatible(policy, backend)
+        latents_fn = policy.latents_fn(args.policy_mode)
     guidance = backend.default_guidance if args.guidance is None else args.guidance
     with new_output_dir(args.out) as tmp:
-        samples = sample(backend, prompts, args.n, args.steps, guidance, args.seed, args.batch)
+        samples = sample(backend, prompts, args.n, args.steps, guidance, args.seed, args.batch, latents_fn)
         images = torch.stack([s.image for s in samples])
         verdicts = verify(images, [s.prompt for s in samples]) if backend.name == "shapes" else None
         (tmp / "images").mkdir()
         rows, pil_images, captions = [], [], []
         for k, s in enumerate(samples):
             name = f"images/{k:04d}.png"
-            pil = Image.fromarray((s.image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+            pil = to_pil(s.image)
             pil.save(tmp / name)
             row = {"file": name, "prompt": s.prompt, "seed": s.seed, "steps": args.steps, "guidance": guidance}
+            if policy is not None:
+                row.update(policy=args.policy, policy_mode=args.policy_mode)
             caption = s.prompt
             if verdicts is not None:
                 row.update(correct=verdicts[k].correct, partial=round(verdicts[k].partial, 4))
@@ -152,6 +166,63 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend_defaults_from_policy(args: argparse.Namespace) -> None:
+    """Backend settings a policy was trained with fill in the flags the user left out."""
+    from noiseppo.policy import training_config
+
+    trained = (training_config(args.policy) if args.policy else None) or {}
+    for key in ("backend", "model", "scheduler"):
+        if getattr(args, key) is None and trained.get(key):
+            setattr(args, key, trained[key])
+    args.backend = args.backend or "shapes"
+    args.scheduler = args.scheduler or "ddim"
+    if args.steps is None:
+        args.steps = trained.get("steps", 4)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import time
+
+    from noiseppo.backends import get_backend
+    from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
+    from noiseppo.files import new_output_dir
+    from noiseppo.policy import check_compatible, load_policy, training_config
+    from noiseppo.prompts import load_prompts
+    from noiseppo.rewards import get_reward
+
+    policy = load_policy(args.policy)
+    _backend_defaults_from_policy(args)
+    trained = training_config(args.policy) or {}
+    reward_name = args.reward or trained.get("reward") or "shapes"
+    reward = get_reward(reward_name)
+    prompts = load_prompts(args.prompts)
+    try:
+        steps = [int(s) for s in args.steps.split(",")] if isinstance(args.steps, str) else [int(args.steps)]
+    except ValueError:
+        raise UserError(f"--steps: expected comma-separated whole numbers, got '{args.steps}'") from None
+    backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
+    check_compatible(policy, backend)
+    backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
+    guidance = backend.default_guidance if args.guidance is None else args.guidance
+    header = {
+        "policy": args.policy, "backend": args.backend, "model": args.model, "scheduler": args.scheduler,
+        "reward": reward_name, "prompts": args.prompts, "seeds": args.seeds, "seed": args.seed,
+        "guidance": guidance, "bootstrap": args.bootstrap,
+    }  # fmt: skip
+    rows, results = [], []
+    with new_output_dir(args.out) as tmp:
+        for s in steps:
+            start = time.time()
+            result = evaluate_steps(backend, policy, reward, prompts, s, args.seeds, guidance, args.seed, args.batch)
+            results.append(result)
+            rows.extend(summarise(result, args.bootstrap))
+            print(f"steps {s}: {time.time() - start:.0f} s", file=sys.stderr)
+        write_eval(tmp, header, rows, results)
+    print(format_table(rows))
+    print(f"wrote eval.json, gain.png and grid_steps*.png to {args.out}")
+    return 0
+
+
 def cmd_train_base(args: argparse.Namespace) -> int:
     from noiseppo.config import BaseTrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
@@ -163,23 +234,63 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from noiseppo.presets import resolve
+    from noiseppo.train import train
+
+    if args.resume:
+        given = [f for f in ("out", "config") if getattr(args, f)] + (["overrides"] if args.overrides else [])
+        given += [f for f in TRAIN_FLAGS if getattr(args, f) is not None]
+        if given or args.preset is not None:
+            raise UserError("--resume RUN_DIR continues a run with its saved config; give no other settings")
+        run = train(None, args.resume, resume=True)
+    else:
+        if not args.out:
+            raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
+        flags = {f: getattr(args, f) for f in TRAIN_FLAGS}
+        config = resolve(args.preset or "shapes", args.config, args.overrides, flags)
+        run = train(config, args.out)
+    print(f"policy written to {run / 'policy'}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from noiseppo.backends import BACKENDS
+    from noiseppo.policy import shipped_policies
+    from noiseppo.presets import presets
     from noiseppo.prompts import PROMPT_SETS
     from noiseppo.rewards import REWARDS
 
-    registry = {"prompts": PROMPT_SETS, "rewards": REWARDS, "backends": BACKENDS}[args.what]
-    for name, (_, description) in registry.items():
+    registries = {"prompts": PROMPT_SETS, "rewards": REWARDS, "backends": BACKENDS}
+    if args.what in registries:
+        listing = {name: description for name, (_, description) in registries[args.what].items()}
+    else:
+        listing = presets() if args.what == "presets" else shipped_policies()
+    for name, description in listing.items():
         print(f"{name:<18}{description}")
     return 0
 
 
 def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="shapes", help="a registered backend (noiseppo list backends)")
+    parser.add_argument("--backend", help="a registered backend (default: the policy's, else shapes)")
     parser.add_argument("--model", help="model folder or hub id (default: the backend's own)")
-    parser.add_argument("--scheduler", default="ddim", help="sampling scheduler: ddim, euler or dpm")
+    parser.add_argument("--scheduler", help="sampling scheduler: ddim, euler or dpm (default: ddim)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
+
+
+TRAIN_FLAGS = ("backend", "model", "reward", "prompts", "steps", "iterations", "device", "dtype", "seed")
+"""The settings people change most, also given as plain ``noiseppo train`` flags."""
+
+
+def _config_help() -> str:
+    from noiseppo.config import TrainConfig
+    from noiseppo.dataclass_args import field_docs
+
+    lines = ["config keys (YAML file or KEY=VALUE; defaults from the preset, see 'noiseppo list presets'):"]
+    for key, doc in field_docs(TrainConfig).items():
+        lines.append(f"  {key:<22}{doc}")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,18 +328,61 @@ def build_parser() -> argparse.ArgumentParser:
     samp.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     samp.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
     samp.add_argument("--n", type=_int_at_least(1), default=4, help="images per prompt")
-    samp.add_argument("--steps", type=_int_at_least(1), default=4, help="sampling steps (1-50)")
+    samp.add_argument(
+        "--steps", type=_int_at_least(1), help="sampling steps, 1-50 (default: the policy's training steps, else 4)"
+    )
     samp.add_argument(
         "--guidance", type=float, help="classifier-free guidance scale (1.0: none; default: the model's own)"
     )
     samp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
     samp.add_argument("--batch", type=_int_at_least(1), default=64, help="images per forward pass")
     _add_backend_arguments(samp)
+    samp.add_argument("--policy", help="a run folder, a policy folder or a shipped policy (noiseppo list policies)")
+    samp.add_argument(
+        "--policy-mode", default="sample", choices=["sample", "mean"], help="policy latents: μ + σ ⊙ ε, or μ alone"
+    )
     samp.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     samp.set_defaults(func=cmd_sample)
 
+    ev = sub.add_parser("eval", help="paired evaluation of a noise policy against standard noise")
+    ev.add_argument("--policy", required=True, help="a run folder, a policy folder or a shipped policy")
+    ev.add_argument("--prompts", default="shapes-test", help="a prompt set or a .txt/.jsonl file")
+    ev.add_argument("--steps", help="comma-separated step counts (default: the policy's training steps)")
+    ev.add_argument("--seeds", type=_int_at_least(1), default=8, help="samples per prompt")
+    ev.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (pairs with noiseppo sample)")
+    ev.add_argument("--guidance", type=float, help="guidance scale (default: the model's own)")
+    ev.add_argument("--reward", help="a registered reward (default: the policy's training reward)")
+    ev.add_argument("--batch", type=_int_at_least(1), default=128, help="images per forward pass")
+    ev.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
+    _add_backend_arguments(ev)
+    ev.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    ev.set_defaults(func=cmd_eval)
+
+    tr = sub.add_parser(
+        "train",
+        help="train a noise policy with PPO",
+        description="Train a prompt-conditioned initial-noise policy for a frozen model with PPO.",
+        epilog=_config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lr=1e-4 steps=2")
+    tr.add_argument("--preset", help="a shipped preset (noiseppo list presets; default: shapes)")
+    tr.add_argument("--config", help="a YAML file of config keys, applied over the preset")
+    tr.add_argument("--out", help="run folder to create (must not exist or be empty)")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    tr.add_argument("--backend", help="a registered backend (noiseppo list backends)")
+    tr.add_argument("--model", help="model folder or hub id of the frozen model")
+    tr.add_argument("--reward", help="a registered reward (noiseppo list rewards)")
+    tr.add_argument("--prompts", help="training prompts: a prompt set or a .txt/.jsonl file")
+    tr.add_argument("--steps", type=_int_at_least(1), help="sampling steps of the frozen model")
+    tr.add_argument("--iterations", type=_int_at_least(1), help="PPO iterations")
+    tr.add_argument("--device", help="torch device")
+    tr.add_argument("--dtype", help="dtype of the frozen model")
+    tr.add_argument("--seed", type=_int_at_least(0), help="seed of the run")
+    tr.set_defaults(func=cmd_train)
+
     listing = sub.add_parser("list", help="what a registry holds, one per line")
-    listing.add_argument("what", choices=["prompts", "rewards", "backends"])
+    listing.add_argument("what", choices=["presets", "rewards", "backends", "prompts", "policies"])
     listing.set_defaults(func=cmd_list)
     return parser
 

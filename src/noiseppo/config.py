@@ -29,6 +29,9 @@ class BaseTrainConfig:
     """Transformer blocks at the denoiser's bottleneck."""
     text_dim: int = 64
     """Width of the text encoder (and of the token states a noise policy conditions on)."""
+    init: str = ""
+    """Model folder (an exported ``model/`` or a snapshot) to start from instead of a random
+    initialisation: continues an earlier run with a fresh learning-rate schedule."""
     seed: int = 0
     """Seed of the dataset, the initialisation, the timesteps and the noise."""
     checkpoint_every: int = 250
@@ -41,3 +44,96 @@ class BaseTrainConfig:
     """Guidance scale of the quick evaluation."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``noiseppo train``: the frozen model, the reward, the policy and PPO.
+
+    One iteration renders ``prompts_per_iteration`` x ``samples_per_prompt`` images, scores
+    them, and runs ``epochs`` passes of minibatch PPO over them.
+    """
+
+    # What is being tuned, and against what.
+    backend: str = "shapes"
+    """A registered backend (``noiseppo list backends``)."""
+    model: str = ""
+    """Model folder or hub id ("": the backend's default)."""
+    scheduler: str = "ddim"
+    """Sampling scheduler of the frozen model."""
+    device: str = "cpu"
+    """torch device of the frozen model and the policy."""
+    dtype: str = "float32"
+    """dtype of the frozen model (float32, float16 or bfloat16); the policy stays float32."""
+    reward: str = "shapes"
+    """A registered reward (``noiseppo list rewards``); a black box, never differentiated."""
+    prompts: str = "shapes-train"
+    """Training prompts: a prompt set or a .txt/.jsonl file."""
+    eval_prompts: str = "shapes-test"
+    """Held-out prompts for the periodic evaluation ("" to skip it)."""
+    steps: int = 4
+    """Sampling steps of the frozen model: the policy is trained for this step count."""
+    guidance: float = 0.0
+    """Classifier-free guidance scale (0: the backend's default; 1.0: no guidance)."""
+
+    # The rollout.
+    iterations: int = 60
+    """PPO iterations (rollout, then update)."""
+    prompts_per_iteration: int = 16
+    """Prompts drawn (without replacement) per iteration."""
+    samples_per_prompt: int = 8
+    """Latents per prompt: the group whose rewards normalise each other's advantages."""
+    render_batch: int = 128
+    """Images per forward pass of the frozen model (memory, not learning)."""
+
+    # The policy.
+    grid: int = 8
+    """Side of the policy's low-resolution output map, upsampled to the latent size."""
+    width: int = 64
+    """Width of the policy's attention layer."""
+    learn_sigma: bool = False
+    """Learn a per-prompt σ (bounded by ``log_sigma_max``) instead of keeping σ = 1."""
+    log_sigma_max: float = 0.5
+    """Bound on |log σ| when ``learn_sigma`` is on."""
+
+    # PPO.
+    logprob: str = "sum"
+    """Log-probability convention: "sum" over latent dimensions (the true density, the clip
+    is a real trust region) or "mean" (DDPO's; the ratio barely moves, the clip is inert)."""
+    lr: float = 3e-4
+    """AdamW learning rate of the policy."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    epochs: int = 4
+    """PPO epochs over each iteration's samples."""
+    minibatch: int = 32
+    """Samples per PPO minibatch; must divide prompts_per_iteration x samples_per_prompt."""
+    clip_range: float = 0.2
+    """PPO clip range ε: the ratio is clipped to [1-ε, 1+ε]."""
+    target_kl: float = 0.001
+    """Stop an iteration's epochs once a minibatch's exact KL(π_old ‖ π_new), per latent
+    dimension, exceeds this (0: never). 0.001 lets the mean move ≈ 0.045 per dimension."""
+    kl_coef: float = 0.0
+    """Weight of the closed-form KL(π(·|c) ‖ N(0, I)) penalty (same reduction as ``logprob``)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip of each minibatch step."""
+    adv_buffer: int = 32
+    """Rewards remembered per prompt for advantage normalisation (DDPO's per-prompt tracker)."""
+    adv_min_count: int = 16
+    """Below this many remembered rewards a prompt uses the batch's statistics instead."""
+    max_nan_fraction: float = 0.1
+    """NaN rewards are dropped and counted; past this fraction of a batch the run aborts."""
+
+    # Bookkeeping.
+    seed: int = 0
+    """Seed of prompt draws, noise and minibatch order (each derived from (seed, iteration))."""
+    checkpoint_every: int = 10
+    """Iterations between resumable checkpoints (and always at the end)."""
+    eval_every: int = 20
+    """Iterations between held-out evaluations (and always at the end; 0: only at the end)."""
+    eval_seeds: int = 1
+    """Samples per held-out prompt in the periodic evaluation."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs ``pip install wandb``)."""

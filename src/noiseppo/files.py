@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,3 +34,47 @@ def new_output_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replaced_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``path`` (if any) only once the block succeeds.
+
+    Files are flushed before the rename, so a crash leaves the old folder or the new
+    one. (Between the two renames there is an instant where ``path`` is missing; readers
+    that must never see that look for the ``.old-*`` sibling.)
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def truncate_jsonl(path: Path, key: str, last: int) -> None:
+    """Keep the rows whose ``key`` is at most ``last``: a killed run may have logged work it must redo.
+
+    A row cut short by the kill (not valid JSON) is dropped too.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)[key] <= last:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    path.write_text("".join(line + "\n" for line in kept))

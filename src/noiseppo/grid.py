@@ -29,3 +29,10 @@ def captioned_grid(
         for i, line in enumerate(textwrap.wrap(caption, chars)[:lines]):
             draw.text((x, y + h + 2 + i * line_height), line, fill=(0, 0, 0), font=font)
     return grid
+
+
+def to_pil(image) -> Image.Image:
+    """A (3, H, W) float tensor in [0, 1] as an 8-bit PIL image (rounded, not truncated)."""
+    import torch
+
+    return Image.fromarray((image.clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())

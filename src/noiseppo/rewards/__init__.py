@@ -40,3 +40,28 @@ def get_reward(name: str) -> Reward:
     if name not in REWARDS:
         raise UserError(f"unknown reward '{name}' (known: {', '.join(REWARDS)})")
     return REWARDS[name][0]()
+
+
+def score_batch(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+    """The reward's scores, checked: one finite-or-NaN float per image, nothing else."""
+    import torch
+
+    try:
+        scores = torch.as_tensor(reward(images, prompts), dtype=torch.float32).flatten()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"the reward returned something that is not a list of numbers ({e})") from None
+    if scores.numel() != len(prompts):
+        raise UserError(f"the reward returned {scores.numel()} scores for {len(prompts)} images")
+    if torch.isinf(scores).any():
+        raise UserError("the reward returned an infinite score")
+    return scores
+
+
+def detail_metrics(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> dict[str, list[float]]:
+    """Numeric per-image fields of ``reward.details`` (for Shapes: correct, partial); {} without it."""
+    details = getattr(reward, "details", None)
+    if details is None:
+        return {}
+    rows = details(images, prompts)
+    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)] if rows else []
+    return {k: [float(row[k]) for row in rows] for k in keys}

@@ -26,6 +26,7 @@ from noiseppo.backends.shapes import ShapesBackend
 from noiseppo.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
 from noiseppo.config import BaseTrainConfig
 from noiseppo.errors import UserError
+from noiseppo.files import truncate_jsonl
 from noiseppo.shapes.grammar import COLOURS, SHAPES, all_prompts
 from noiseppo.shapes.model import BOS, PAD, ShapesDenoiser, ShapesTextEncoder
 from noiseppo.shapes.render import ShapesDataset
@@ -68,6 +69,8 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
     """Train (or resume) into ``out``; returns the exported model folder."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.init and not (Path(config.init) / "denoiser" / "config.json").is_file():
+        raise UserError(f"--init {config.init}: not a model folder (no denoiser/config.json)")
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "config.json"
     if resume:
@@ -80,6 +83,8 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
         config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
 
     text_encoder, denoiser, scheduler = build(config)
+    if config.init:
+        _load_init(text_encoder, denoiser, Path(config.init))
     params = list(text_encoder.parameters()) + list(denoiser.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     ema = EMAModel(params, decay=config.ema_decay)
@@ -94,7 +99,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
         ema.optimization_step = meta["ema_step"]
         generator.set_state(tensors["rng"])
         start = meta["step"]
-        _truncate_metrics(out / "metrics.jsonl", start)
+        truncate_jsonl(out / "metrics.jsonl", "step", start)
         print(f"resumed at step {start}")
 
     def lr_at(step: int) -> float:
@@ -151,19 +156,18 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
     return export(text_encoder, denoiser, scheduler, ema, params, out / "model")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep only the rows up to the checkpoint's step: a killed run may have logged steps past it."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
+def _load_init(text_encoder: ShapesTextEncoder, denoiser: ShapesDenoiser, folder: Path) -> None:
+    """Copy the weights of an exported model into freshly built modules of the same shape."""
+    for name, module in (("text_encoder", text_encoder), ("denoiser", denoiser)):
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a row cut short by the kill
-            continue
-        if row["step"] <= step:
-            kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept))
+            loaded = type(module).from_pretrained(folder / name)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise UserError(f"--init {folder}: cannot load {name}: {reason}") from None
+        try:
+            module.load_state_dict(loaded.state_dict())
+        except RuntimeError:
+            raise UserError(f"--init {folder}: {name} does not match --dim/--depth/--text-dim") from None
 
 
 def _with_ema(ema: EMAModel, params: list[torch.nn.Parameter], fn):

@@ -1,0 +1,54 @@
+"""Per-prompt advantage normalisation (DDPO's per-prompt stat tracker).
+
+Each prompt remembers its last ``buffer`` rewards. A reward's advantage is its distance
+from the prompt's mean in units of the prompt's standard deviation, so an easy prompt
+and a hard one push the policy equally. Until a prompt has ``min_count`` rewards it
+uses the whole batch's statistics. A group whose rewards are all equal has no signal:
+its advantages are 0 and it is counted (``zero_spread``), not divided by zero.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+EPS = 1e-6
+
+
+class PerPromptStats:
+    def __init__(self, buffer: int, min_count: int):
+        self.buffer, self.min_count = buffer, min_count
+        self.history: dict[str, deque[float]] = {}
+
+    def advantages(self, prompts: list[str], rewards: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Advantages for ``rewards`` (one per prompt occurrence), after remembering them."""
+        rewards = np.asarray(rewards, dtype=np.float64)
+        batch_mean, batch_std = rewards.mean(), rewards.std()
+        out = np.zeros_like(rewards)
+        zero_spread = groups = 0
+        for prompt in dict.fromkeys(prompts):
+            idx = np.array([i for i, p in enumerate(prompts) if p == prompt])
+            seen = self.history.setdefault(prompt, deque(maxlen=self.buffer))
+            seen.extend(rewards[idx].tolist())
+            if len(seen) >= self.min_count:
+                mean, std = float(np.mean(seen)), float(np.std(seen))
+            else:
+                mean, std = batch_mean, batch_std
+            groups += 1
+            if np.ptp(rewards[idx]) < EPS:
+                zero_spread += 1  # no sample is better than another: nothing to learn from this group
+                continue
+            out[idx] = (rewards[idx] - mean) / max(std, EPS)
+        return out, {"zero_spread_groups": zero_spread / max(groups, 1)}
+
+    def state_dict(self) -> dict:
+        return {
+            "buffer": self.buffer,
+            "min_count": self.min_count,
+            "history": {p: list(h) for p, h in self.history.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer, self.min_count = state["buffer"], state["min_count"]
+        self.history = {p: deque(h, maxlen=self.buffer) for p, h in state["history"].items()}

@@ -1,0 +1,175 @@
+"""Paired evaluation of a noise policy against standard Gaussian noise (``noiseppo eval``).
+
+For every step count, every prompt and every seed the frozen model renders three
+images from the same standard noise ε (the project's seed rule): ``standard`` (ε),
+``policy`` (μ(c) + σ(c) ⊙ ε, a policy sample) and ``policy_mu`` (μ(c), the policy's
+mean). The reward and its numeric details (for Shapes: ``correct`` and ``partial``) are
+compared pairwise. Confidence intervals come from a cluster bootstrap over prompts:
+prompts are resampled with all their seeds, because images of one prompt are not
+independent of each other.
+
+``eval.json`` (the README documents the schema)::
+
+    {"policy": ..., "backend": ..., "model": ..., "scheduler": ..., "reward": ...,
+     "prompts": ..., "seeds": 8, "seed": 0, "guidance": 1.0, "bootstrap": 10000,
+     "results": [{"steps": 4, "metric": "correct", "n": 1184,
+                  "standard": 0.22, "policy": 0.35, "delta": 0.13, "ci95_low": 0.10, "ci95_high": 0.16,
+                  "policy_mu": 0.30, "delta_mu": 0.08, "ci95_mu_low": 0.05, "ci95_mu_high": 0.11}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from noiseppo.backends.base import Backend
+from noiseppo.grid import captioned_grid, to_pil
+from noiseppo.policy import NoisePolicy
+from noiseppo.rewards import Reward, detail_metrics, score_batch
+from noiseppo.sampling import sample
+
+SIDES = ("standard", "policy", "policy_mu")
+
+
+def paired_bootstrap(
+    delta: np.ndarray, clusters: np.ndarray, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of mean(delta), resampling whole clusters (prompts) with replacement."""
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(inverse, weights=delta, minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(ids), size=(resamples, len(ids)))
+    means = sums[picks].sum(1) / counts[picks].sum(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass
+class StepResult:
+    steps: int
+    scores: dict[str, dict[str, np.ndarray]]  # side -> metric -> per-image score
+    prompt_index: np.ndarray
+    images: dict[str, list[torch.Tensor]]  # side -> images (for the grid)
+    prompts: list[str]
+
+
+def evaluate_steps(
+    backend: Backend,
+    policy: NoisePolicy,
+    reward: Reward,
+    prompts: list[str],
+    steps: int,
+    seeds: int,
+    guidance: float,
+    seed: int = 0,
+    batch: int = 128,
+) -> StepResult:
+    """Render and score the three sides at one step count, paired by seed."""
+    fns = {"standard": None, "policy": policy.latents_fn("sample"), "policy_mu": policy.latents_fn("mean")}
+    scores, images = {}, {}
+    for side, fn in fns.items():
+        samples = sample(backend, prompts, seeds, steps, guidance, seed, batch, fn)
+        stacked = torch.stack([s.image for s in samples])
+        texts = [s.prompt for s in samples]
+        metrics = {"reward": score_batch(reward, stacked, texts).numpy().astype(np.float64)}
+        metrics.update({k: np.asarray(v) for k, v in detail_metrics(reward, stacked, texts).items()})
+        scores[side] = metrics
+        images[side] = [s.image for s in samples]
+        prompt_index = np.array([s.prompt_index for s in samples])
+        texts_out = texts
+    return StepResult(steps, scores, prompt_index, images, texts_out)
+
+
+def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
+    """One row per metric: means of each side, paired deltas and their bootstrap intervals."""
+    rows = []
+    for metric, standard in result.scores["standard"].items():
+        policy = result.scores["policy"][metric]
+        mu = result.scores["policy_mu"][metric]
+        finite = np.isfinite(standard) & np.isfinite(policy) & np.isfinite(mu)
+        standard, policy, mu, clusters = standard[finite], policy[finite], mu[finite], result.prompt_index[finite]
+        low, high = paired_bootstrap(policy - standard, clusters, resamples)
+        low_mu, high_mu = paired_bootstrap(mu - standard, clusters, resamples)
+        rows.append(
+            {
+                "steps": result.steps,
+                "metric": metric,
+                "n": int(finite.sum()),
+                "standard": float(standard.mean()),
+                "policy": float(policy.mean()),
+                "delta": float((policy - standard).mean()),
+                "ci95_low": low,
+                "ci95_high": high,
+                "policy_mu": float(mu.mean()),
+                "delta_mu": float((mu - standard).mean()),
+                "ci95_mu_low": low_mu,
+                "ci95_mu_high": high_mu,
+            }
+        )
+    return rows
+
+
+def side_by_side(result: StepResult, max_prompts: int = 16) -> object:
+    """Standard and policy images of the same seed next to each other, first seed of each prompt."""
+    firsts = [k for k in range(len(result.prompts)) if k == 0 or result.prompt_index[k] != result.prompt_index[k - 1]]
+    images, captions = [], []
+    metric = "correct" if "correct" in result.scores["standard"] else "reward"
+    for k in firsts[:max_prompts]:
+        for side in ("standard", "policy"):
+            value = result.scores[side][metric][k]
+            verdict = ("OK" if value else "x") if metric == "correct" else f"{value:.2f}"
+            images.append(to_pil(result.images[side][k]))
+            captions.append(f"{side}: {verdict} {result.prompts[k]}")
+    return captioned_grid(images, captions, columns=8)
+
+
+def plot_gain(rows: list[dict], path: Path) -> None:
+    """Gain (policy - standard) against the step count, one line per metric, 95% CI bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
+    for metric in dict.fromkeys(r["metric"] for r in rows):
+        sel = [r for r in rows if r["metric"] == metric]
+        steps = [r["steps"] for r in sel]
+        delta = np.array([r["delta"] for r in sel])
+        err = np.array([[r["delta"] - r["ci95_low"] for r in sel], [r["ci95_high"] - r["delta"] for r in sel]])
+        ax.errorbar(steps, delta, yerr=err, marker="o", capsize=3, label=metric)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sampling steps")
+    ax.set_ylabel("policy - standard (95% CI)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'steps':>5} {'metric':<9}{'n':>6}{'standard':>10}{'policy':>9}{'delta':>8}{'95% CI':>18}"
+    head += f"{'mu':>8}{'delta':>8}"
+    lines = [head]
+    for r in rows:
+        ci = f"[{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"
+        lines.append(
+            f"{r['steps']:>5} {r['metric']:<9}{r['n']:>6}{r['standard']:>10.3f}{r['policy']:>9.3f}"
+            f"{r['delta']:>+8.3f}{ci:>18}{r['policy_mu']:>8.3f}{r['delta_mu']:>+8.3f}"
+        )
+    return "\n".join(lines)
+
+
+def write_eval(folder: Path, header: dict, rows: list[dict], results: list[StepResult]) -> None:
+    """eval.json, gain.png and one side-by-side grid per step count into ``folder``."""
+    (folder / "eval.json").write_text(json.dumps({**header, "results": rows}, indent=1))
+    plot_gain(
+        [r for r in rows if r["metric"] != "reward" or len({x["metric"] for x in rows}) == 1], folder / "gain.png"
+    )
+    for result in results:
+        side_by_side(result).save(folder / f"grid_steps{result.steps}.png")

@@ -1,0 +1,213 @@
+"""The prompt-conditioned initial-noise policy π_θ(z | c) = N(μ_θ(c), diag σ_θ(c)²).
+
+The policy reads the backend's prompt conditioning (token states, pooled vector, mask;
+frozen and detached) and outputs a mean and, optionally, a log standard deviation over
+the backend's latent shape. Learned queries, one per cell of a ``grid`` x ``grid`` map,
+attend to the prompt's tokens; a linear head turns each cell into per-channel values,
+which are upsampled bilinearly to the latent resolution. So the policy expresses
+layout ("something red on the left") at little cost, and its output is smooth.
+
+The head starts at zero: an untrained policy has μ = 0 and σ = 1 exactly, so its
+latents ``μ + σ ⊙ ε`` are bit for bit the standard Gaussian noise ``ε`` of the same seed.
+Sampling is reparameterised with ε drawn from the project's seed rule, which is what
+pairs "standard" and "policy" images one-to-one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from noiseppo.backends.base import Backend, Conditioning
+from noiseppo.errors import UserError
+from noiseppo.sampling import LatentsFn, standard_noise
+
+LOG_2PI = math.log(2 * math.pi)
+Mode = Literal["sample", "mean"]
+
+
+class NoisePolicy(ModelMixin, ConfigMixin):
+    """A small diagonal-Gaussian noise policy; see the module docstring."""
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_shape: Sequence[int] = (3, 32, 32),
+        cond_dim: int = 64,
+        grid: int = 8,
+        width: int = 64,
+        heads: int = 4,
+        learn_sigma: bool = False,
+        log_sigma_max: float = 0.5,
+    ):
+        super().__init__()
+        self.latent_shape = tuple(int(d) for d in latent_shape)
+        channels = self.latent_shape[0]
+        self.queries = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
+        self.token_in = nn.Linear(cond_dim, width)
+        self.pooled_in = nn.Linear(cond_dim, width)
+        self.norm = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
+        )
+        self.head = nn.Linear(width, channels * (2 if learn_sigma else 1))
+        nn.init.zeros_(self.head.weight)  # the untrained policy is exactly N(0, I)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, conditioning: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log standard deviation, each (N, *latent_shape)."""
+        cfg = self.config
+        states = conditioning.token_states.to(self.device, self.dtype)
+        pooled = conditioning.pooled.to(self.device, self.dtype)
+        if states.shape[-1] != cfg.cond_dim or pooled.shape[-1] != cfg.cond_dim:
+            raise UserError(
+                f"the policy reads conditioning of width {cfg.cond_dim}, the backend gives "
+                f"{states.shape[-1]} (token states) and {pooled.shape[-1]} (pooled)"
+            )
+        keys = self.token_in(states)
+        q = self.queries[None] + self.pooled_in(pooled)[:, None]
+        pad = ~conditioning.mask.to(self.device, torch.bool)
+        h = q + self.attn(self.norm(q), keys, keys, key_padding_mask=pad, need_weights=False)[0]
+        h = h + self.mlp(h)
+        out = self.head(h)  # (N, grid², C or 2C)
+        n = out.shape[0]
+        out = out.transpose(1, 2).reshape(n, -1, cfg.grid, cfg.grid)
+        out = F.interpolate(out, size=self.latent_shape[1:], mode="bilinear", align_corners=False)
+        channels = self.latent_shape[0]
+        mean = out[:, :channels]
+        if cfg.learn_sigma:
+            log_sigma = cfg.log_sigma_max * torch.tanh(out[:, channels:])  # bounded: σ ∈ [e^-b, e^b]
+        else:
+            log_sigma = torch.zeros_like(mean)
+        return mean, log_sigma
+
+    def sample(self, conditioning: Conditioning, eps: torch.Tensor) -> torch.Tensor:
+        """Reparameterised latents ``μ + σ ⊙ ε`` for the given standard noise ``eps``."""
+        mean, log_sigma = self(conditioning)
+        eps = eps.to(mean)
+        return mean + torch.exp(log_sigma) * eps
+
+    def log_prob(self, z: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+        """log π(z | c), summed over every latent dimension: (N,)."""
+        mean, log_sigma = self(conditioning)
+        return gaussian_log_prob(z, mean, log_sigma, "sum")
+
+    def kl_to_prior(self, conditioning: Conditioning) -> torch.Tensor:
+        """KL(π(·|c) ‖ N(0, I)), summed over every latent dimension: (N,)."""
+        mean, log_sigma = self(conditioning)
+        return gaussian_kl_to_prior(mean, log_sigma, "sum")
+
+    def latents_fn(self, mode: Mode = "sample") -> LatentsFn:
+        """The hook ``noiseppo.sampling.sample`` takes: standard noise ε → the policy's latents."""
+        if mode not in ("sample", "mean"):
+            raise UserError(f"unknown policy mode '{mode}' (known: sample, mean)")
+
+        @torch.no_grad()
+        def fn(conditioning: Conditioning, eps: torch.Tensor) -> torch.Tensor:
+            if eps.shape[1:] != self.latent_shape:
+                raise UserError(f"the policy makes latents of shape {self.latent_shape}, got {tuple(eps.shape[1:])}")
+            if mode == "mean":
+                return self(conditioning)[0].to(eps.device)
+            return self.sample(conditioning, eps).to(eps.device)
+
+        return fn
+
+
+def _reduce(x: torch.Tensor, reduce: Literal["sum", "mean"]) -> torch.Tensor:
+    flat = x.flatten(1)
+    return flat.sum(1) if reduce == "sum" else flat.mean(1)
+
+
+def gaussian_log_prob(
+    z: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Literal["sum", "mean"]
+) -> torch.Tensor:
+    """Diagonal-Gaussian log-density per sample, summed (true density) or averaged over dimensions."""
+    return _reduce(-0.5 * ((z - mean) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * LOG_2PI, reduce)
+
+
+def gaussian_kl_to_prior(mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Literal["sum", "mean"]) -> torch.Tensor:
+    """Closed-form KL(N(mean, σ²) ‖ N(0, 1)) per sample, summed or averaged over dimensions."""
+    return _reduce(0.5 * (torch.exp(2 * log_sigma) + mean**2 - 1) - log_sigma, reduce)
+
+
+def gaussian_kl(
+    mean_p: torch.Tensor, log_sigma_p: torch.Tensor, mean_q: torch.Tensor, log_sigma_q: torch.Tensor
+) -> torch.Tensor:
+    """Closed-form KL(p ‖ q) of diagonal Gaussians, averaged over dimensions: (N,)."""
+    var_ratio = torch.exp(2 * (log_sigma_p - log_sigma_q))
+    term = 0.5 * (var_ratio + ((mean_p - mean_q) * torch.exp(-log_sigma_q)) ** 2 - 1) - (log_sigma_p - log_sigma_q)
+    return term.flatten(1).mean(1)
+
+
+def policy_latents(
+    policy: NoisePolicy, backend: Backend, prompts: Sequence[str], seeds: Sequence[int], mode: Mode = "sample"
+) -> torch.Tensor:
+    """The policy's latents for ``prompts[i]`` with the standard noise of ``seeds[i]``."""
+    if len(prompts) != len(seeds):
+        raise UserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+    eps = standard_noise(backend.latent_shape, seeds)
+    return policy.latents_fn(mode)(backend.encode(list(prompts)), eps)
+
+
+SHIPPED_POLICIES = Path(__file__).resolve().parent / "weights" / "policies"
+
+
+def shipped_policies() -> dict[str, str]:
+    """Name → one-line description of each policy shipped in the package."""
+    found = {}
+    for folder in sorted(SHIPPED_POLICIES.glob("*/")):
+        info = folder / "README.txt"
+        found[folder.name] = info.read_text().splitlines()[0] if info.exists() else ""
+    return found
+
+
+def load_policy(name_or_path: str | Path) -> NoisePolicy:
+    """A policy from a run folder (its ``policy/``), a policy folder, or a shipped name."""
+    path = Path(name_or_path)
+    candidates = [path / "policy", path, SHIPPED_POLICIES / str(name_or_path)]
+    for folder in candidates:
+        if (folder / "config.json").is_file() and (folder / "diffusion_pytorch_model.safetensors").is_file():
+            try:
+                return NoisePolicy.from_pretrained(folder).eval().requires_grad_(False)
+            except (OSError, ValueError, RuntimeError) as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                raise UserError(f"{folder}: cannot load the policy: {reason}") from None
+    known = ", ".join(shipped_policies()) or "none"
+    raise UserError(
+        f"'{name_or_path}' is neither a run folder, a policy folder nor a shipped policy (shipped: {known})"
+    )
+
+
+def training_config(name_or_path: str | Path) -> dict | None:
+    """The training config a policy came with (backend, model, steps, ...), if it has one."""
+    import yaml
+
+    path = Path(name_or_path)
+    for candidate in (
+        path / "config.yaml",
+        path / "train_config.yaml",
+        SHIPPED_POLICIES / str(name_or_path) / "train_config.yaml",
+    ):
+        if candidate.is_file():
+            return yaml.safe_load(candidate.read_text())
+    return None
+
+
+def check_compatible(policy: NoisePolicy, backend: Backend) -> None:
+    """Refuse a policy trained for another latent shape."""
+    if tuple(backend.latent_shape) != policy.latent_shape:
+        raise UserError(
+            f"the policy makes latents of shape {policy.latent_shape}, "
+            f"backend '{backend.name}' takes {tuple(backend.latent_shape)}"
+        )

@@ -1,0 +1,106 @@
+"""The PPO update of the noise policy, in one place.
+
+The problem is a one-step contextual bandit: the context is the prompt, the action is
+the initial latent z, the reward comes from a black box after the frozen model renders
+z. A rollout therefore stores only (prompt, z, log π_old(z|c), advantage): no sampling
+trajectory, no gradients through the diffusion model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from noiseppo.backends.base import Conditioning
+from noiseppo.config import TrainConfig
+from noiseppo.policy import NoisePolicy, gaussian_kl, gaussian_kl_to_prior, gaussian_log_prob
+
+
+@dataclass
+class Rollout:
+    """What one iteration keeps of its samples: never images or trajectories."""
+
+    conditioning: Conditioning
+    latents: torch.Tensor  # (N, *latent_shape), the actions
+    old_logprob: torch.Tensor  # (N,), log π_old(z|c) under config.logprob
+    advantages: torch.Tensor  # (N,)
+    old_mean: torch.Tensor  # (N, *latent_shape): π_old's parameters, for the exact KL(π_old ‖ π_new)
+    old_log_sigma: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def take(self, index: torch.Tensor) -> Rollout:
+        c = self.conditioning
+        sub = Conditioning(
+            [c.prompts[i] for i in index.tolist()], c.token_states[index], c.pooled[index], c.mask[index]
+        )
+        return Rollout(
+            sub, self.latents[index], self.old_logprob[index], self.advantages[index],
+            self.old_mean[index], self.old_log_sigma[index],
+        )  # fmt: skip
+
+
+def ppo_loss(
+    new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate loss, with the ratio statistics PPO practitioners watch."""
+    logratio = new_logprob - old_logprob
+    ratio = torch.exp(logratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    loss = torch.max(unclipped, clipped).mean()
+    with torch.no_grad():
+        stats = {
+            # Schulman's k3 estimator of KL(old || new): unbiased and never negative.
+            "approx_kl": ((ratio - 1) - logratio).mean(),
+            "clipfrac": ((ratio - 1).abs() > clip_range).float().mean(),
+            "ratio_max": ratio.max(),
+        }
+    return loss, stats
+
+
+def ppo_update(
+    policy: NoisePolicy,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """``config.epochs`` passes of minibatch PPO over one rollout; returns mean statistics."""
+    history: dict[str, list[float]] = {}
+    stopped_early = 0.0
+    for _epoch in range(config.epochs):
+        order = torch.randperm(len(rollout), generator=generator)
+        for start in range(0, len(rollout), config.minibatch):
+            mb = rollout.take(order[start : start + config.minibatch])
+            mean, log_sigma = policy(mb.conditioning)
+            new_logprob = gaussian_log_prob(mb.latents, mean, log_sigma, config.logprob)
+            pg_loss, stats = ppo_loss(new_logprob, mb.old_logprob, mb.advantages, config.clip_range)
+            kl_prior = gaussian_kl_to_prior(mean, log_sigma, config.logprob).mean()
+            with torch.no_grad():  # how far the policy has moved, exactly, per latent dimension
+                stats["policy_kl"] = gaussian_kl(mb.old_mean, mb.old_log_sigma, mean, log_sigma).mean()
+            loss = pg_loss + config.kl_coef * kl_prior
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
+
+            row = {"pg_loss": pg_loss, "kl_prior": kl_prior, "grad_norm": grad_norm, **stats}
+            for key, value in row.items():
+                history.setdefault(key, []).append(float(value.detach()) if torch.is_tensor(value) else float(value))
+            # Early stop on the trust region, measured by the exact Gaussian KL per dimension:
+            # it means the same under either logprob convention, unlike approx_kl.
+            if config.target_kl > 0 and float(stats["policy_kl"]) > config.target_kl:
+                stopped_early = 1.0
+                break
+        if stopped_early:
+            break
+    out = {key: float(np.mean(values)) for key, values in history.items()}
+    out["policy_kl_last"] = history["policy_kl"][-1]
+    out["minibatch_steps"] = float(len(history["approx_kl"]))
+    out["stopped_early"] = stopped_early
+    return out

@@ -1,0 +1,126 @@
+"""Resolving a ``TrainConfig``: dataclass defaults < preset < ``--config`` file < ``key=value``.
+
+Presets are YAML files shipped in ``noiseppo/configs/`` (``noiseppo list presets``). A
+YAML file holds a flat mapping of ``TrainConfig`` fields; an unknown key, a value of the
+wrong type or a malformed file is refused with the file and key named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from noiseppo.config import TrainConfig
+from noiseppo.errors import UserError
+
+PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_PRESET = "shapes"
+
+
+def presets() -> dict[str, str]:
+    """Preset name → its description (the YAML file's first comment line)."""
+    found = {}
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.read_text() else ""
+        found[path.stem] = first.lstrip("# ").strip()
+    return found
+
+
+def _convert(key: str, value: Any, where: str) -> Any:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if key not in fields:
+        raise UserError(f"{where}: unknown config key '{key}' (see 'noiseppo train --help')")
+    kind = get_type_hints(TrainConfig)[key]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif kind is int and not isinstance(value, bool):
+        try:
+            if isinstance(value, str) or float(value) == int(value):
+                return int(value)
+        except (TypeError, ValueError):
+            pass
+    elif kind is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise UserError(f"{where}: '{key}' must be a {kind.__name__}, got {value!r}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the config ({e.__class__.__name__})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "malformed YAML"
+        raise UserError(f"{path}{line}: malformed YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return {str(k): _convert(str(k), v, str(path)) for k, v in data.items()}
+
+
+def resolve(
+    preset: str = DEFAULT_PRESET,
+    config_file: str | None = None,
+    overrides: list[str] = (),  # type: ignore[assignment]
+    flags: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """The config of a run, each layer overriding the one before it."""
+    if preset not in presets():
+        raise UserError(f"unknown preset '{preset}' (known: {', '.join(presets())})")
+    values = _read_yaml(PRESETS_DIR / f"{preset}.yaml")
+    if config_file:
+        values.update(_read_yaml(Path(config_file)))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"'{item}': overrides are written key=value")
+        values[key.strip()] = _convert(key.strip(), yaml.safe_load(value) if value else "", "override")
+    values.update({k: _convert(k, v, "flag") for k, v in (flags or {}).items() if v is not None})
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Refuse settings that cannot run, before anything is loaded or written."""
+    positive = ["steps", "iterations", "prompts_per_iteration", "samples_per_prompt", "render_batch", "epochs"]
+    positive += ["minibatch", "grid", "width", "checkpoint_every", "eval_seeds", "adv_buffer"]
+    for key in positive:
+        if getattr(config, key) < 1:
+            raise UserError(f"config: '{key}' must be >= 1, got {getattr(config, key)}")
+    batch = config.prompts_per_iteration * config.samples_per_prompt
+    if batch % config.minibatch:
+        raise UserError(
+            f"config: minibatch {config.minibatch} does not divide the batch of {batch} samples "
+            f"(prompts_per_iteration {config.prompts_per_iteration} x samples_per_prompt {config.samples_per_prompt})"
+        )
+    if config.logprob not in ("sum", "mean"):
+        raise UserError(f"config: logprob must be 'sum' or 'mean', got '{config.logprob}'")
+    for key in ("lr", "clip_range"):
+        if not getattr(config, key) > 0:
+            raise UserError(f"config: '{key}' must be > 0, got {getattr(config, key)}")
+    for key in ("guidance", "target_kl", "kl_coef", "weight_decay", "eval_every", "adv_min_count", "threads"):
+        if getattr(config, key) < 0:
+            raise UserError(f"config: '{key}' must be >= 0, got {getattr(config, key)}")
+    if not 0 <= config.max_nan_fraction < 1:
+        raise UserError(f"config: max_nan_fraction must be in [0, 1), got {config.max_nan_fraction}")
+
+
+def to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

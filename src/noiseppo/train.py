@@ -1,0 +1,336 @@
+"""The Noise PPO training loop (``noiseppo train``).
+
+Each iteration: draw prompts, draw standard noise ε, take latents z = μ(c) + σ(c) ⊙ ε
+from the policy, render them with the frozen backend, score the images with the
+black-box reward, turn rewards into per-prompt advantages, and run the PPO update
+(``noiseppo.ppo``). Only z, log π_old(z|c) and the advantages are kept.
+
+Every random draw of iteration ``i`` (the prompts, the noise, the minibatch order)
+comes from one generator seeded by ``(seed, i)``, so a resumed run repeats exactly what
+the uninterrupted run would have done; the generator's state at an iteration boundary
+is a function of the iteration, which is why the checkpoint stores the iteration and not
+a generator state.
+
+The run folder::
+
+    config.yaml      the resolved config (what --resume reads)
+    metrics.jsonl    one JSON row per iteration (and eval rows)
+    tb/              TensorBoard logs
+    checkpoint/      state.safetensors + state.json: policy, optimizer, advantage stats, iteration
+    policy/          the latest policy (NoisePolicy.save_pretrained), what eval/sample --policy load
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from noiseppo.advantages import PerPromptStats
+from noiseppo.backends import get_backend
+from noiseppo.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.config import TrainConfig
+from noiseppo.errors import UserError
+from noiseppo.files import replaced_folder, truncate_jsonl
+from noiseppo.policy import NoisePolicy, gaussian_log_prob
+from noiseppo.ppo import Rollout, ppo_update
+from noiseppo.presets import resolve, to_yaml, validate
+from noiseppo.prompts import load_prompts
+from noiseppo.rewards import detail_metrics, get_reward, score_batch
+from noiseppo.sampling import sample
+from noiseppo.seeds import sample_seed
+
+TRAIN_STREAM = 2**40
+"""Sample index under which training draws its generator: no command draws that many samples."""
+EVAL_SEED = 0
+"""Base seed of the periodic held-out evaluation (pairs with ``noiseppo sample --seed 0``)."""
+
+
+def iteration_generator(config: TrainConfig, iteration: int) -> torch.Generator:
+    return torch.Generator().manual_seed(sample_seed(config.seed, iteration, TRAIN_STREAM))
+
+
+class Trainer:
+    """Holds the frozen backend, the reward, the policy and its optimizer for one run."""
+
+    def __init__(self, config: TrainConfig):
+        validate(config)
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.backend = get_backend(config.backend, config.model or None, config.scheduler, config.device, config.dtype)
+        self.guidance = config.guidance or self.backend.default_guidance
+        self.reward = get_reward(config.reward)
+        self.prompts = load_prompts(config.prompts)
+        if len(self.prompts) < config.prompts_per_iteration:
+            raise UserError(
+                f"config: prompts_per_iteration {config.prompts_per_iteration} exceeds the "
+                f"{len(self.prompts)} prompts of '{config.prompts}'"
+            )
+        self.eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
+        # Refuse prompts outside the backend's language now, before any file is written.
+        self.backend.encode(list(dict.fromkeys(self.prompts + self.eval_prompts)))
+        torch.manual_seed(config.seed)  # the policy's (non-zero) hidden layers
+        self.policy = NoisePolicy(
+            latent_shape=self.backend.latent_shape,
+            cond_dim=self.backend.encode(self.prompts[:1]).pooled.shape[-1],
+            grid=config.grid,
+            width=config.width,
+            learn_sigma=config.learn_sigma,
+            log_sigma_max=config.log_sigma_max,
+        ).to(config.device)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count)
+        self.iteration = 0
+        self._standard_eval: dict[str, float] | None = None
+
+    # -- one iteration ------------------------------------------------------------------
+    def rollout(self, generator: torch.Generator) -> tuple[Rollout, dict[str, float]]:
+        """Render and score one batch; keep only what the update needs."""
+        cfg = self.config
+        timings = {"time_sampling": 0.0, "time_reward": 0.0}
+        chosen = torch.randperm(len(self.prompts), generator=generator)[: cfg.prompts_per_iteration]
+        prompts = [self.prompts[i] for i in chosen.tolist() for _ in range(cfg.samples_per_prompt)]
+        eps = torch.randn(len(prompts), *self.backend.latent_shape, generator=generator)
+
+        latents, logprobs, rewards, conds, fields, means, log_sigmas = [], [], [], [], {}, [], []
+        for start in range(0, len(prompts), cfg.render_batch):
+            chunk = prompts[start : start + cfg.render_batch]
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                cond = self.backend.encode(chunk)
+                mean, log_sigma = self.policy(cond)
+                z = mean + torch.exp(log_sigma) * eps[start : start + len(chunk)].to(mean)
+                images = self.backend.generate(z, cond, cfg.steps, self.guidance)
+            t1 = time.perf_counter()
+            rewards.append(score_batch(self.reward, images, chunk))
+            for key, values in detail_metrics(self.reward, images, chunk).items():
+                fields.setdefault(key, []).extend(values)
+            timings["time_sampling"] += t1 - t0
+            timings["time_reward"] += time.perf_counter() - t1
+            latents.append(z)
+            logprobs.append(gaussian_log_prob(z, mean, log_sigma, cfg.logprob))
+            means.append(mean)
+            log_sigmas.append(log_sigma)
+            conds.append(cond)
+
+        reward = torch.cat(rewards)
+        finite = torch.isfinite(reward)
+        dropped = int((~finite).sum())
+        if dropped > cfg.max_nan_fraction * len(reward):
+            raise UserError(
+                f"the reward '{cfg.reward}' returned NaN for {dropped} of {len(reward)} images at iteration "
+                f"{self.iteration} (max_nan_fraction is {cfg.max_nan_fraction})"
+            )
+        keep = finite.nonzero().flatten()
+        kept_prompts = [prompts[i] for i in keep.tolist()]
+        advantages, adv_info = self.stats.advantages(kept_prompts, reward[keep].numpy())
+        cond = _cat_conditioning(conds)
+        full = Rollout(
+            cond,
+            torch.cat(latents),
+            torch.cat(logprobs),
+            torch.zeros(len(prompts)),
+            torch.cat(means),
+            torch.cat(log_sigmas),
+        )
+        rollout = full.take(keep)
+        rollout.advantages = torch.as_tensor(advantages, dtype=torch.float32, device=rollout.latents.device)
+
+        info = {
+            "reward_mean": float(reward[keep].mean()),
+            "reward_std": float(reward[keep].std()) if len(keep) > 1 else 0.0,
+            "nan_rewards": float(dropped),
+            **adv_info,
+            **timings,
+        }
+        for key, values in fields.items():
+            info[f"train_{key}"] = float(np.nanmean(values))
+        return rollout, info
+
+    def step(self) -> dict[str, float]:
+        """One PPO iteration: rollout, advantages, update. Returns the metrics row."""
+        cfg = self.config
+        generator = iteration_generator(cfg, self.iteration)
+        start = time.perf_counter()
+        rollout, row = self.rollout(generator)
+        t0 = time.perf_counter()
+        self.policy.train()
+        row.update(ppo_update(self.policy, self.optimizer, rollout, cfg, generator))
+        self.policy.eval()
+        row["time_update"] = time.perf_counter() - t0
+        row.update(self.policy_stats())
+        row["samples_per_s"] = cfg.prompts_per_iteration * cfg.samples_per_prompt / (time.perf_counter() - start)
+        self.iteration += 1
+        return {"iteration": self.iteration, **row}
+
+    @torch.no_grad()
+    def policy_stats(self) -> dict[str, float]:
+        """Size of the learned mean and σ on a fixed sample of training prompts."""
+        mean, log_sigma = self.policy(self.backend.encode(self.prompts[:: max(1, len(self.prompts) // 64)]))
+        return {
+            "mu_rms": float(mean.pow(2).mean().sqrt()),
+            "mu_norm": float(mean.flatten(1).norm(dim=1).mean()),
+            "sigma_mean": float(torch.exp(log_sigma).mean()),
+        }
+
+    # -- held-out evaluation --------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Reward (and the reward's details) on the held-out prompts, standard vs policy noise."""
+        cfg = self.config
+        if not self.eval_prompts:
+            return {}
+
+        def scores(latents_fn) -> dict[str, float]:
+            samples = sample(
+                self.backend, self.eval_prompts, cfg.eval_seeds, cfg.steps, self.guidance, EVAL_SEED,
+                cfg.render_batch, latents_fn,
+            )  # fmt: skip
+            images = torch.stack([s.image for s in samples])
+            texts = [s.prompt for s in samples]
+            out = {"reward": float(score_batch(self.reward, images, texts).nanmean())}
+            out.update({k: float(np.mean(v)) for k, v in detail_metrics(self.reward, images, texts).items()})
+            return out
+
+        if self._standard_eval is None:  # the frozen model's side never changes
+            self._standard_eval = scores(None)
+        policy_side = scores(self.policy.latents_fn("sample"))
+        row = {f"eval_{k}": v for k, v in policy_side.items()}
+        row.update({f"eval_standard_{k}": v for k, v in self._standard_eval.items()})
+        return row
+
+    # -- state on disk -------------------------------------------------------------------
+    def save(self, run: Path) -> None:
+        tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
+        tensors.update(opt_tensors)
+        meta = {"iteration": self.iteration, "optimizer": opt_meta, "advantage_stats": self.stats.state_dict()}
+        save_state(run / "checkpoint", tensors, meta)
+        with replaced_folder(run / "policy") as tmp:
+            self.policy.save_pretrained(tmp)
+
+    def load(self, run: Path) -> None:
+        tensors, meta = load_state(run / "checkpoint")
+        try:
+            self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
+            optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
+            self.stats.load_state_dict(meta["advantage_stats"])
+            self.iteration = int(meta["iteration"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise UserError(
+                f"{run / 'checkpoint'}: does not match this run's config ({e.__class__.__name__})"
+            ) from None
+
+
+def _cat_conditioning(parts):
+    from noiseppo.backends.base import Conditioning
+
+    if len(parts) == 1:
+        return parts[0]
+    width = max(p.token_states.shape[1] for p in parts)
+
+    def pad(x: torch.Tensor, value) -> torch.Tensor:
+        extra = width - x.shape[1]
+        if extra == 0:
+            return x
+        filler = torch.full((x.shape[0], extra, *x.shape[2:]), value, dtype=x.dtype, device=x.device)
+        return torch.cat([x, filler], dim=1)
+
+    return Conditioning(
+        [p for part in parts for p in part.prompts],
+        torch.cat([pad(p.token_states, 0.0) for p in parts]),
+        torch.cat([p.pooled for p in parts]),
+        torch.cat([pad(p.mask, False) for p in parts]),
+    )
+
+
+def _open_run(out: Path, resume: bool) -> TrainConfig | None:
+    if resume:
+        if not (out / "config.yaml").is_file() or not (out / "checkpoint" / "state.json").is_file():
+            raise UserError(f"{out}: not a run folder to resume (needs config.yaml and checkpoint/)")
+        return resolve(config_file=str(out / "config.yaml"))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: run folder exists and is not empty; use --resume or a new folder")
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent}: parent folder of the run does not exist")
+    return None
+
+
+def train(config: TrainConfig | None, out: str | Path, resume: bool = False, quiet: bool = False) -> Path:
+    """Train a noise policy into run folder ``out`` (or resume it); returns ``out``."""
+    out = Path(out)
+    saved = _open_run(out, resume)
+    config = saved if saved is not None else config
+    assert config is not None
+    trainer = Trainer(config)  # every input is checked here, before the folder is touched
+    if resume:
+        trainer.load(out)
+    cfg = config
+    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
+    say = (lambda *a: None) if quiet else print
+    say(
+        f"batch: {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} samples = {batch} images per "
+        f"iteration, {batch // cfg.minibatch} minibatches of {cfg.minibatch} x {cfg.epochs} epochs; "
+        f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps, "
+        f"guidance {trainer.guidance}"
+    )
+
+    first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
+    if not resume:
+        out.mkdir(exist_ok=True)
+        tmp = out / ".config.yaml.tmp"
+        tmp.write_text(to_yaml(config))
+        tmp.replace(out / "config.yaml")
+        trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
+    truncate_jsonl(out / "metrics.jsonl", "iteration", trainer.iteration)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
+    wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
+    if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
+        _log(out, writer, wandb_run, first_row, quiet)
+    bar = tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", unit="it")
+    while trainer.iteration < cfg.iterations:
+        row = trainer.step()
+        done = trainer.iteration
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+            row.update(trainer.evaluate())
+        _log(out, writer, wandb_run, row, quiet=True)
+        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+            trainer.save(out)
+        bar.update(1)
+        bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
+    bar.close()
+    writer.close()
+    if wandb_run is not None:
+        wandb_run.finish()
+    return out
+
+
+def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> None:
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    step = int(row["iteration"])
+    for key, value in row.items():
+        if key != "iteration":
+            writer.add_scalar(key, value, step)
+    writer.flush()
+    if wandb_run is not None:
+        wandb_run.log(row, step=step)
+    if not quiet:
+        print(json.dumps({k: round(v, 4) for k, v in row.items()}))
+
+
+def _start_wandb(cfg: TrainConfig, out: Path):
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("wandb=true needs the wandb package (pip install wandb)") from None
+    import dataclasses
+
+    return wandb.init(project="noiseppo", name=out.name, dir=str(out), config=dataclasses.asdict(cfg))
