@@ -57,7 +57,9 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         self.token_in = nn.Linear(cond_dim, width)
         self.pooled_in = nn.Linear(cond_dim, width)
         self.norm = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.to_q = nn.Linear(width, width)
+        self.to_kv = nn.Linear(width, 2 * width)
+        self.to_out = nn.Linear(width, width)
         self.mlp = nn.Sequential(
             nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
         )
@@ -78,19 +80,34 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         keys = self.token_in(states)
         q = self.queries[None] + self.pooled_in(pooled)[:, None]
         pad = ~conditioning.mask.to(self.device, torch.bool)
-        h = q + self.attn(self.norm(q), keys, keys, key_padding_mask=pad, need_weights=False)[0]
+        h = q + self._attend(self.norm(q), keys, pad)
         h = h + self.mlp(h)
         out = self.head(h)  # (N, grid², C or 2C)
         n = out.shape[0]
         out = out.transpose(1, 2).reshape(n, -1, cfg.grid, cfg.grid)
-        out = F.interpolate(out, size=self.latent_shape[1:], mode="bilinear", align_corners=False)
+        out = F.interpolate(out, size=self.latent_shape[1:], mode="bilinear", align_corners=False).contiguous()
         channels = self.latent_shape[0]
-        mean = out[:, :channels]
+        mean = out[:, :channels].contiguous()
         if cfg.learn_sigma:
             log_sigma = cfg.log_sigma_max * torch.tanh(out[:, channels:])  # bounded: σ ∈ [e^-b, e^b]
         else:
             log_sigma = torch.zeros_like(mean)
         return mean, log_sigma
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Multi-head cross-attention, written out: the same arithmetic with or without grad
+        (nn.MultiheadAttention takes a fused path under no-grad, which breaks ratio = 1)."""
+        n, heads = q.shape[0], self.config.heads
+        k, v = self.to_kv(keys).chunk(2, dim=-1)
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(n, x.shape[1], heads, -1).transpose(1, 2)
+
+        q, k, v = split(self.to_q(q)), split(k), split(v)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, -1, self.config.width)
+        return self.to_out(out)
 
     def sample(self, conditioning: Conditioning, eps: torch.Tensor) -> torch.Tensor:
         """Reparameterised latents ``μ + σ ⊙ ε`` for the given standard noise ``eps``."""

@@ -112,7 +112,8 @@ class ShapesBackend:
         scheduler = make_scheduler(self.scheduler_name, self.train_scheduler_config)
         scheduler.set_timesteps(steps, device=self.device)
         # The sampler state stays in float32; only the network runs in ``dtype``.
-        x = latents.to(self.device, torch.float32) * scheduler.init_noise_sigma
+        # Contiguous: the same values in another memory layout would take other conv kernels.
+        x = latents.to(self.device, torch.float32).contiguous() * scheduler.init_noise_sigma
         states, pooled, mask = conditioning.token_states, conditioning.pooled, conditioning.mask
         if guidance != 1.0:
             # Unconditional first, conditional second, in one batch.
