@@ -55,7 +55,9 @@ def test_log_prob_and_kl_agree_with_torch_distributions(backend) -> None:
     sigma = log_sigma.exp()
     assert mean.abs().max() > 0.05 and (sigma - 1).abs().max() > 0.05, "the test needs a non-trivial policy"
     assert float(log_sigma.detach().abs().max()) <= 0.7
-    z = policy.sample(cond, torch.randn(len(PROMPTS), *backend.latent_shape, generator=torch.Generator().manual_seed(1)))
+    z = policy.sample(
+        cond, torch.randn(len(PROMPTS), *backend.latent_shape, generator=torch.Generator().manual_seed(1))
+    )
     reference = Normal(mean, sigma)
     torch.testing.assert_close(policy.log_prob(z, cond), reference.log_prob(z).flatten(1).sum(1), rtol=1e-5, atol=1e-2)
     prior = Normal(torch.zeros_like(mean), torch.ones_like(mean))
@@ -81,7 +83,10 @@ def test_mean_mode_gives_mu_and_sample_mode_is_reparameterised(backend) -> None:
 def test_save_and_load_round_trip(tmp_path: Path, backend) -> None:
     policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True))
     policy.save_pretrained(tmp_path / "policy")
-    assert sorted(p.name for p in (tmp_path / "policy").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "policy").iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
     cond = backend.encode(PROMPTS)
     for path in (tmp_path, tmp_path / "policy"):  # a run folder or the policy folder itself
         loaded = load_policy(path)

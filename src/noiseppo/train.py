@@ -294,22 +294,39 @@ def train(config: TrainConfig | None, out: str | Path, resume: bool = False, qui
     wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
     if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
         _log(out, writer, wandb_run, first_row, quiet)
-    bar = tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", unit="it")
-    while trainer.iteration < cfg.iterations:
-        row = trainer.step()
-        done = trainer.iteration
-        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-            row.update(trainer.evaluate())
-        _log(out, writer, wandb_run, row, quiet=True)
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            trainer.save(out)
-        bar.update(1)
-        bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
-    bar.close()
+    last_eval = first_row
+    # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
+    with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
+        while trainer.iteration < cfg.iterations:
+            row = trainer.step()
+            done = trainer.iteration
+            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+                last_eval = trainer.evaluate()
+                row.update(last_eval)
+            _log(out, writer, wandb_run, row, quiet=True)
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                trainer.save(out)
+            bar.update(1)
+            kl = f"{row['policy_kl']:.1e}"
+            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=kl, clip=f"{row['clipfrac']:.2f}")
+    if not quiet and cfg.eval_prompts:
+        print(held_out_table(last_eval or trainer.evaluate(), cfg))
     writer.close()
     if wandb_run is not None:
         wandb_run.finish()
     return out
+
+
+def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
+    """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds."""
+    lines = [
+        f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt, {cfg.steps} steps, paired seeds:",
+        f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}",
+    ]
+    for key in (k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")):
+        before, after = row[f"eval_standard_{key}"], row[f"eval_{key}"]
+        lines.append(f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}")
+    return "\n".join(lines)
 
 
 def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> None:

@@ -1,0 +1,182 @@
+"""``noiseppo train`` end to end on the tiny preset: the run folder, exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import noiseppo.train as train_module
+from noiseppo.cli import main
+from noiseppo.errors import UserError
+from noiseppo.presets import resolve
+from noiseppo.rewards import REWARDS
+
+EVAL_PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
+
+
+@pytest.fixture
+def eval_file(tmp_path: Path) -> Path:
+    path = tmp_path / "eval_prompts.txt"
+    path.write_text("\n".join(EVAL_PROMPTS) + "\n")
+    return path
+
+
+def test_cli_two_iterations_write_the_documented_run_folder(noiseppo, tmp_path: Path, eval_file: Path) -> None:
+    run = tmp_path / "run"
+    result = noiseppo("train", "--preset", "tiny", "--out", run, f"eval_prompts={eval_file}", "threads=1")
+    assert result.returncode == 0, result.stderr
+    assert "2 prompts x 4 samples = 8 images per iteration, 2 minibatches of 4 x 2 epochs" in result.stdout
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint", "config.yaml", "metrics.jsonl", "policy", "tb"]
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["state.json", "state.safetensors"]
+    assert sorted(p.name for p in (run / "policy").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["iterations"] == 2 and config["steps"] == 4 and config["eval_prompts"] == str(eval_file)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["iteration"] == 2
+
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    # Iteration 0 is the untrained policy: exactly the frozen model's noise, so equal scores.
+    assert rows[0]["eval_correct"] == rows[0]["eval_standard_correct"]
+    for key in ("reward_mean", "reward_std", "train_correct", "approx_kl", "clipfrac", "policy_kl", "mu_rms"):
+        assert key in rows[1] and key in rows[2], key
+    for key in ("sigma_mean", "samples_per_s", "time_sampling", "time_reward", "time_update"):
+        assert key in rows[2], key
+    assert 0.0 <= rows[1]["reward_mean"] <= 1.0 and rows[1]["sigma_mean"] == 1.0
+    assert rows[1]["clipfrac"] >= 0 and rows[2]["mu_rms"] > 0, "two PPO iterations must move the mean"
+    assert "eval_correct" in rows[2] and "eval_correct" not in rows[1]
+
+    weights = load_file(run / "policy" / "diffusion_pytorch_model.safetensors")
+    assert weights["head.weight"].abs().sum() > 0
+
+    # The same folder again: refused without touching it.
+    before = (run / "metrics.jsonl").read_text()
+    again = noiseppo("train", "--preset", "tiny", "--out", run)
+    assert again.returncode == 2 and "use --resume or a new folder" in again.stderr
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path, monkeypatch) -> None:
+    config = resolve("tiny", overrides=["iterations=4", f"eval_prompts={eval_file}", "eval_every=2"])
+    train_module.train(config, tmp_path / "straight", quiet=True)
+
+    real_save = train_module.save_state
+    calls = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:  # iteration 0, 1, then die right after iteration 2's checkpoint
+            raise SimulatedKill
+
+    monkeypatch.setattr(train_module, "save_state", save_then_die)
+    with pytest.raises(SimulatedKill):
+        train_module.train(config, tmp_path / "killed", quiet=True)
+    monkeypatch.setattr(train_module, "save_state", real_save)
+    with (tmp_path / "killed" / "metrics.jsonl").open("a") as f:  # a row cut short by the kill
+        f.write('{"iteration": 3, "rew')
+    train_module.train(None, tmp_path / "killed", resume=True, quiet=True)
+
+    a = load_file(tmp_path / "straight" / "checkpoint" / "state.safetensors")
+    b = load_file(tmp_path / "killed" / "checkpoint" / "state.safetensors")
+    assert a.keys() == b.keys() and any(k.startswith("optimizer.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), "policy or optimizer differ after resume"
+    assert a["policy.head.weight"].abs().sum() > 0
+
+    def rows(run: str) -> list[dict]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [
+            {k: v for k, v in json.loads(line).items() if not k.startswith(("time_", "samples_per"))} for line in lines
+        ]
+
+    assert [r["iteration"] for r in rows("killed")] == [0, 1, 2, 3, 4]
+    assert rows("killed") == rows("straight")
+    state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
+    assert state["iteration"] == 4 and state["advantage_stats"]["history"]
+
+
+def test_bad_configs_get_one_line_and_exit_2(noiseppo, tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("lr: [1, 2\n")
+    unknown_key = tmp_path / "unknown.yaml"
+    unknown_key.write_text("lr: 1e-4\nlearning_rate: 3\n")
+    not_mapping = tmp_path / "list.yaml"
+    not_mapping.write_text("- 1\n- 2\n")
+    out = tmp_path / "run"
+    cases = {
+        "unknown preset 'nope' (known: shapes, tiny)": ["--preset", "nope"],
+        "unknown.yaml: unknown config key 'learning_rate'": ["--config", unknown_key],
+        "bad.yaml:2: malformed YAML": ["--config", bad_yaml],
+        "list.yaml: expected a mapping of config keys, got list": ["--config", not_mapping],
+        "override: unknown config key 'nope'": ["nope=1"],
+        "override: 'lr' must be a float, got 'fast'": ["lr=fast"],
+        "'steps': overrides are written key=value": ["steps"],
+        "minibatch 5 does not divide the batch of 8 samples": ["--preset", "tiny", "minibatch=5"],
+        "unknown reward 'clip-score'": ["--preset", "tiny", "--reward", "clip-score"],
+        "unknown prompt set 'nope'": ["--preset", "tiny", "--prompts", "nope"],
+        "unknown backend 'sdxl-turbo'": ["--preset", "tiny", "--backend", "sdxl-turbo"],
+        "logprob must be 'sum' or 'mean'": ["logprob=median"],
+    }
+    results = noiseppo.many({k: ["train", "--out", out, *args] for k, args in cases.items()})
+    for expected, result in results.items():
+        assert result.returncode == 2, (expected, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("noiseppo: error: "), result.stderr
+        assert expected in lines[0], (expected, lines[0])
+    assert not out.exists(), "a refused run must not leave a folder behind"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = noiseppo("train", "--resume", empty)
+    assert result.returncode == 2 and "not a run folder to resume" in result.stderr
+
+
+def _reward_returning(values):
+    class Fixed:
+        def __call__(self, images, prompts):
+            return torch.tensor(values(len(prompts)), dtype=torch.float32)
+
+    return Fixed
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (lambda n: [float("nan")] * n, "returned NaN for 8 of 8 images at iteration 0 (max_nan_fraction is 0.1)"),
+        (lambda n: [0.5] * (n - 1), "returned 7 scores for 8 images"),
+    ],
+)
+def test_a_broken_reward_aborts_cleanly(tmp_path: Path, monkeypatch, capsys, values, message) -> None:
+    monkeypatch.setitem(REWARDS, "broken", (_reward_returning(values), "test"))
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "tiny", "--reward", "broken", "eval_prompts=", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("noiseppo: error: ") == 1 and message in err and "Traceback" not in err, err
+
+
+def test_nan_rewards_below_the_threshold_are_dropped_and_counted(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(REWARDS, "holey", (_reward_returning(lambda n: [float("nan")] + [0.0, 1.0] * 3 + [1.0]), ""))
+    config = resolve("tiny", overrides=["reward=holey", "eval_prompts=", "max_nan_fraction=0.2", "iterations=1"])
+    train_module.train(config, tmp_path / "run", quiet=True)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["nan_rewards"] == 1.0 and row["reward_mean"] == pytest.approx(4 / 7)
+
+
+def test_presets_resolve_and_validate() -> None:
+    config = resolve()
+    assert config.backend == "shapes" and config.steps == 4
+    batch = config.prompts_per_iteration * config.samples_per_prompt
+    assert batch % config.minibatch == 0
+    assert resolve("tiny", overrides=["lr=1e-2", "learn_sigma=true"]).learn_sigma is True
+    with pytest.raises(UserError, match="'iterations' must be >= 1"):
+        resolve("tiny", overrides=["iterations=0"])
