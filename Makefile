@@ -14,18 +14,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the Noise PPO trainer lands, the demo samples the embedded Shapes model on the
-# held-out prompts and scores every image with the verifier (grid in runs/demo/grid.png).
+# The default preset: Noise PPO on the embedded Shapes model at 4 steps, then a held-out
+# before/after table (standard noise against the learned policy, same seeds).
 demo: install
 	rm -rf runs/demo && mkdir -p runs
-	$(BIN)/noiseppo sample --prompts shapes-test --n 1 --steps 16 --seed 0 --out runs/demo
+	$(BIN)/noiseppo train --out runs/demo
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python benchmarks/shapes_verifier.py
+	$(BIN)/python benchmarks/overhead.py
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

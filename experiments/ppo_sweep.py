@@ -28,8 +28,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "mean-lr3e-5-nostop": {"logprob": "mean", "lr": 3e-5, "target_kl": 0.0},
     "mean-lr3e-4-kl1e-3": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001},
     "mean-lr3e-4-kl1e-3-prior0.1": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "kl_coef": 0.1},
-    "mean-lr3e-4-kl1e-3-sigma": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "learn_sigma": True},
-    "mean-lr1e-3-kl3e-3": {"logprob": "mean", "lr": 1e-3, "target_kl": 0.003},
+    "mean-lr1e-4-prior0.01": {"logprob": "mean", "lr": 1e-4, "target_kl": 0.001, "kl_coef": 0.01},
+    "mean-lr1e-4-kl2e-4": {"logprob": "mean", "lr": 1e-4, "target_kl": 0.0002},
+    "mean-lr3e-4-kl1e-3-vp": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "preserve_variance": True},
 }
 
 

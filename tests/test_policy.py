@@ -108,3 +108,18 @@ def test_bad_policies_are_refused(tmp_path: Path, backend) -> None:
     policy = NoisePolicy(latent_shape=backend.latent_shape)
     with pytest.raises(UserError, match=r"latents of shape \(3, 32, 32\), got \(3, 16, 16\)"):
         policy.latents_fn()(backend.encode(PROMPTS[:1]), torch.zeros(1, 3, 16, 16))
+
+
+def test_preserve_variance_keeps_the_latent_energy_of_the_prior(backend) -> None:
+    plain = NoisePolicy(latent_shape=backend.latent_shape, preserve_variance=True)
+    eps = standard_noise(backend.latent_shape, [1, 2, 3])
+    cond = backend.encode(PROMPTS)
+    assert torch.equal(plain.latents_fn()(cond, eps), eps), "still exactly N(0, I) when untrained"
+    policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True, preserve_variance=True))
+    with torch.no_grad():
+        policy.head.bias[:3] += 2.0  # a large mean, which would otherwise inflate ‖z‖
+        mean, log_sigma = policy(cond)
+    energy = (mean**2 + torch.exp(2 * log_sigma)).flatten(1).mean(1)
+    torch.testing.assert_close(energy, torch.ones(len(PROMPTS)))
+    z = policy.sample(cond, eps)
+    torch.testing.assert_close(policy.log_prob(z, cond), Normal(mean, log_sigma.exp()).log_prob(z).flatten(1).sum(1))

@@ -95,6 +95,9 @@ class TrainConfig:
     """Learn a per-prompt σ (bounded by ``log_sigma_max``) instead of keeping σ = 1."""
     log_sigma_max: float = 0.5
     """Bound on |log σ| when ``learn_sigma`` is on."""
+    preserve_variance: bool = False
+    """Rescale μ and σ per prompt so that E‖z‖² equals that of N(0, I): the latents keep the
+    energy the frozen model expects however far the mean moves."""
 
     # PPO.
     logprob: str = "sum"

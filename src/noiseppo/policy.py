@@ -49,6 +49,7 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         heads: int = 4,
         learn_sigma: bool = False,
         log_sigma_max: float = 0.5,
+        preserve_variance: bool = False,
     ):
         super().__init__()
         self.latent_shape = tuple(int(d) for d in latent_shape)
@@ -92,6 +93,12 @@ class NoisePolicy(ModelMixin, ConfigMixin):
             log_sigma = cfg.log_sigma_max * torch.tanh(out[:, channels:])  # bounded: σ ∈ [e^-b, e^b]
         else:
             log_sigma = torch.zeros_like(mean)
+        if cfg.preserve_variance:
+            # Scale μ and σ by one factor per prompt so that E‖z‖² stays D, the energy of
+            # N(0, I) that the frozen model was trained on. At μ = 0, σ = 1 the factor is 1.
+            energy = (mean**2 + torch.exp(2 * log_sigma)).flatten(1).mean(1)
+            log_scale = (-0.5 * torch.log(energy)).view(-1, *[1] * (mean.dim() - 1))
+            mean, log_sigma = mean * torch.exp(log_scale), log_sigma + log_scale
         return mean, log_sigma
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:

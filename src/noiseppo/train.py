@@ -82,6 +82,7 @@ class Trainer:
             width=config.width,
             learn_sigma=config.learn_sigma,
             log_sigma_max=config.log_sigma_max,
+            preserve_variance=config.preserve_variance,
         ).to(config.device)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count)

@@ -1,0 +1,95 @@
+"""What Noise PPO costs beside rendering, as two ratios measured in one run.
+
+    python benchmarks/overhead.py [--steps 4] [--repeats 5] [--threads 0] [--preset shapes]
+
+* ``train_over_sampling``: training throughput (images per second through whole PPO
+  iterations: noise, policy, rendering, reward, advantages, update) over pure sampling
+  throughput of the frozen model (encode, standard noise, render) at the same batch,
+  steps and guidance. 1.0 means PPO is free; the target is >= 0.90.
+* ``policy_over_generation``: one policy forward pass over one generation of the same
+  batch at ``--steps`` steps. The target is <= 0.02.
+
+The two sides alternate, ``--repeats`` times each, and the medians are compared, so a
+machine that slows down mid-run slows both sides. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from noiseppo.presets import resolve
+from noiseppo.sampling import standard_noise
+from noiseppo.train import Trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="shapes")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+
+    config = resolve(args.preset, overrides=[f"steps={args.steps}", "eval_prompts=", f"threads={args.threads}"])
+    trainer = Trainer(config)
+    backend, policy = trainer.backend, trainer.policy
+    batch = config.prompts_per_iteration * config.samples_per_prompt
+    prompts = [p for p in trainer.prompts[: config.prompts_per_iteration] for _ in range(config.samples_per_prompt)]
+
+    def sampling() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for i in range(0, batch, config.render_batch):
+                chunk = prompts[i : i + config.render_batch]
+                eps = standard_noise(backend.latent_shape, range(i, i + len(chunk)))
+                backend.generate(eps, backend.encode(chunk), config.steps, trainer.guidance)
+        return time.perf_counter() - start
+
+    def training() -> float:
+        start = time.perf_counter()
+        trainer.step()
+        return time.perf_counter() - start
+
+    cond = backend.encode(prompts)
+    eps = standard_noise(backend.latent_shape, range(batch))
+
+    def policy_forward() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            policy.latents_fn("sample")(cond, eps)
+        return time.perf_counter() - start
+
+    training(), sampling(), policy_forward()  # warm-up: first calls pay for allocation
+    times: dict[str, list[float]] = {"sampling": [], "training": [], "policy": []}
+    for _ in range(args.repeats):
+        times["sampling"].append(sampling())
+        times["training"].append(training())
+        times["policy"].extend(policy_forward() for _ in range(5))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "batch": batch,
+        "steps": config.steps,
+        "guidance": trainer.guidance,
+        "threads": torch.get_num_threads(),
+        "sampling_images_per_s": batch / med["sampling"],
+        "training_images_per_s": batch / med["training"],
+        "policy_forward_s": med["policy"],
+        "generation_s": med["sampling"],
+        "train_over_sampling": med["sampling"] / med["training"],
+        "policy_over_generation": med["policy"] / med["sampling"],
+    }
+    print(f"batch {batch}, {config.steps} steps, guidance {trainer.guidance}, {result['threads']} threads")
+    print(f"pure sampling      {result['sampling_images_per_s']:8.1f} images/s")
+    print(f"PPO training       {result['training_images_per_s']:8.1f} images/s")
+    print(f"train / sampling   {result['train_over_sampling']:8.3f}   (target >= 0.90)")
+    print(f"policy / generate  {result['policy_over_generation']:8.4f}   (target <= 0.02)")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""``noiseppo eval``, ``sample --policy`` and ``list`` on a policy with a known, non-zero head."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from noiseppo.evaluate import paired_bootstrap
+from noiseppo.policy import NoisePolicy
+
+PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A run folder as ``noiseppo train`` leaves it, with a hand-set policy."""
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    policy = NoisePolicy(latent_shape=(3, 32, 32))
+    with torch.no_grad():
+        policy.head.bias.copy_(torch.tensor([0.4, -0.2, 0.1]))
+    policy.save_pretrained(folder / "policy")
+    (folder / "config.yaml").write_text(yaml.safe_dump({"backend": "shapes", "steps": 2, "reward": "shapes"}))
+    return folder
+
+
+def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    out = tmp_path / "eval"
+    result = noiseppo(
+        "eval",
+        "--policy",
+        run,
+        "--prompts",
+        prompts,
+        "--steps",
+        "1,2",
+        "--seeds",
+        "2",
+        "--bootstrap",
+        "200",
+        "--out",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["eval.json", "gain.png", "grid_steps1.png", "grid_steps2.png"]
+    report = json.loads((out / "eval.json").read_text())
+    assert report["seeds"] == 2 and report["reward"] == "shapes" and report["guidance"] == 1.0
+    rows = report["results"]
+    assert [(r["steps"], r["metric"]) for r in rows] == [
+        (s, m) for s in (1, 2) for m in ("reward", "correct", "partial")
+    ]
+    keys = {"steps", "metric", "n", "standard", "policy", "delta", "ci95_low", "ci95_high"}
+    keys |= {"policy_mu", "delta_mu", "ci95_mu_low", "ci95_mu_high"}
+    for r in rows:
+        assert set(r) == keys
+        assert r["n"] == 6
+        assert r["delta"] == pytest.approx(r["policy"] - r["standard"])
+        assert r["delta_mu"] == pytest.approx(r["policy_mu"] - r["standard"])
+        assert r["ci95_low"] <= r["delta"] + 1e-9 and r["delta"] - 1e-9 <= r["ci95_high"]
+        assert all(0.0 <= r[k] <= 1.0 for k in ("standard", "policy", "policy_mu"))
+    assert "steps metric" in result.stdout and "partial" in result.stdout
+    with Image.open(out / "grid_steps2.png") as grid:
+        assert grid.width > 200
+    with Image.open(out / "gain.png") as plot:
+        assert plot.format == "PNG"
+
+
+def test_sample_with_a_policy_pairs_with_the_plain_command(noiseppo, run: Path, tmp_path: Path) -> None:
+    common = ["--prompt", PROMPTS[0], "--n", "2", "--seed", "3"]
+    results = noiseppo.many(
+        {
+            "plain": ["sample", *common, "--steps", "2", "--out", tmp_path / "plain"],
+            "policy": ["sample", *common, "--policy", run, "--out", tmp_path / "policy"],
+        }
+    )
+    assert all(r.returncode == 0 for r in results.values()), [r.stderr for r in results.values()]
+    plain = [json.loads(line) for line in (tmp_path / "plain" / "samples.jsonl").read_text().splitlines()]
+    learned = [json.loads(line) for line in (tmp_path / "policy" / "samples.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in plain] == [r["seed"] for r in learned]
+    assert learned[0]["steps"] == 2, "the policy's training steps are the default"
+    assert learned[0]["policy"] == str(run) and learned[0]["policy_mode"] == "sample"
+    a = np.asarray(Image.open(tmp_path / "plain" / plain[0]["file"]))
+    b = np.asarray(Image.open(tmp_path / "policy" / learned[0]["file"]))
+    assert a.shape == b.shape and not np.array_equal(a, b), "the shifted mean must change the image"
+
+
+def test_list_presets_and_policies(noiseppo) -> None:
+    results = noiseppo.many({w: ["list", w] for w in ("presets", "policies", "rewards", "backends", "prompts")})
+    assert all(r.returncode == 0 for r in results.values())
+    presets = dict(line.split(None, 1) for line in results["presets"].stdout.splitlines())
+    assert {"shapes", "tiny"} <= set(presets) and "10 minutes" in presets["shapes"]
+    assert "shapes-steps4" in results["policies"].stdout
+
+
+def test_cluster_bootstrap() -> None:
+    rng = np.random.default_rng(0)
+    delta = rng.normal(0.2, 1.0, size=4000)
+    clusters = np.repeat(np.arange(500), 8)
+    low, high = paired_bootstrap(delta, clusters, resamples=2000)
+    assert low < delta.mean() < high and high - low < 0.15
+    # All-equal differences: a zero-width interval at that value.
+    assert paired_bootstrap(np.full(10, 0.5), np.arange(10), resamples=100) == (0.5, 0.5)
+    # Correlated samples within a prompt widen the interval compared with treating them as independent.
+    shared = np.repeat(rng.normal(0, 1, 500), 8) + rng.normal(0, 0.1, 4000)
+    clustered = paired_bootstrap(shared, clusters, resamples=2000)
+    independent = paired_bootstrap(shared, np.arange(4000), resamples=2000)
+    assert clustered[1] - clustered[0] > 2 * (independent[1] - independent[0])
