@@ -29,8 +29,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "mean-lr3e-4-kl1e-3": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001},
     "mean-lr3e-4-kl1e-3-prior0.1": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "kl_coef": 0.1},
     "mean-lr1e-4-prior0.01": {"logprob": "mean", "lr": 1e-4, "target_kl": 0.001, "kl_coef": 0.01},
-    "mean-lr1e-4-kl2e-4": {"logprob": "mean", "lr": 1e-4, "target_kl": 0.0002},
     "mean-lr3e-4-kl1e-3-vp": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "preserve_variance": True},
+    "mean-lr1e-4-prior0.01-grid4": {"logprob": "mean", "lr": 1e-4, "target_kl": 0.001, "kl_coef": 0.01, "grid": 4},
+    "mean-lr3e-4-prior0.1-grid4": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "kl_coef": 0.1, "grid": 4},
 }
 
 
@@ -70,7 +71,9 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result), flush=True)
 
-    print(f"\n{'variant':<30}{'std':>7}{'policy':>8}{'gain':>8}{'reward':>8}{'clipfr':>8}{'apx_kl':>9}{'kl/dim':>9}{'mu_rms':>8}")
+    print(
+        f"\n{'variant':<30}{'std':>7}{'policy':>8}{'gain':>8}{'reward':>8}{'clipfr':>8}{'apx_kl':>9}{'kl/dim':>9}{'mu_rms':>8}"
+    )
     for r in results:
         print(
             f"{r['variant']:<30}{r['eval_standard_correct']:>7.3f}{r['eval_correct']:>8.3f}{r['eval_gain']:>+8.3f}"

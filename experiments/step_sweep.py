@@ -7,7 +7,8 @@ For every step count S, the ``shapes`` preset is trained with ``steps=S`` into
 ``OUT/stepsS`` (a finished run is read back, not retrained), then evaluated on the
 held-out ``shapes-test`` prompts with ``--seeds`` paired seeds per prompt (148 x 4 = 592
 pairs): standard noise against policy samples and against the policy mean, with 95%
-cluster-bootstrap intervals (``noiseppo.evaluate``). ``--ship`` copies each policy into
+cluster-bootstrap intervals (``noiseppo.evaluate``), written to ``OUT/stepsS/eval/`` (an
+existing evaluation with the same ``--seeds`` is read back). ``--ship`` copies each policy into
 the package as ``shapes-stepsS`` (``noiseppo list policies``). The last line printed is
 one JSON object with every figure.
 """
@@ -56,18 +57,23 @@ def main() -> None:
         timings[steps] = {"train_s": time.time() - start}
 
         start = time.time()
-        trainer = Trainer(config)  # the same backend and guidance as training
-        policy = load_policy(run)
-        result = evaluate_steps(
-            trainer.backend, policy, get_reward("shapes"), load_prompts("shapes-test"), steps, args.seeds,
-            trainer.guidance,
-        )  # fmt: skip
-        step_rows = summarise(result)
+        cached = run / "eval" / "eval.json"
+        if cached.exists() and json.loads(cached.read_text())["seeds"] == args.seeds:
+            step_rows = json.loads(cached.read_text())["results"]  # evaluated by an earlier call
+        else:
+            trainer = Trainer(config)  # the same backend and guidance as training
+            policy = load_policy(run)
+            result = evaluate_steps(
+                trainer.backend, policy, get_reward("shapes"), load_prompts("shapes-test"), steps, args.seeds,
+                trainer.guidance,
+            )  # fmt: skip
+            step_rows = summarise(result)
+            with replaced_folder(run / "eval") as tmp:
+                header = {"policy": str(run), "prompts": "shapes-test", "seeds": args.seeds}
+                header["guidance"] = trainer.guidance
+                write_eval(tmp, header, step_rows, [result])
         rows.extend(step_rows)
         timings[steps]["eval_s"] = time.time() - start
-        with replaced_folder(run / "eval") as tmp:
-            header = {"policy": str(run), "prompts": "shapes-test", "seeds": args.seeds, "guidance": trainer.guidance}
-            write_eval(tmp, header, step_rows, [result])
         print(format_table(step_rows), flush=True)
         if args.ship:
             ship(run, steps)
