@@ -77,7 +77,7 @@ class TrainConfig:
     """Classifier-free guidance scale (0: the backend's default; 1.0: no guidance)."""
 
     # The rollout.
-    iterations: int = 60
+    iterations: int = 80
     """PPO iterations (rollout, then update)."""
     prompts_per_iteration: int = 16
     """Prompts drawn (without replacement) per iteration."""
@@ -100,10 +100,10 @@ class TrainConfig:
     energy the frozen model expects however far the mean moves."""
 
     # PPO.
-    logprob: str = "sum"
+    logprob: str = "mean"
     """Log-probability convention: "sum" over latent dimensions (the true density, the clip
     is a real trust region) or "mean" (DDPO's; the ratio barely moves, the clip is inert)."""
-    lr: float = 3e-4
+    lr: float = 1e-4
     """AdamW learning rate of the policy."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
@@ -116,7 +116,7 @@ class TrainConfig:
     target_kl: float = 0.001
     """Stop an iteration's epochs once a minibatch's exact KL(π_old ‖ π_new), per latent
     dimension, exceeds this (0: never). 0.001 lets the mean move ≈ 0.045 per dimension."""
-    kl_coef: float = 0.0
+    kl_coef: float = 0.01
     """Weight of the closed-form KL(π(·|c) ‖ N(0, I)) penalty (same reduction as ``logprob``)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip of each minibatch step."""
