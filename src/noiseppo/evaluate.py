@@ -29,7 +29,7 @@ import torch
 from noiseppo.backends.base import Backend
 from noiseppo.grid import captioned_grid, to_pil
 from noiseppo.policy import NoisePolicy
-from noiseppo.rewards import Reward, detail_metrics, score_batch
+from noiseppo.rewards import Reward, score_with_details
 from noiseppo.sampling import sample
 
 SIDES = ("standard", "policy", "policy_mu")
@@ -76,8 +76,9 @@ def evaluate_steps(
         samples = sample(backend, prompts, seeds, steps, guidance, seed, batch, fn)
         stacked = torch.stack([s.image for s in samples])
         texts = [s.prompt for s in samples]
-        metrics = {"reward": score_batch(reward, stacked, texts).numpy().astype(np.float64)}
-        metrics.update({k: np.asarray(v) for k, v in detail_metrics(reward, stacked, texts).items()})
+        scores, details = score_with_details(reward, stacked, texts)
+        metrics = {"reward": scores.numpy().astype(np.float64)}
+        metrics.update({k: np.asarray(v) for k, v in details.items()})
         scores[side] = metrics
         images[side] = [s.image for s in samples]
         prompt_index = np.array([s.prompt_index for s in samples])

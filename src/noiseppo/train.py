@@ -40,7 +40,7 @@ from noiseppo.policy import NoisePolicy, gaussian_log_prob
 from noiseppo.ppo import Rollout, ppo_update
 from noiseppo.presets import resolve, to_yaml, validate
 from noiseppo.prompts import load_prompts
-from noiseppo.rewards import detail_metrics, get_reward, score_batch
+from noiseppo.rewards import get_reward, score_with_details
 from noiseppo.sampling import sample
 from noiseppo.seeds import sample_seed
 
@@ -108,8 +108,9 @@ class Trainer:
                 z = mean + torch.exp(log_sigma) * eps[start : start + len(chunk)].to(mean)
                 images = self.backend.generate(z, cond, cfg.steps, self.guidance)
             t1 = time.perf_counter()
-            rewards.append(score_batch(self.reward, images, chunk))
-            for key, values in detail_metrics(self.reward, images, chunk).items():
+            scores, details = score_with_details(self.reward, images, chunk)
+            rewards.append(scores)
+            for key, values in details.items():
                 fields.setdefault(key, []).extend(values)
             timings["time_sampling"] += t1 - t0
             timings["time_reward"] += time.perf_counter() - t1
@@ -193,8 +194,9 @@ class Trainer:
             )  # fmt: skip
             images = torch.stack([s.image for s in samples])
             texts = [s.prompt for s in samples]
-            out = {"reward": float(score_batch(self.reward, images, texts).nanmean())}
-            out.update({k: float(np.mean(v)) for k, v in detail_metrics(self.reward, images, texts).items()})
+            scores, details = score_with_details(self.reward, images, texts)
+            out = {"reward": float(scores.nanmean())}
+            out.update({k: float(np.mean(v)) for k, v in details.items()})
             return out
 
         if self._standard_eval is None:  # the frozen model's side never changes

@@ -42,26 +42,38 @@ def get_reward(name: str) -> Reward:
     return REWARDS[name][0]()
 
 
-def score_batch(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-    """The reward's scores, checked: one finite-or-NaN float per image, nothing else."""
+def _checked(raw, n: int) -> torch.Tensor:
     import torch
 
     try:
-        scores = torch.as_tensor(reward(images, prompts), dtype=torch.float32).flatten()
+        scores = torch.as_tensor(raw, dtype=torch.float32).flatten()
     except (TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"the reward returned something that is not a list of numbers ({e})") from None
-    if scores.numel() != len(prompts):
-        raise UserError(f"the reward returned {scores.numel()} scores for {len(prompts)} images")
+    if scores.numel() != n:
+        raise UserError(f"the reward returned {scores.numel()} scores for {n} images")
     if torch.isinf(scores).any():
         raise UserError("the reward returned an infinite score")
     return scores
 
 
-def detail_metrics(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> dict[str, list[float]]:
-    """Numeric per-image fields of ``reward.details`` (for Shapes: correct, partial); {} without it."""
+def score_batch(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+    """The reward's scores, checked: one float (or NaN) per image, nothing else."""
+    return _checked(reward(images, prompts), len(prompts))
+
+
+def score_with_details(
+    reward: Reward, images: torch.Tensor, prompts: Sequence[str]
+) -> tuple[torch.Tensor, dict[str, list[float]]]:
+    """Checked scores and the numeric per-image fields of ``reward.details`` (for Shapes:
+    correct, partial; {} for a reward without details), in one pass where the reward allows."""
+    combined = getattr(reward, "score_with_details", None)
+    if combined is not None:
+        raw, fields = combined(images, prompts)
+        return _checked(raw, len(prompts)), fields
+    scores = score_batch(reward, images, prompts)
     details = getattr(reward, "details", None)
     if details is None:
-        return {}
+        return scores, {}
     rows = details(images, prompts)
     keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)] if rows else []
-    return {k: [float(row[k]) for row in rows] for k in keys}
+    return scores, {k: [float(row[k]) for row in rows] for k in keys}

@@ -31,5 +31,18 @@ class ShapesReward:
         verdicts = verify(images, prompts)
         return torch.tensor([float(getattr(v, self.score)) for v in verdicts], dtype=torch.float32)
 
+    def score_with_details(
+        self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]
+    ) -> tuple[torch.Tensor, dict[str, list[float]]]:
+        """Scores plus per-image correct and partial, from one verifier pass."""
+        import torch
+
+        verdicts = verify(images, prompts)
+        scores = torch.tensor([float(getattr(v, self.score)) for v in verdicts], dtype=torch.float32)
+        return scores, {
+            "correct": [float(v.correct) for v in verdicts],
+            "partial": [float(v.partial) for v in verdicts],
+        }
+
     def details(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> list[dict[str, Any]]:
         return [v.to_json() for v in verify(images, prompts)]
