@@ -76,8 +76,8 @@ def evaluate_steps(
         samples = sample(backend, prompts, seeds, steps, guidance, seed, batch, fn)
         stacked = torch.stack([s.image for s in samples])
         texts = [s.prompt for s in samples]
-        scores, details = score_with_details(reward, stacked, texts)
-        metrics = {"reward": scores.numpy().astype(np.float64)}
+        rewards, details = score_with_details(reward, stacked, texts)
+        metrics = {"reward": rewards.numpy().astype(np.float64)}
         metrics.update({k: np.asarray(v) for k, v in details.items()})
         scores[side] = metrics
         images[side] = [s.image for s in samples]
