@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from noiseppo.advantages import PerPromptStats
 from noiseppo.backends import get_backend
+from noiseppo.backends.base import Conditioning
 from noiseppo.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
 from noiseppo.config import TrainConfig
 from noiseppo.errors import UserError
@@ -229,9 +230,8 @@ class Trainer:
             ) from None
 
 
-def _cat_conditioning(parts):
-    from noiseppo.backends.base import Conditioning
-
+def _cat_conditioning(parts: list[Conditioning]) -> Conditioning:
+    """One conditioning from render chunks, padding token states to the longest chunk."""
     if len(parts) == 1:
         return parts[0]
     width = max(p.token_states.shape[1] for p in parts)
