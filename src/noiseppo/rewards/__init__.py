@@ -46,7 +46,7 @@ def _checked(raw, n: int) -> torch.Tensor:
     import torch
 
     try:
-        scores = torch.as_tensor(raw, dtype=torch.float32).flatten()
+        scores = torch.as_tensor(raw, dtype=torch.float32).detach().cpu().flatten()
     except (TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"the reward returned something that is not a list of numbers ({e})") from None
     if scores.numel() != n:
