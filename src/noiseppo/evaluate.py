@@ -30,7 +30,7 @@ from noiseppo.backends.base import Backend
 from noiseppo.grid import captioned_grid, to_pil
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards import Reward, score_with_details
-from noiseppo.sampling import sample
+from noiseppo.sampling import LatentsFn, Sample, sample
 
 SIDES = ("standard", "policy", "policy_mu")
 
@@ -58,6 +58,27 @@ class StepResult:
     prompts: list[str]
 
 
+def score_side(
+    backend: Backend,
+    reward: Reward,
+    prompts: list[str],
+    steps: int,
+    seeds: int,
+    guidance: float,
+    seed: int,
+    batch: int,
+    latents_fn: LatentsFn | None,
+) -> tuple[dict[str, np.ndarray], list[Sample]]:
+    """Render one side (standard noise, or a policy's latents) and score every image:
+    ``reward`` plus the reward's numeric details, one value per image."""
+    samples = sample(backend, prompts, seeds, steps, guidance, seed, batch, latents_fn)
+    images = torch.stack([s.image for s in samples])
+    rewards, details = score_with_details(reward, images, [s.prompt for s in samples])
+    metrics = {"reward": rewards.numpy().astype(np.float64)}
+    metrics.update({k: np.asarray(v, dtype=np.float64) for k, v in details.items()})
+    return metrics, samples
+
+
 def evaluate_steps(
     backend: Backend,
     policy: NoisePolicy,
@@ -73,17 +94,10 @@ def evaluate_steps(
     fns = {"standard": None, "policy": policy.latents_fn("sample"), "policy_mu": policy.latents_fn("mean")}
     scores, images = {}, {}
     for side, fn in fns.items():
-        samples = sample(backend, prompts, seeds, steps, guidance, seed, batch, fn)
-        stacked = torch.stack([s.image for s in samples])
-        texts = [s.prompt for s in samples]
-        rewards, details = score_with_details(reward, stacked, texts)
-        metrics = {"reward": rewards.numpy().astype(np.float64)}
-        metrics.update({k: np.asarray(v) for k, v in details.items()})
-        scores[side] = metrics
+        scores[side], samples = score_side(backend, reward, prompts, steps, seeds, guidance, seed, batch, fn)
         images[side] = [s.image for s in samples]
-        prompt_index = np.array([s.prompt_index for s in samples])
-        texts_out = texts
-    return StepResult(steps, scores, prompt_index, images, texts_out)
+    prompt_index = np.array([s.prompt_index for s in samples])
+    return StepResult(steps, scores, prompt_index, images, [s.prompt for s in samples])
 
 
 def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:

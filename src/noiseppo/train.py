@@ -36,13 +36,13 @@ from noiseppo.backends.base import Conditioning
 from noiseppo.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
 from noiseppo.config import TrainConfig
 from noiseppo.errors import UserError
+from noiseppo.evaluate import score_side
 from noiseppo.files import replaced_folder, truncate_jsonl
 from noiseppo.policy import NoisePolicy, gaussian_log_prob
 from noiseppo.ppo import Rollout, ppo_update
 from noiseppo.presets import resolve, to_yaml, validate
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward, score_with_details
-from noiseppo.sampling import sample
 from noiseppo.seeds import sample_seed
 
 TRAIN_STREAM = 2**40
@@ -89,6 +89,8 @@ class Trainer:
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count)
         self.iteration = 0
         self._standard_eval: dict[str, float] | None = None
+        # A fixed sample of training prompts on which the policy's size is logged.
+        self._stats_conditioning = self.backend.encode(self.prompts[:: max(1, len(self.prompts) // 64)])
 
     # -- one iteration ------------------------------------------------------------------
     def rollout(self, generator: torch.Generator) -> tuple[Rollout, dict[str, float]]:
@@ -174,7 +176,7 @@ class Trainer:
     @torch.no_grad()
     def policy_stats(self) -> dict[str, float]:
         """Size of the learned mean and σ on a fixed sample of training prompts."""
-        mean, log_sigma = self.policy(self.backend.encode(self.prompts[:: max(1, len(self.prompts) // 64)]))
+        mean, log_sigma = self.policy(self._stats_conditioning)
         return {
             "mu_rms": float(mean.pow(2).mean().sqrt()),
             "mu_norm": float(mean.flatten(1).norm(dim=1).mean()),
@@ -189,16 +191,11 @@ class Trainer:
             return {}
 
         def scores(latents_fn) -> dict[str, float]:
-            samples = sample(
-                self.backend, self.eval_prompts, cfg.eval_seeds, cfg.steps, self.guidance, EVAL_SEED,
+            metrics, _ = score_side(
+                self.backend, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance, EVAL_SEED,
                 cfg.render_batch, latents_fn,
             )  # fmt: skip
-            images = torch.stack([s.image for s in samples])
-            texts = [s.prompt for s in samples]
-            scores, details = score_with_details(self.reward, images, texts)
-            out = {"reward": float(scores.nanmean())}
-            out.update({k: float(np.mean(v)) for k, v in details.items()})
-            return out
+            return {k: float(np.nanmean(v)) for k, v in metrics.items()}
 
         if self._standard_eval is None:  # the frozen model's side never changes
             self._standard_eval = scores(None)
