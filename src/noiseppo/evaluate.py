@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from noiseppo.backends.base import Backend
 from noiseppo.grid import captioned_grid, to_pil
@@ -129,7 +130,7 @@ def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
     return rows
 
 
-def side_by_side(result: StepResult, max_prompts: int = 16) -> object:
+def side_by_side(result: StepResult, max_prompts: int = 16) -> Image.Image:
     """Standard and policy images of the same seed next to each other, first seed of each prompt."""
     firsts = [k for k in range(len(result.prompts)) if k == 0 or result.prompt_index[k] != result.prompt_index[k - 1]]
     images, captions = [], []
