@@ -166,8 +166,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend_defaults_from_policy(args: argparse.Namespace) -> None:
-    """Backend settings a policy was trained with fill in the flags the user left out."""
+def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
+    """Backend settings a policy was trained with fill in the flags the user left out;
+    returns that training config ({} without a policy or a saved config)."""
     from noiseppo.policy import training_config
 
     trained = (training_config(args.policy) if args.policy else None) or {}
@@ -178,6 +179,7 @@ def _backend_defaults_from_policy(args: argparse.Namespace) -> None:
     args.scheduler = args.scheduler or "ddim"
     if args.steps is None:
         args.steps = trained.get("steps", 4)
+    return trained
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -186,13 +188,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from noiseppo.backends import get_backend
     from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
     from noiseppo.files import new_output_dir
-    from noiseppo.policy import check_compatible, load_policy, training_config
+    from noiseppo.policy import check_compatible, load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
 
     policy = load_policy(args.policy)
-    _backend_defaults_from_policy(args)
-    trained = training_config(args.policy) or {}
+    trained = _backend_defaults_from_policy(args)
     reward_name = args.reward or trained.get("reward") or "shapes"
     reward = get_reward(reward_name)
     prompts = load_prompts(args.prompts)
@@ -235,7 +236,7 @@ def cmd_train_base(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from noiseppo.presets import resolve
+    from noiseppo.presets import DEFAULT_PRESET, resolve
     from noiseppo.train import train
 
     if args.resume:
@@ -248,7 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
         flags = {f: getattr(args, f) for f in TRAIN_FLAGS}
-        config = resolve(args.preset or "shapes", args.config, args.overrides, flags)
+        config = resolve(args.preset or DEFAULT_PRESET, args.config, args.overrides, flags)
         run = train(config, args.out)
     print(f"policy written to {run / 'policy'}")
     return 0

@@ -24,8 +24,8 @@ def presets() -> dict[str, str]:
     """Preset name → its description (the YAML file's first comment line)."""
     found = {}
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
-        first = path.read_text().splitlines()[0] if path.read_text() else ""
-        found[path.stem] = first.lstrip("# ").strip()
+        lines = path.read_text().splitlines()
+        found[path.stem] = lines[0].lstrip("# ").strip() if lines else ""
     return found
 
 
