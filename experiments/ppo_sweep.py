@@ -32,6 +32,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "mean-lr3e-4-kl1e-3-vp": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "preserve_variance": True},
     "mean-lr1e-4-prior0.01-grid4": {"logprob": "mean", "lr": 1e-4, "target_kl": 0.001, "kl_coef": 0.01, "grid": 4},
     "mean-lr3e-4-prior0.1-grid4": {"logprob": "mean", "lr": 3e-4, "target_kl": 0.001, "kl_coef": 0.1, "grid": 4},
+    # Advantages from each prompt's own group of samples only (GRPO-style), with and without
+    # mirrored noise pairs; the default falls back to batch statistics on a prompt's first visit.
+    "group-adv": {"adv_buffer": 8, "adv_min_count": 8},
+    "group-adv-antithetic": {"adv_buffer": 8, "adv_min_count": 8, "antithetic": True},
 }
 
 

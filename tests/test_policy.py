@@ -123,3 +123,13 @@ def test_preserve_variance_keeps_the_latent_energy_of_the_prior(backend) -> None
     torch.testing.assert_close(energy, torch.ones(len(PROMPTS)))
     z = policy.sample(cond, eps)
     torch.testing.assert_close(policy.log_prob(z, cond), Normal(mean, log_sigma.exp()).log_prob(z).flatten(1).sum(1))
+
+
+def test_repeated_prompts_are_computed_once_with_the_same_result(backend) -> None:
+    policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True))
+    repeated = [p for p in PROMPTS for _ in range(3)][::-1]
+    mean, log_sigma = policy(backend.encode(repeated))
+    for i, prompt in enumerate(repeated):
+        alone_mean, alone_log_sigma = policy(backend.encode([prompt]))
+        torch.testing.assert_close(mean[i : i + 1], alone_mean)
+        torch.testing.assert_close(log_sigma[i : i + 1], alone_log_sigma)

@@ -74,6 +74,26 @@ def test_update_stops_early_at_the_target_kl() -> None:
     assert stats["policy_kl_last"] > 1e-4
 
 
+def test_minibatches_are_whole_prompt_groups(monkeypatch) -> None:
+    backend = get_backend("shapes", None, "ddim")
+    policy = NoisePolicy(latent_shape=backend.latent_shape)
+    prompts = ["a red circle", "a blue square", "two green triangles", "a yellow circle"] * 4  # interleaved
+    cond = backend.encode(prompts)
+    z = torch.randn(len(prompts), *backend.latent_shape, generator=torch.Generator().manual_seed(1))
+    zeros = torch.zeros_like(z)
+    rollout = Rollout(cond, z, gaussian_log_prob(z, zeros, zeros, "mean"), torch.randn(16), zeros, zeros)
+    seen: list[list[str]] = []
+    forward = NoisePolicy._forward
+    monkeypatch.setattr(NoisePolicy, "_forward", lambda self, c: seen.append(c.prompts) or forward(self, c))
+    config = TrainConfig(logprob="mean", epochs=3, minibatch=8, target_kl=0.0)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr)
+    stats = ppo_update(policy, optimizer, rollout, config, torch.Generator().manual_seed(0))
+    assert stats["minibatch_steps"] == 6
+    # Each minibatch holds two whole groups of 4, and the policy runs once per distinct prompt.
+    assert [len(s) for s in seen] == [2] * 6
+    assert len({tuple(sorted(s)) for s in seen}) > 1, "the groups are shuffled between minibatches"
+
+
 def test_per_prompt_advantages() -> None:
     stats = PerPromptStats(buffer=8, min_count=4)
     prompts = ["a"] * 4 + ["b"] * 4 + ["c"] * 4

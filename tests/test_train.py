@@ -180,3 +180,14 @@ def test_presets_resolve_and_validate() -> None:
     assert resolve("tiny", overrides=["lr=1e-2", "learn_sigma=true"]).learn_sigma is True
     with pytest.raises(UserError, match="'iterations' must be >= 1"):
         resolve("tiny", overrides=["iterations=0"])
+
+
+def test_antithetic_noises_come_in_mirrored_pairs() -> None:
+    config = resolve("tiny", overrides=["eval_prompts=", "antithetic=true", "samples_per_prompt=4"])
+    trainer = train_module.Trainer(config)  # untrained policy: the latents are the noises
+    rollout, _ = trainer.rollout(train_module.iteration_generator(config, 0))
+    groups = rollout.latents.view(config.prompts_per_iteration, 4, -1)
+    assert torch.equal(groups[:, 2:], -groups[:, :2])
+    assert not torch.equal(groups[:, 0], groups[:, 1])
+    with pytest.raises(UserError, match="antithetic needs an even samples_per_prompt"):
+        resolve("tiny", overrides=["antithetic=true", "samples_per_prompt=3", "minibatch=3"])

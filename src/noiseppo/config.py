@@ -83,6 +83,10 @@ class TrainConfig:
     """Prompts drawn (without replacement) per iteration."""
     samples_per_prompt: int = 8
     """Latents per prompt: the group whose rewards normalise each other's advantages."""
+    antithetic: bool = False
+    """Draw each prompt's noises in mirrored pairs (ε, -ε): the pair's rewards differ only
+    through what the direction of ε changes, which cancels much of the gradient's noise.
+    Needs an even ``samples_per_prompt``."""
     render_batch: int = 128
     """Images per forward pass of the frozen model (memory, not learning)."""
 
@@ -110,7 +114,9 @@ class TrainConfig:
     epochs: int = 4
     """PPO epochs over each iteration's samples."""
     minibatch: int = 32
-    """Samples per PPO minibatch; must divide prompts_per_iteration x samples_per_prompt."""
+    """Samples per PPO minibatch; must divide prompts_per_iteration x samples_per_prompt.
+    Minibatches are made of whole prompt groups (shuffled each epoch), so a multiple of
+    ``samples_per_prompt`` keeps every group in one minibatch."""
     clip_range: float = 0.2
     """PPO clip range ε: the ratio is clipped to [1-ε, 1+ε]."""
     target_kl: float = 0.001

@@ -69,7 +69,23 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, conditioning: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log standard deviation, each (N, *latent_shape)."""
+        """Mean and log standard deviation, each (N, *latent_shape).
+
+        Rows with the same prompt carry the same conditioning (encoders are deterministic),
+        so each distinct prompt is computed once: a PPO batch repeats every prompt
+        ``samples_per_prompt`` times.
+        """
+        first: dict[str, int] = {}
+        for i, prompt in enumerate(conditioning.prompts):
+            first.setdefault(prompt, i)
+        if len(first) == len(conditioning):
+            return self._forward(conditioning)
+        position = {prompt: k for k, prompt in enumerate(first)}
+        inverse = torch.tensor([position[p] for p in conditioning.prompts], device=self.device)
+        mean, log_sigma = self._forward(conditioning.select(list(first.values())))
+        return mean[inverse], log_sigma[inverse]
+
+    def _forward(self, conditioning: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
         states = conditioning.token_states.to(self.device, self.dtype)
         pooled = conditioning.pooled.to(self.device, self.dtype)

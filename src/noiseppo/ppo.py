@@ -33,12 +33,8 @@ class Rollout:
         return len(self.latents)
 
     def take(self, index: torch.Tensor) -> Rollout:
-        c = self.conditioning
-        sub = Conditioning(
-            [c.prompts[i] for i in index.tolist()], c.token_states[index], c.pooled[index], c.mask[index]
-        )
         return Rollout(
-            sub, self.latents[index], self.old_logprob[index], self.advantages[index],
+            self.conditioning.select(index), self.latents[index], self.old_logprob[index], self.advantages[index],
             self.old_mean[index], self.old_log_sigma[index],
         )  # fmt: skip
 
@@ -72,8 +68,15 @@ def ppo_update(
     """``config.epochs`` passes of minibatch PPO over one rollout; returns mean statistics."""
     history: dict[str, list[float]] = {}
     stopped_early = 0.0
+    # Minibatches are made of whole prompt groups, shuffled: the policy then runs once per
+    # distinct prompt of a minibatch (minibatch / samples_per_prompt of them), not per sample.
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(rollout.conditioning.prompts):
+        groups.setdefault(prompt, []).append(i)
+    members = list(groups.values())
     for _epoch in range(config.epochs):
-        order = torch.randperm(len(rollout), generator=generator)
+        shuffled = torch.randperm(len(members), generator=generator).tolist()
+        order = torch.tensor([i for g in shuffled for i in members[g]])
         for start in range(0, len(rollout), config.minibatch):
             mb = rollout.take(order[start : start + config.minibatch])
             mean, log_sigma = policy(mb.conditioning)

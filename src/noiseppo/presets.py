@@ -110,6 +110,8 @@ def validate(config: TrainConfig) -> None:
             f"config: minibatch {config.minibatch} does not divide the batch of {batch} samples "
             f"(prompts_per_iteration {config.prompts_per_iteration} x samples_per_prompt {config.samples_per_prompt})"
         )
+    if config.antithetic and config.samples_per_prompt % 2:
+        raise UserError(f"config: antithetic needs an even samples_per_prompt, got {config.samples_per_prompt}")
     if config.logprob not in ("sum", "mean"):
         raise UserError(f"config: logprob must be 'sum' or 'mean', got '{config.logprob}'")
     for key in ("lr", "clip_range"):

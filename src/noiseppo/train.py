@@ -100,6 +100,10 @@ class Trainer:
         chosen = torch.randperm(len(self.prompts), generator=generator)[: cfg.prompts_per_iteration]
         prompts = [self.prompts[i] for i in chosen.tolist() for _ in range(cfg.samples_per_prompt)]
         eps = torch.randn(len(prompts), *self.backend.latent_shape, generator=generator)
+        if cfg.antithetic:  # each prompt's second half of noises mirrors its first half
+            groups = eps.view(cfg.prompts_per_iteration, cfg.samples_per_prompt, -1)
+            half = cfg.samples_per_prompt // 2
+            groups[:, half:] = -groups[:, :half]
 
         latents, logprobs, rewards, conds, fields, means, log_sigmas = [], [], [], [], {}, [], []
         for start in range(0, len(prompts), cfg.render_batch):

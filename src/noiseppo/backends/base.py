@@ -28,6 +28,13 @@ class Conditioning:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def select(self, index: torch.Tensor | list[int]) -> Conditioning:
+        """The rows at ``index``, in that order."""
+        rows = torch.as_tensor(index, dtype=torch.long)
+        return Conditioning(
+            [self.prompts[i] for i in rows.tolist()], self.token_states[rows], self.pooled[rows], self.mask[rows]
+        )
+
 
 class Backend(Protocol):
     """A frozen text-to-image generator.
