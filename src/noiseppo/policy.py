@@ -27,6 +27,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from noiseppo.backends.base import Backend, Conditioning
+from noiseppo.checkpoint import load_pretrained
 from noiseppo.errors import UserError
 from noiseppo.sampling import LatentsFn, standard_noise
 
@@ -219,8 +220,8 @@ def load_policy(name_or_path: str | Path) -> NoisePolicy:
     for folder in candidates:
         if (folder / "config.json").is_file() and (folder / "diffusion_pytorch_model.safetensors").is_file():
             try:
-                return NoisePolicy.from_pretrained(folder).eval().requires_grad_(False)
-            except (OSError, ValueError, RuntimeError) as exc:
+                return load_pretrained(NoisePolicy, folder).requires_grad_(False)
+            except (UserError, OSError, ValueError, RuntimeError) as exc:
                 reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
                 raise UserError(f"{folder}: cannot load the policy: {reason}") from None
     known = ", ".join(shipped_policies()) or "none"

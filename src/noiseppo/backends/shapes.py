@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.backends.base import Conditioning
+from noiseppo.checkpoint import load_pretrained, read_json
 from noiseppo.errors import UserError
 from noiseppo.shapes.grammar import parse
 from noiseppo.shapes.model import ShapesDenoiser, ShapesTextEncoder
@@ -80,12 +81,12 @@ class ShapesBackend:
         if missing:
             raise UserError(f"{path}: not a Shapes model folder (missing {', '.join(missing)})")
         try:
-            text_encoder = ShapesTextEncoder.from_pretrained(path / "text_encoder", torch_dtype=dtype)
-            denoiser = ShapesDenoiser.from_pretrained(path / "denoiser", torch_dtype=dtype)
-        except (OSError, ValueError, RuntimeError) as e:
+            text_encoder = load_pretrained(ShapesTextEncoder, path / "text_encoder", dtype)
+            denoiser = load_pretrained(ShapesDenoiser, path / "denoiser", dtype)
+        except (UserError, OSError, ValueError, RuntimeError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise UserError(f"{path}: cannot load the Shapes model weights ({first_line})") from None
-        config = DDPMScheduler.load_config(path / "scheduler")
+        config = read_json(path / "scheduler" / "scheduler_config.json")  # what DDPMScheduler.load_config reads
         return cls(text_encoder, denoiser, config, scheduler, device, dtype)
 
     @torch.no_grad()

@@ -23,7 +23,14 @@ from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
 from noiseppo.backends.shapes import ShapesBackend
-from noiseppo.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.checkpoint import (
+    load_pretrained,
+    load_state,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    read_json,
+    save_state,
+)
 from noiseppo.config import BaseTrainConfig
 from noiseppo.errors import UserError
 from noiseppo.files import truncate_jsonl
@@ -71,20 +78,26 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
         torch.set_num_threads(config.threads)
     if config.init and not (Path(config.init) / "denoiser" / "config.json").is_file():
         raise UserError(f"--init {config.init}: not a model folder (no denoiser/config.json)")
-    out.mkdir(parents=True, exist_ok=True)
     config_file = out / "config.json"
     if resume:
         if not config_file.exists():
             raise UserError(f"{out}: nothing to resume (no config.json)")
-        config = BaseTrainConfig(**json.loads(config_file.read_text()))
+        saved = read_json(config_file)
+        try:
+            config = BaseTrainConfig(**saved)
+        except TypeError:  # not a mapping, or keys of another version
+            raise UserError(f"{config_file}: not a train-base config") from None
     elif config_file.exists():
         raise UserError(f"{out}: already holds a run; use --resume or a new folder")
-    else:
-        config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: exists and is not a train-base run; choose a new folder")
 
     text_encoder, denoiser, scheduler = build(config)
-    if config.init:
+    if config.init:  # before the run folder is written: a bad --init leaves nothing behind
         _load_init(text_encoder, denoiser, Path(config.init))
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
     params = list(text_encoder.parameters()) + list(denoiser.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     ema = EMAModel(params, decay=config.ema_decay)
@@ -160,8 +173,8 @@ def _load_init(text_encoder: ShapesTextEncoder, denoiser: ShapesDenoiser, folder
     """Copy the weights of an exported model into freshly built modules of the same shape."""
     for name, module in (("text_encoder", text_encoder), ("denoiser", denoiser)):
         try:
-            loaded = type(module).from_pretrained(folder / name)
-        except (OSError, ValueError) as exc:
+            loaded = load_pretrained(type(module), folder / name)
+        except (UserError, OSError, ValueError, RuntimeError) as exc:
             reason = str(exc).splitlines()[0]
             raise UserError(f"--init {folder}: cannot load {name}: {reason}") from None
         try:
