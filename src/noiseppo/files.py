@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from noiseppo.errors import UserError
 
 
@@ -36,29 +38,51 @@ def new_output_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _write_failure(error: BaseException) -> str | None:
+    """Why a write failed, if ``error`` is a failed write (a full disk, a read-only folder).
+
+    safetensors reports its own failed writes as ``SafetensorError("... I/O error ...")``,
+    not as ``OSError``; any other SafetensorError is a bug and keeps its traceback.
+    """
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    if isinstance(error, SafetensorError) and "I/O error" in str(error):
+        return str(error)
+    return None
+
+
 @contextlib.contextmanager
 def replaced_folder(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``path`` (if any) only once the block succeeds.
 
     Files are flushed before the rename, so a crash leaves the old folder or the new
     one. (Between the two renames there is an instant where ``path`` is missing; readers
-    that must never see that look for the ``.old-*`` sibling.)
+    that must never see that look for the ``.old-*`` sibling.) A failed write (a full
+    disk) becomes a ``UserError`` and leaves the old folder as it was.
     """
     path = Path(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         yield tmp
         for f in tmp.rglob("*"):
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
+    except (OSError, SafetensorError) as e:
+        reason = _write_failure(e)
+        if reason is None:
+            raise
+        if old.exists() and not path.exists():  # failed between the two renames
+            os.replace(old, path)
+        kept = f"the previous {path.name} is kept" if path.exists() else "nothing was written"
+        raise UserError(f"{path}: cannot write ({reason}); {kept}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
