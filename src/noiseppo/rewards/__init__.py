@@ -42,6 +42,26 @@ def get_reward(name: str) -> Reward:
     return REWARDS[name][0]()
 
 
+def _checked_images(reward: Reward, images, n: int) -> None:
+    """Refuse a batch that breaks the backend contract, (N, 3, H, W), before a reward misreads it."""
+    shape = tuple(getattr(images, "shape", ()))
+    size = getattr(reward, "image_size", None)  # (height, width) a reward insists on, if any
+    if len(shape) != 4 or shape[0] != n or shape[1] != 3 or (size is not None and shape[2:] != tuple(size)):
+        wanted = f"({n}, 3, {size[0]}, {size[1]})" if size is not None else f"({n}, 3, H, W)"
+        raise UserError(f"the backend made images of shape {shape}, the reward reads {wanted}")
+
+
+def _call(fn: Callable, images, prompts: Sequence[str]):
+    """Call the reward; its failure (a crashed model, a dropped connection) stops the run with one line."""
+    try:
+        return fn(images, prompts)
+    except UserError:
+        raise
+    except Exception as e:
+        reason = f": {str(e).strip().splitlines()[0]}" if str(e).strip() else ""
+        raise UserError(f"the reward raised {e.__class__.__name__}{reason}") from e
+
+
 def _checked(raw, n: int) -> torch.Tensor:
     import torch
 
@@ -58,7 +78,8 @@ def _checked(raw, n: int) -> torch.Tensor:
 
 def score_batch(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
     """The reward's scores, checked: one float (or NaN) per image, nothing else."""
-    return _checked(reward(images, prompts), len(prompts))
+    _checked_images(reward, images, len(prompts))
+    return _checked(_call(reward, images, prompts), len(prompts))
 
 
 def score_with_details(
@@ -68,12 +89,13 @@ def score_with_details(
     correct, partial; {} for a reward without details), in one pass where the reward allows."""
     combined = getattr(reward, "score_with_details", None)
     if combined is not None:
-        raw, fields = combined(images, prompts)
+        _checked_images(reward, images, len(prompts))
+        raw, fields = _call(combined, images, prompts)
         return _checked(raw, len(prompts)), fields
     scores = score_batch(reward, images, prompts)
     details = getattr(reward, "details", None)
     if details is None:
         return scores, {}
-    rows = details(images, prompts)
+    rows = _call(details, images, prompts)
     keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)] if rows else []
     return scores, {k: [float(row[k]) for row in rows] for k in keys}
