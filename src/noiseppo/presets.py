@@ -1,13 +1,17 @@
 """Resolving a ``TrainConfig``: dataclass defaults < preset < ``--config`` file < ``key=value``.
 
 Presets are YAML files shipped in ``noiseppo/configs/`` (``noiseppo list presets``). A
-YAML file holds a flat mapping of ``TrainConfig`` fields; an unknown key, a value of the
-wrong type or a malformed file is refused with the file and key named.
+YAML file holds a flat mapping of ``TrainConfig`` fields; an unknown key (with the nearest
+valid one suggested), a value of the wrong type or a malformed file is refused with the
+file and key named. A ``key=value`` override is plain text converted by the field's type,
+never parsed as YAML: ``model=0.10`` stays the string "0.10" and ``iterations=010`` is 10.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -30,10 +34,12 @@ def presets() -> dict[str, str]:
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    if key not in fields:
-        raise UserError(f"{where}: unknown config key '{key}' (see 'noiseppo train --help')")
-    kind = get_type_hints(TrainConfig)[key]
+    kinds = get_type_hints(TrainConfig)
+    if key not in kinds:
+        close = difflib.get_close_matches(key, kinds, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see 'noiseppo train --help'"
+        raise UserError(f"{where}: unknown config key '{key}' ({hint})")
+    kind = kinds[key]
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -43,16 +49,21 @@ def _convert(key: str, value: Any, where: str) -> Any:
         try:
             if isinstance(value, str) or float(value) == int(value):
                 return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
             pass
     elif kind is float and not isinstance(value, bool):
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             pass
+        else:
+            if math.isnan(number):  # NaN passes every bound check in validate() and poisons the loss
+                raise UserError(f"{where}: '{key}' must be a float other than NaN, got {value!r}")
+            return number
     elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
-    raise UserError(f"{where}: '{key}' must be a {kind.__name__}, got {value!r}")
+    article = "an" if kind.__name__[0] in "aeiou" else "a"
+    raise UserError(f"{where}: '{key}' must be {article} {kind.__name__}, got {value!r}")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -90,7 +101,7 @@ def resolve(
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"'{item}': overrides are written key=value")
-        values[key.strip()] = _convert(key.strip(), yaml.safe_load(value) if value else "", "override")
+        values[key.strip()] = _convert(key.strip(), value, "override")
     values.update({k: _convert(k, v, "flag") for k, v in (flags or {}).items() if v is not None})
     config = TrainConfig(**values)
     validate(config)
