@@ -1,0 +1,503 @@
+"""Every row of docs/hostile_inputs.md, through the real CLI (``noiseppo.cli.main`` in process).
+
+Each case builds its inputs in a fresh folder, runs one command, and checks the contract:
+exit status 2, exactly one ``noiseppo: error:`` line holding the documented message, no
+traceback, no pickle ever run, and on disk either nothing changed at all or, for a failure
+in the middle of a run, a run folder that still holds its last good, readable checkpoint.
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import os
+import pickle
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+
+import noiseppo.checkpoint as checkpoint_module
+import noiseppo.train as train_module
+from noiseppo.backends import BACKENDS
+from noiseppo.backends.shapes import DEFAULT_MODEL
+from noiseppo.checkpoint import WEIGHTS_NAME, load_state
+from noiseppo.cli import main
+from noiseppo.policy import load_policy
+from noiseppo.presets import resolve
+from noiseppo.rewards import REWARDS
+
+DOC = Path(__file__).parents[1] / "docs" / "hostile_inputs.md"
+TRAIN = ["train", "--preset", "tiny", "eval_prompts="]  # 2 iterations of 8 images, no held-out pass
+SAMPLE = ["sample", "--prompt", "a red circle", "--n", "1", "--steps", "1"]
+MARKER = "MARKER"  # created by Bomb if anything ever unpickles one
+PICKLERS = {"pickle", "_pickle", "cPickle", "dill", "joblib", "shelve", "marshal"}
+
+
+class Bomb:
+    """A pickle payload that creates a folder when unpickled: proof that nothing ran it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def torch_pickle(path: Path) -> None:
+    """What a user might rename: a torch.save file (a zip archive holding a pickle)."""
+    torch.save({"weight": torch.zeros(2), "payload": Bomb(path.parent / MARKER)}, path)
+
+
+def plain_pickle(path: Path) -> None:
+    path.write_bytes(pickle.dumps(Bomb(path.parent / MARKER)))
+
+
+@dataclass
+class Case:
+    """One row of the table: a command, the inputs it needs, and what it must answer."""
+
+    args: list[str]
+    """CLI arguments; ``{w}`` is this case's folder."""
+    message: str
+    """The stable part of the error line, as the table quotes it."""
+    setup: Callable[[Path, Path], None] | None = None
+    """Builds the inputs in the case folder, given the case folder and a finished tiny run."""
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None
+    """Registers a custom reward or backend, or breaks the disk."""
+    left: int | None = None
+    """None: the case folder must be exactly as before. N: the run in {w}/out must hold a
+    readable checkpoint at iteration N (the failure came after the run had started)."""
+    resumes: bool = False
+    """Once the patch is undone, ``--resume`` finishes the run."""
+    out: str | None = "{w}/out"
+    """Given as ``--out`` (None: the command takes none)."""
+
+
+def files(**contents: str | bytes) -> Callable[[Path, Path], None]:
+    """A setup that writes text or bytes files (``__`` in a name stands for ``/``)."""
+
+    def setup(w: Path, run: Path) -> None:
+        for name, content in contents.items():
+            path = w / name.replace("__", "/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+    return setup
+
+
+def pickle_at(name: str) -> Callable[[Path, Path], None]:
+    """A setup that writes a plain pickle to {w}/``name``."""
+
+    def setup(w: Path, run: Path) -> None:
+        (w / name).parent.mkdir(parents=True, exist_ok=True)
+        plain_pickle(w / name)
+
+    return setup
+
+
+def run_with(name: str, make: Callable[[Path], None]) -> Callable[[Path, Path], None]:
+    """A setup that copies the finished tiny run to {w}/run and replaces one file by ``make``."""
+
+    def setup(w: Path, run: Path) -> None:
+        shutil.copytree(run, w / "run")
+        make(w / "run" / name)
+
+    return setup
+
+
+def model_with(name: str, make: Callable[[Path], None] | None) -> Callable[[Path, Path], None]:
+    """A setup that copies the shipped Shapes model to {w}/model and replaces (or removes) a file."""
+
+    def setup(w: Path, run: Path) -> None:
+        shutil.copytree(DEFAULT_MODEL, w / "model")
+        target = w / "model" / name
+        target.unlink()
+        if make is not None:
+            make(target)
+
+    return setup
+
+
+def reward(name: str, scores: Callable[[int], object]) -> Callable[[pytest.MonkeyPatch], None]:
+    """Register a custom reward ``name`` that answers ``scores(number of images)``."""
+
+    class Custom:
+        def __call__(self, images: torch.Tensor, prompts: list[str]):
+            return scores(len(prompts))
+
+    return lambda mp: mp.setitem(REWARDS, name, (Custom, "a hostile test reward"))
+
+
+def crash(n: int) -> object:
+    raise RuntimeError("reward server is down")
+
+
+class HalfSizeBackend:
+    """A custom backend that breaks the contract: 16x16 images, where the Shapes reward reads 32x32."""
+
+    name = "half-size"
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.latent_shape = inner.latent_shape
+        self.default_guidance = inner.default_guidance
+
+    def encode(self, prompts: list[str]):
+        return self.inner.encode(prompts)
+
+    def generate(self, latents, conditioning, steps, guidance):
+        return F.avg_pool2d(self.inner.generate(latents, conditioning, steps, guidance), 2)
+
+
+def half_size_backend(mp: pytest.MonkeyPatch) -> None:
+    shapes = BACKENDS["shapes"][0]
+    mp.setitem(BACKENDS, "half-size", (lambda *a: HalfSizeBackend(shapes(*a)), "a hostile test backend"))
+
+
+def full_disk(error: Exception) -> Callable[[pytest.MonkeyPatch], None]:
+    """The third checkpoint write (after iteration 2) runs out of space half way through the file."""
+
+    def patch(mp: pytest.MonkeyPatch) -> None:
+        real = checkpoint_module.save_file
+        calls = []
+
+        def save_file(tensors: dict, filename: str) -> None:
+            real(tensors, filename)
+            calls.append(filename)
+            if len(calls) == 3:
+                with open(filename, "r+b") as f:
+                    f.truncate(os.path.getsize(filename) // 2)
+                raise error
+
+        mp.setattr(checkpoint_module, "save_file", save_file)
+
+    return patch
+
+
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+# What safetensors itself raises when the disk fills (not an OSError).
+SAFETENSORS_ENOSPC = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+GRAMMAR_ERROR = "prompt 'a purple circle': word 2 'purple' is not a colour ('red', 'green', 'blue' or 'yellow')"
+PICKLE_NOT_SAFETENSORS = "is a pickle (e.g. from torch.save), not a safetensors file; noiseppo never unpickles files"
+PICKLE_NOT_JSON = "is a pickle (e.g. from torch.save), not a JSON file; noiseppo never unpickles files"
+
+CASES: dict[str, Case] = {
+    # -- registries and config
+    "unknown backend": Case([*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes)"),
+    "unknown reward": Case(
+        [*TRAIN, "--reward", "clip-score"], "unknown reward 'clip-score' (known: shapes, shapes-correct)"
+    ),
+    "unknown preset": Case(["train", "--preset", "tinny"], "unknown preset 'tinny' (known: shapes, tiny)"),
+    "unknown prompt set": Case(
+        [*TRAIN, "--prompts", "shapes-dev"],
+        "unknown prompt set 'shapes-dev' (known: shapes-train, shapes-test; or give a .txt or .jsonl file)",
+    ),
+    "mistyped config key": Case(
+        [*TRAIN, "minibach=4"], "override: unknown config key 'minibach' (did you mean 'minibatch'?)"
+    ),
+    "mistyped key in a config file": Case(
+        [*TRAIN, "--config", "{w}/typo.yaml"],
+        "typo.yaml: unknown config key 'samples_per_promt' (did you mean 'samples_per_prompt'?)",
+        files(**{"typo.yaml": "samples_per_promt: 4\n"}),
+    ),
+    "unknown config key": Case([*TRAIN, "colour=red"], "unknown config key 'colour' (see 'noiseppo train --help')"),
+    "override without =": Case([*TRAIN, "steps"], "'steps': overrides are written key=value"),
+    "value of the wrong type": Case([*TRAIN, "lr=fast"], "override: 'lr' must be a float, got 'fast'"),
+    "NaN value": Case([*TRAIN, "kl_coef=nan"], "override: 'kl_coef' must be a float other than NaN, got 'nan'"),
+    "malformed YAML": Case(
+        [*TRAIN, "--config", "{w}/bad.yaml"], "bad.yaml:2: malformed YAML (", files(**{"bad.yaml": "lr: [1, 2\n"})
+    ),
+    "config file that is not a mapping": Case(
+        [*TRAIN, "--config", "{w}/list.yaml"],
+        "list.yaml: expected a mapping of config keys, got list",
+        files(**{"list.yaml": "- 1\n- 2\n"}),
+    ),
+    # -- sizes and batch arithmetic
+    "zero size": Case([*TRAIN, "prompts_per_iteration=0"], "config: 'prompts_per_iteration' must be >= 1, got 0"),
+    "negative size": Case([*TRAIN, "samples_per_prompt=-4"], "config: 'samples_per_prompt' must be >= 1, got -4"),
+    "zero flag": Case([*TRAIN, "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    "negative rate": Case([*TRAIN, "lr=-0.001"], "config: 'lr' must be > 0, got -0.001"),
+    "minibatch that does not divide": Case(
+        [*TRAIN, "minibatch=3"],
+        "config: minibatch 3 does not divide the batch of 8 samples (prompts_per_iteration 2 x samples_per_prompt 4)",
+    ),
+    "more prompts per iteration than prompts": Case(
+        [*TRAIN, "--prompts", "{w}/one.txt"],
+        "config: prompts_per_iteration 2 exceeds the 1 prompts of",
+        files(**{"one.txt": "a red circle\n"}),
+    ),
+    # -- prompt files
+    "empty prompt file": Case(
+        [*TRAIN, "--prompts", "{w}/empty.txt"], "empty.txt: no prompts in file", files(**{"empty.txt": "# none\n\n"})
+    ),
+    "unreadable prompt file": Case(
+        [*TRAIN, "--prompts", "{w}/latin1.txt"],
+        "latin1.txt: cannot read prompt file (",
+        files(**{"latin1.txt": b"a red circle\n\xff\xfe\n"}),
+    ),
+    "missing prompt file": Case([*TRAIN, "--prompts", "{w}/missing.txt"], "missing.txt: prompt file not found"),
+    "prompt file of another type": Case(
+        [*TRAIN, "--prompts", "{w}/prompts.csv"],
+        "prompts.csv: unsupported prompt file type '.csv' (use .txt or .jsonl)",
+        files(**{"prompts.csv": "a red circle\n"}),
+    ),
+    "bad line in a .jsonl prompt file": Case(
+        [*TRAIN, "--prompts", "{w}/bad.jsonl"],
+        'bad.jsonl:2: expected a JSON string or an object with a string "prompt" field',
+        files(**{"bad.jsonl": '{"prompt": "a red circle"}\n{"prompt": 3}\n'}),
+    ),
+    "prompt outside the grammar": Case(
+        [*TRAIN, "--prompts", "{w}/purple.txt"],
+        GRAMMAR_ERROR,
+        files(**{"purple.txt": "a red circle\na purple circle\n"}),
+    ),
+    "held-out prompt outside the grammar": Case(
+        ["train", "--preset", "tiny", "eval_prompts={w}/purple.txt"],
+        GRAMMAR_ERROR,
+        files(**{"purple.txt": "a purple circle\n"}),
+    ),
+    # -- output folders
+    "run folder that exists and is not a run": Case(
+        TRAIN, "out: run folder exists and is not empty; use --resume or a new folder", files(out__keep="mine\n")
+    ),
+    "run folder without a parent": Case(
+        TRAIN, "no-such-folder: parent folder of the run does not exist", out="{w}/no-such-folder/run"
+    ),
+    "resume of a folder that is not a run": Case(
+        ["train", "--resume", "{w}/out"],
+        "out: not a run folder to resume (needs config.yaml and checkpoint/)",
+        files(out__keep="mine\n"),
+        out=None,
+    ),
+    "sample output folder that is not empty": Case(
+        SAMPLE, "out: output path exists and is not empty; choose a new one", files(out__keep="mine\n")
+    ),
+    "train-base folder that is not a run": Case(
+        ["shapes", "train-base", "--steps", "1"],
+        "out: exists and is not a train-base run; choose a new folder",
+        files(out__keep="mine\n"),
+    ),
+    # -- custom rewards and backends, which fail only once the run has started
+    "reward that raises": Case(
+        [*TRAIN, "--reward", "crashes"],
+        "the reward raised RuntimeError: reward server is down",
+        patch=reward("crashes", crash),
+        left=0,
+    ),
+    "reward that raises, held-out pass on": Case(
+        ["train", "--preset", "tiny", "eval_prompts={w}/one.txt", "--reward", "crashes"],
+        "the reward raised RuntimeError: reward server is down",
+        files(**{"one.txt": "a red circle\n"}),
+        patch=reward("crashes", crash),
+    ),
+    "reward that returns NaN": Case(
+        [*TRAIN, "--reward", "nan"],
+        "the reward 'nan' returned NaN for 8 of 8 images at iteration 0 (max_nan_fraction is 0.1)",
+        patch=reward("nan", lambda n: torch.full((n,), float("nan"))),
+        left=0,
+    ),
+    "reward that returns inf": Case(
+        [*TRAIN, "--reward", "inf"],
+        "the reward returned an infinite score",
+        patch=reward("inf", lambda n: torch.full((n,), float("inf"))),
+        left=0,
+    ),
+    "reward that returns the wrong number of scores": Case(
+        [*TRAIN, "--reward", "short"],
+        "the reward returned 7 scores for 8 images",
+        patch=reward("short", lambda n: torch.zeros(n - 1)),
+        left=0,
+    ),
+    "reward that returns no numbers": Case(
+        [*TRAIN, "--reward", "words"],
+        "the reward returned something that is not a list of numbers (",
+        patch=reward("words", lambda n: ["good"] * n),
+        left=0,
+    ),
+    "backend images of the wrong size": Case(
+        [*TRAIN, "--backend", "half-size"],
+        "the backend made images of shape (8, 3, 16, 16), the reward reads (8, 3, 32, 32)",
+        patch=half_size_backend,
+        left=0,
+    ),
+    # -- a full disk while checkpointing: the previous checkpoint stays, and --resume finishes the run
+    "full disk during a checkpoint": Case(
+        TRAIN,
+        "checkpoint: cannot write (No space left on device); the previous checkpoint is kept",
+        patch=full_disk(ENOSPC),
+        left=1,
+        resumes=True,
+    ),
+    "full disk as safetensors reports it": Case(
+        TRAIN,
+        "checkpoint: cannot write (Error while serializing: I/O error: No space left on device (os error 28)); "
+        "the previous checkpoint is kept",
+        patch=full_disk(SAFETENSORS_ENOSPC),
+        left=1,
+        resumes=True,
+    ),
+    # -- pickles where safetensors or JSON belong: refused by name, never run
+    "pickled checkpoint weights": Case(
+        ["train", "--resume", "{w}/run"],
+        f"run/checkpoint/state.safetensors: {PICKLE_NOT_SAFETENSORS}",
+        run_with("checkpoint/state.safetensors", torch_pickle),
+        out=None,
+    ),
+    "pickled checkpoint metadata": Case(
+        ["train", "--resume", "{w}/run"],
+        f"run/checkpoint/state.json: {PICKLE_NOT_JSON}",
+        run_with("checkpoint/state.json", plain_pickle),
+        out=None,
+    ),
+    "pickled policy weights": Case(
+        [*SAMPLE, "--policy", "{w}/run"],
+        f"run/policy/{WEIGHTS_NAME}: {PICKLE_NOT_SAFETENSORS}",
+        run_with(f"policy/{WEIGHTS_NAME}", torch_pickle),
+    ),
+    "pickled policy config": Case(
+        ["eval", "--policy", "{w}/run", "--prompts", "shapes-test"],
+        f"run/policy/config.json: {PICKLE_NOT_JSON}",
+        run_with("policy/config.json", plain_pickle),
+    ),
+    "pickled model weights": Case(
+        [*SAMPLE, "--model", "{w}/model"],
+        f"model/denoiser/{WEIGHTS_NAME}: {PICKLE_NOT_SAFETENSORS}",
+        model_with(f"denoiser/{WEIGHTS_NAME}", torch_pickle),
+    ),
+    "model with pickled .bin weights only": Case(
+        [*SAMPLE, "--model", "{w}/model"],
+        f"model/denoiser/{WEIGHTS_NAME}: file not found (weights are read from safetensors only)",
+        model_with(f"denoiser/{WEIGHTS_NAME}", lambda p: torch_pickle(p.with_name("diffusion_pytorch_model.bin"))),
+    ),
+    "pickled model scheduler config": Case(
+        [*SAMPLE, "--model", "{w}/model"],
+        f"model/scheduler/scheduler_config.json: {PICKLE_NOT_JSON}",
+        model_with("scheduler/scheduler_config.json", plain_pickle),
+    ),
+    "pickled train-base --init weights": Case(
+        ["shapes", "train-base", "--steps", "1", "--init", "{w}/model"],
+        f"model/text_encoder/{WEIGHTS_NAME}: {PICKLE_NOT_SAFETENSORS}",
+        model_with(f"text_encoder/{WEIGHTS_NAME}", torch_pickle),
+    ),
+    "pickled train-base config": Case(
+        ["shapes", "train-base", "--resume"], f"out/config.json: {PICKLE_NOT_JSON}", pickle_at("out/config.json")
+    ),
+    "pickled --config file": Case(
+        [*TRAIN, "--config", "{w}/config.yaml"],
+        "config.yaml: cannot read the config (UnicodeDecodeError)",
+        pickle_at("config.yaml"),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-iteration run: checkpoint/, policy/ and config.yaml to spoil."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train_module.train(resolve("tiny", overrides=["eval_prompts=", "iterations=1"]), run, quiet=True)
+    return run
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def fill(text: str, w: Path) -> str:
+    return text.replace("{w}", str(w))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input_gets_one_line_exit_2_and_leaves_nothing_half_written(
+    name: str, tmp_path: Path, tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    case = CASES[name]
+    w = tmp_path
+    if case.setup is not None:
+        case.setup(w, tiny_run)
+    if case.patch is not None:
+        case.patch(monkeypatch)
+    args = [fill(a, w) for a in case.args] + (["--out", fill(case.out, w)] if case.out else [])
+    before = snapshot(w)
+    capsys.readouterr()
+
+    code = main(args)
+    err = capsys.readouterr().err
+
+    assert code == 2, err
+    assert "Traceback" not in err
+    # The progress bar redraws with carriage returns; everything else on stderr is the one line.
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if "noiseppo: error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("noiseppo: error: "), err
+    assert all(line.startswith("noise ppo") for line in lines if "noiseppo: error: " not in line), err
+    assert case.message in errors[0], errors[0]
+    assert not (w / MARKER).exists() and not list(w.rglob(MARKER)), "a pickle was run"
+
+    if case.left is None:
+        assert snapshot(w) == before, "a refused command must leave every file as it was"
+        return
+    run = w / "out"
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    assert not [p.name for p in w.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    tensors, meta = load_state(run / "checkpoint")
+    assert meta["iteration"] == case.left and any(k.startswith("policy.") for k in tensors)
+    load_policy(run)
+    if case.resumes:
+        monkeypatch.undo()
+        assert main(["train", "--resume", str(run)]) == 0, capsys.readouterr().err
+        assert load_state(run / "checkpoint")[1]["iteration"] == 2
+
+
+def test_the_pickles_would_run_if_anything_unpickled_them(tmp_path: Path) -> None:
+    """The marker check above means something: unpickling either file creates the marker."""
+    torch_pickle(tmp_path / "a.pt")  # the same bytes the cases rename (torch.load reads .safetensors its own way)
+    torch.load(tmp_path / "a.pt", weights_only=False)
+    assert (tmp_path / MARKER).is_dir()
+    (tmp_path / MARKER).rmdir()
+    plain_pickle(tmp_path / "config.json")
+    pickle.loads((tmp_path / "config.json").read_bytes())
+    assert (tmp_path / MARKER).is_dir()
+
+
+def test_the_source_never_unpickles() -> None:
+    """No pickle module, no torch.load, and no diffusers from_pretrained (it falls back to
+    torch.load on .bin files): every load goes through noiseppo.checkpoint."""
+    found = []
+    for path in sorted((Path(__file__).parents[1] / "src" / "noiseppo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                found += [f"{path.name}: import {n}" for n in names if n.split(".")[0] in PICKLERS]
+            elif isinstance(node, ast.Attribute) and node.attr in ("load", "from_pretrained"):
+                owner = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
+                if (owner, node.attr) == ("torch", "load") or (
+                    node.attr == "from_pretrained" and owner != "ShapesBackend"  # ours reads safetensors
+                ):
+                    found.append(f"{path.name}:{node.lineno}: {owner}.{node.attr}")
+    assert found == []
+
+
+def table_rows() -> dict[str, list[str]]:
+    """The table of docs/hostile_inputs.md: case → its cells."""
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 4 and not set(cells[0]) <= set("- ") and cells[0] != "case":
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_the_table_documents_exactly_these_cases() -> None:
+    rows = table_rows()
+    assert sorted(rows) == sorted(CASES)
+    for name, case in CASES.items():
+        message = re.findall(r"`([^`]*)`", rows[name][2])
+        assert message and case.message in message[0], (name, rows[name][2])
+        assert rows[name][3] == "2", name
