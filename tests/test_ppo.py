@@ -115,3 +115,9 @@ def test_per_prompt_advantages() -> None:
     copy.load_state_dict(stats.state_dict())
     more = np.array([1.0, 0.0, 1.0, 0.0])
     np.testing.assert_allclose(copy.advantages(["a"] * 4, more)[0], stats.advantages(["a"] * 4, more)[0])
+
+    # buffer 0: each group by its own statistics, nothing remembered (GRPO's normalisation).
+    grpo = PerPromptStats(buffer=0, min_count=16)
+    adv, _ = grpo.advantages(["d", "d", "e", "e"], np.array([0.0, 1.0, 0.0, 0.5]))
+    np.testing.assert_allclose(adv, [-1, 1, -1, 1])
+    assert grpo.state_dict()["history"] == {}

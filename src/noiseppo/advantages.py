@@ -1,9 +1,11 @@
-"""Per-prompt advantage normalisation (DDPO's per-prompt stat tracker).
+"""Per-prompt advantage normalisation.
 
-Each prompt remembers its last ``buffer`` rewards. A reward's advantage is its distance
-from the prompt's mean in units of the prompt's standard deviation, so an easy prompt
-and a hard one push the policy equally. Until a prompt has ``min_count`` rewards it
-uses the whole batch's statistics. A group whose rewards are all equal has no signal:
+A reward's advantage is its distance from its prompt's mean in units of the prompt's
+standard deviation, so an easy prompt and a hard one push the policy equally. With
+``buffer`` 0 the statistics are those of the prompt's group in this batch alone (GRPO's
+choice). With ``buffer`` > 0 each prompt remembers its last ``buffer`` rewards across
+iterations and, until it has ``min_count`` of them, uses the whole batch's statistics
+(DDPO's per-prompt stat tracker). A group whose rewards are all equal has no signal:
 its advantages are 0 and it is counted (``zero_spread``), not divided by zero.
 """
 
@@ -29,17 +31,21 @@ class PerPromptStats:
         zero_spread = groups = 0
         for prompt in dict.fromkeys(prompts):
             idx = np.array([i for i, p in enumerate(prompts) if p == prompt])
-            seen = self.history.setdefault(prompt, deque(maxlen=self.buffer))
-            seen.extend(rewards[idx].tolist())
-            if len(seen) >= self.min_count:
-                mean, std = float(np.mean(seen)), float(np.std(seen))
+            group = rewards[idx]
+            if self.buffer == 0:
+                mean, std = group.mean(), group.std()
             else:
-                mean, std = batch_mean, batch_std
+                seen = self.history.setdefault(prompt, deque(maxlen=self.buffer))
+                seen.extend(group.tolist())
+                if len(seen) >= self.min_count:
+                    mean, std = float(np.mean(seen)), float(np.std(seen))
+                else:
+                    mean, std = batch_mean, batch_std
             groups += 1
-            if np.ptp(rewards[idx]) < EPS:
+            if np.ptp(group) < EPS:
                 zero_spread += 1  # no sample is better than another: nothing to learn from this group
                 continue
-            out[idx] = (rewards[idx] - mean) / max(std, EPS)
+            out[idx] = (group - mean) / max(std, EPS)
         return out, {"zero_spread_groups": zero_spread / max(groups, 1)}
 
     def state_dict(self) -> dict:

@@ -83,7 +83,7 @@ class TrainConfig:
     """Prompts drawn (without replacement) per iteration."""
     samples_per_prompt: int = 8
     """Latents per prompt: the group whose rewards normalise each other's advantages."""
-    antithetic: bool = False
+    antithetic: bool = True
     """Draw each prompt's noises in mirrored pairs (ε, -ε): the pair's rewards differ only
     through what the direction of ε changes, which cancels much of the gradient's noise.
     Needs an even ``samples_per_prompt``."""
@@ -126,10 +126,12 @@ class TrainConfig:
     """Weight of the closed-form KL(π(·|c) ‖ N(0, I)) penalty (same reduction as ``logprob``)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip of each minibatch step."""
-    adv_buffer: int = 32
-    """Rewards remembered per prompt for advantage normalisation (DDPO's per-prompt tracker)."""
+    adv_buffer: int = 0
+    """Rewards remembered per prompt across iterations for advantage normalisation (0: use
+    only the prompt's group in this batch, GRPO-style; > 0: DDPO's per-prompt tracker)."""
     adv_min_count: int = 16
-    """Below this many remembered rewards a prompt uses the batch's statistics instead."""
+    """With ``adv_buffer`` > 0: below this many remembered rewards a prompt uses the batch's
+    statistics instead."""
     max_nan_fraction: float = 0.1
     """NaN rewards are dropped and counted; past this fraction of a batch the run aborts."""
 

@@ -111,7 +111,7 @@ def resolve(
 def validate(config: TrainConfig) -> None:
     """Refuse settings that cannot run, before anything is loaded or written."""
     positive = ["steps", "iterations", "prompts_per_iteration", "samples_per_prompt", "render_batch", "epochs"]
-    positive += ["minibatch", "grid", "width", "checkpoint_every", "eval_seeds", "adv_buffer"]
+    positive += ["minibatch", "grid", "width", "checkpoint_every", "eval_seeds"]
     for key in positive:
         if getattr(config, key) < 1:
             raise UserError(f"config: '{key}' must be >= 1, got {getattr(config, key)}")
@@ -128,7 +128,8 @@ def validate(config: TrainConfig) -> None:
     for key in ("lr", "clip_range"):
         if not getattr(config, key) > 0:
             raise UserError(f"config: '{key}' must be > 0, got {getattr(config, key)}")
-    for key in ("guidance", "target_kl", "kl_coef", "weight_decay", "eval_every", "adv_min_count", "threads"):
+    non_negative = ["guidance", "target_kl", "kl_coef", "weight_decay", "eval_every", "threads"]
+    for key in non_negative + ["adv_buffer", "adv_min_count"]:
         if getattr(config, key) < 0:
             raise UserError(f"config: '{key}' must be >= 0, got {getattr(config, key)}")
     if not 0 <= config.max_nan_fraction < 1:
