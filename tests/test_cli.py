@@ -168,7 +168,7 @@ def test_image_of_another_size_is_refused(runs, work):
 
 
 def test_unknown_reward(runs):
-    assert_user_error(runs["unknown_reward"], "unknown reward 'clip' (known: shapes, shapes-correct)")
+    assert_user_error(runs["unknown_reward"], "unknown reward 'clip' (known: shapes, shapes-correct, ")
 
 
 # --------------------------------------------------------------------------- shapes render
@@ -250,7 +250,9 @@ def test_list_prompts(runs):
 def test_list_rewards(runs):
     assert_ok(runs["list_rewards"])
     lines = runs["list_rewards"].stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["shapes", "shapes-correct"]
+    assert [line.split()[0] for line in lines] == [
+        "shapes", "shapes-correct", "jpeg_compressibility", "jpeg_incompressibility"
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- more usage errors, in process

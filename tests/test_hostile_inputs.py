@@ -192,7 +192,7 @@ CASES: dict[str, Case] = {
     # -- registries and config
     "unknown backend": Case([*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes)"),
     "unknown reward": Case(
-        [*TRAIN, "--reward", "clip-score"], "unknown reward 'clip-score' (known: shapes, shapes-correct)"
+        [*TRAIN, "--reward", "clip-score"], "unknown reward 'clip-score' (known: shapes, shapes-correct, "
     ),
     "unknown preset": Case(["train", "--preset", "tinny"], "unknown preset 'tinny' (known: shapes, tiny)"),
     "unknown prompt set": Case(

@@ -341,8 +341,8 @@ def test_batches_do_not_leak_between_images():
 
 
 def test_registered_rewards():
-    assert set(REWARDS) == {"shapes", "shapes-correct"}
-    with pytest.raises(UserError, match="unknown reward 'clip' \\(known: shapes, shapes-correct\\)"):
+    assert {"shapes", "shapes-correct"} <= set(REWARDS)
+    with pytest.raises(UserError, match="unknown reward 'clip' \\(known: shapes, shapes-correct, "):
         get_reward("clip")
 
 

@@ -255,6 +255,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reward_server(args: argparse.Namespace) -> int:
+    from noiseppo.rewards import get_reward
+    from noiseppo.rewards.http import make_server
+
+    reward = get_reward(args.reward)
+    server = make_server(reward, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving reward '{args.reward}' at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from noiseppo.backends import BACKENDS
     from noiseppo.policy import shipped_policies
@@ -267,8 +284,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         listing = {name: description for name, (_, description) in registries[args.what].items()}
     else:
         listing = presets() if args.what == "presets" else shipped_policies()
+    width = max([18, *(len(name) + 2 for name in listing)])
     for name, description in listing.items():
-        print(f"{name:<18}{description}")
+        print(f"{name:<{width}}{description}")
     return 0
 
 
@@ -373,7 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     tr.add_argument("--backend", help="a registered backend (noiseppo list backends)")
     tr.add_argument("--model", help="model folder or hub id of the frozen model")
-    tr.add_argument("--reward", help="a registered reward (noiseppo list rewards)")
+    tr.add_argument(
+        "--reward",
+        help="a registered reward (noiseppo list rewards), module:function, http://HOST:PORT/PATH or W*A+W*B",
+    )
     tr.add_argument("--prompts", help="training prompts: a prompt set or a .txt/.jsonl file")
     tr.add_argument("--steps", type=_int_at_least(1), help="sampling steps of the frozen model")
     tr.add_argument("--iterations", type=_int_at_least(1), help="PPO iterations")
@@ -381,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dtype", help="dtype of the frozen model")
     tr.add_argument("--seed", type=_int_at_least(0), help="seed of the run")
     tr.set_defaults(func=cmd_train)
+
+    serve = sub.add_parser(
+        "reward-server",
+        help="serve a reward over HTTP (the protocol of noiseppo.rewards.http)",
+        description="Serve a reward over HTTP, so that a reward model can live in its own environment. "
+        'POST {"prompts": [...], "images": [base64 PNG, ...]} to any path; the answer is {"scores": [...]}.',
+    )
+    serve.add_argument("--reward", required=True, help="a reward name, as for train (noiseppo list rewards)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=_int_at_least(0), default=8000, help="port (0: any free port)")
+    serve.set_defaults(func=cmd_reward_server)
 
     listing = sub.add_parser("list", help="what a registry holds, one per line")
     listing.add_argument("what", choices=["presets", "rewards", "backends", "prompts", "policies"])

@@ -9,6 +9,7 @@ verifier's per-constraint breakdown), which ``noiseppo score`` prints.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +24,11 @@ class Reward(Protocol):
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor: ...
 
 
+def _ours(module: str, name: str) -> Reward:
+    """A reward of this package, imported only when asked for (``score`` stays light)."""
+    return getattr(importlib.import_module(f"noiseppo.rewards.{module}"), name)
+
+
 REWARDS: dict[str, tuple[Callable[[], Reward], str]] = {
     "shapes": (
         lambda: ShapesReward("partial"),
@@ -32,14 +38,39 @@ REWARDS: dict[str, tuple[Callable[[], Reward], str]] = {
         lambda: ShapesReward("correct"),
         "Shapes verifier, 1 if every constraint of the prompt holds, else 0",
     ),
+    "jpeg_compressibility": (
+        lambda: _ours("jpeg", "jpeg_compressibility"),
+        "minus the JPEG size (quality 95) in kB, DDPO's task",
+    ),
+    "jpeg_incompressibility": (
+        lambda: _ours("jpeg", "jpeg_incompressibility"),
+        "the JPEG size (quality 95) in kB, DDPO's task",
+    ),
 }
 
 
+REWARD_FORMS = "module:function, http://HOST:PORT/PATH, or a weighted sum like 0.5*NAME+1.0*NAME"
+"""The reward names that are not registry entries (see ``get_reward``)."""
+
+
 def get_reward(name: str) -> Reward:
-    """Build the registered reward ``name``."""
-    if name not in REWARDS:
-        raise UserError(f"unknown reward '{name}' (known: {', '.join(REWARDS)})")
-    return REWARDS[name][0]()
+    """The reward ``name``: a registry entry, a weighted sum of rewards (``rewards.weighted``),
+    a reward server's URL (``rewards.http``), or a user's ``module:function`` (``rewards.function``)."""
+    if name in REWARDS:
+        return REWARDS[name][0]()
+    from noiseppo.rewards.weighted import WeightedSum, is_weighted
+
+    if is_weighted(name):
+        return WeightedSum(name, get_reward)
+    if name.startswith(("http://", "https://")):
+        from noiseppo.rewards.http import HttpReward
+
+        return HttpReward(name)
+    if ":" in name:
+        from noiseppo.rewards.function import load_function
+
+        return load_function(name)
+    raise UserError(f"unknown reward '{name}' (known: {', '.join(REWARDS)}; or {REWARD_FORMS})")
 
 
 def _checked_images(reward: Reward, images, n: int) -> None:

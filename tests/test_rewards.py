@@ -1,0 +1,245 @@
+"""Rewards beyond Shapes: JPEG size, a user's module:function, weighted sums, and HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noiseppo.errors import UserError
+from noiseppo.rewards import get_reward, score_batch
+from noiseppo.rewards.http import HttpReward, make_server
+from noiseppo.rewards.jpeg import QUALITY
+from noiseppo.shapes.render import render_scene
+
+PROMPTS = ["a red circle", "two blue squares"]
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    """Two Shapes scenes (flat colours) and their noisy copies: 4 images of 32x32."""
+    scenes = torch.stack([torch.from_numpy(np.array(render_scene(p, 0)[0])) for p in PROMPTS])
+    scenes = scenes.permute(0, 3, 1, 2).float() / 255
+    noisy = (scenes + 0.3 * torch.randn(scenes.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    return torch.cat([scenes, noisy])
+
+
+# -- JPEG
+
+
+def test_jpeg_size_in_kb_and_its_sign(images: torch.Tensor) -> None:
+    prompts = PROMPTS * 2
+    size = score_batch(get_reward("jpeg_incompressibility"), images, prompts)
+    buffer = io.BytesIO()
+    Image.fromarray((images[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(buffer, "JPEG", quality=QUALITY)
+    assert size[0] == pytest.approx(len(buffer.getvalue()) / 1000)  # kB, as DDPO counts them
+    assert (size[2:] > size[:2]).all(), "noise does not compress"
+    assert torch.equal(score_batch(get_reward("jpeg_compressibility"), images, prompts), -size)
+    assert torch.equal(get_reward("jpeg_incompressibility")(images.numpy(), prompts), size)  # what `score` passes
+
+
+# -- module:function
+
+USER_MODULE = """
+import torch
+
+def brightness(images, prompts):
+    return images.mean((1, 2, 3))
+
+def too_few(images, prompts):
+    return images.mean((1, 2, 3))[:-1]
+
+class Darkness:
+    def __init__(self):
+        self.sign = -1.0
+
+    def __call__(self, images, prompts):
+        return self.sign * images.mean((1, 2, 3))
+
+NOT_A_FUNCTION = 3
+"""
+
+
+@pytest.fixture
+def user_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "my_rewards.py").write_text(USER_MODULE)
+    (tmp_path / "broken_rewards.py").write_text("import torch\nraise RuntimeError('no GPU here')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "my_rewards", raising=False)
+    return tmp_path
+
+
+def test_module_function_rewards(user_folder: Path, images: torch.Tensor) -> None:
+    brightness = images.mean((1, 2, 3))
+    assert torch.equal(score_batch(get_reward("my_rewards:brightness"), images, PROMPTS * 2), brightness)
+    assert torch.equal(score_batch(get_reward("my_rewards:Darkness"), images, PROMPTS * 2), -brightness)
+    by_path = get_reward(f"{user_folder / 'my_rewards.py'}:brightness")
+    assert torch.equal(by_path(images, PROMPTS * 2), brightness)
+    with pytest.raises(UserError, match="the reward returned 3 scores for 4 images"):
+        score_batch(get_reward("my_rewards:too_few"), images, PROMPTS * 2)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("my_rewards:nothing", "reward 'my_rewards:nothing': module 'my_rewards' has no attribute 'nothing'"),
+        ("my_rewards:NOT_A_FUNCTION", "reward 'my_rewards:NOT_A_FUNCTION': 'NOT_A_FUNCTION' is a int, not a function"),
+        ("no_such_rewards:f", "reward 'no_such_rewards:f': no module named 'no_such_rewards' (not in the current"),
+        ("my_rewards:", "reward 'my_rewards:': expected module:function, e.g. my_rewards:sharpness"),
+        ("gone.py:f", "reward 'gone.py:f': gone.py: file not found"),
+        ("broken_rewards:f", "reward 'broken_rewards:f': importing 'broken_rewards' raised RuntimeError: no GPU here"),
+    ],
+)
+def test_a_bad_module_function_is_one_line(user_folder: Path, spec: str, message: str) -> None:
+    with pytest.raises(UserError) as info:
+        get_reward(spec)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+# -- weighted sums
+
+
+def test_weighted_sums(user_folder: Path, images: torch.Tensor) -> None:
+    prompts = PROMPTS * 2
+    shapes = score_batch(get_reward("shapes"), images, prompts)
+    kb = score_batch(get_reward("jpeg_incompressibility"), images, prompts)
+    total = get_reward("0.5*shapes + -2*jpeg_incompressibility+my_rewards:brightness")
+    assert total.image_size == (32, 32)  # a term's size constraint is the sum's
+    expected = 0.5 * shapes - 2 * kb + images.mean((1, 2, 3))
+    assert torch.allclose(score_batch(total, images, prompts), expected)
+    with pytest.raises(UserError, match="my_rewards:too_few: the reward returned 3 scores for 4 images"):
+        score_batch(get_reward("shapes+my_rewards:too_few"), images, prompts)
+    with pytest.raises(UserError, match=r"cannot read the term '2\*\*shapes' \(write WEIGHT\*NAME\+WEIGHT\*NAME\)"):
+        get_reward("2**shapes+shapes")
+    with pytest.raises(UserError, match="cannot read the term ''"):
+        get_reward("shapes+")
+    with pytest.raises(UserError, match="unknown reward 'nope'"):
+        get_reward("1*shapes+0.5*nope")
+
+
+def test_cli_trains_on_a_weighted_sum(tmp_path: Path) -> None:
+    from noiseppo.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--reward", "shapes+0.01*jpeg_compressibility", "--out", str(run)]
+    assert main([*args, "eval_prompts=", "threads=1", "iterations=1"]) == 0
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["reward_mean"] < 1  # partial minus a hundredth of the kB
+
+
+# -- HTTP
+
+
+@contextmanager
+def serving(server: HTTPServer) -> Iterator[str]:
+    server.quiet = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/score"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Raw(BaseHTTPRequestHandler):
+    """A misbehaving reward server: ``reply`` is what it answers, after ``delay`` seconds."""
+
+    reply: bytes = b""
+    delay: float = 0.0
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay)
+        self.send_response(200)
+        self.end_headers()
+        try:
+            self.wfile.write(self.reply)
+        except OSError:  # the client gave up
+            pass
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def raw_server(reply: bytes, delay: float = 0.0) -> HTTPServer:
+    handler = type("Handler", (Raw,), {"reply": reply, "delay": delay})
+    return HTTPServer(("127.0.0.1", 0), handler)
+
+
+def test_the_reference_server_answers_like_the_reward_itself(images: torch.Tensor) -> None:
+    prompts = PROMPTS * 2
+    local = score_batch(get_reward("0.5*shapes+jpeg_incompressibility"), images, prompts)
+    with serving(make_server(get_reward("0.5*shapes+jpeg_incompressibility"))) as url:
+        remote = score_batch(get_reward(url), images, prompts)
+        assert torch.equal(remote, local), "PNG is lossless on 8-bit images"
+        with pytest.raises(UserError, match=r"refused the batch \(HTTP 400: bad request: expected lists 'prompts'"):
+            HttpReward(url)._post(json.dumps({"prompts": ["a"], "images": []}).encode())
+        with pytest.raises(UserError, match=r"refused the batch \(HTTP 400: bad request: "):
+            HttpReward(url)._post(json.dumps({"prompts": ["a"], "images": ["not png"]}).encode())
+    with serving(make_server(get_reward("shapes"))) as url:  # the reward's own checks, answered as an error
+        small = torch.zeros(1, 3, 8, 8)
+        with pytest.raises(UserError, match=r"no answer after 1 try \(HTTP 500: the backend made images of shape"):
+            get_reward(url + "#retries=0")(small, PROMPTS[:1])
+
+
+def test_a_server_that_times_out(images: torch.Tensor) -> None:
+    with serving(raw_server(b'{"scores": [1, 2, 3, 4]}', delay=1.0)) as url:
+        reward = get_reward(url + "#timeout=0.2&retries=1")
+        start = time.monotonic()
+        with pytest.raises(UserError, match=r"no answer after 2 tries \(timed out; timeout 0.2 s\)"):
+            reward(images, PROMPTS * 2)
+        assert time.monotonic() - start < 3
+
+
+def test_a_server_that_returns_the_wrong_count_or_garbage(images: torch.Tensor) -> None:
+    with serving(raw_server(b'{"scores": [1.0, null]}')) as url:
+        scores = get_reward(url)(images[:2], PROMPTS)
+        assert scores[0] == 1 and scores[1].isnan()  # null is a failed image: NaN
+        with pytest.raises(UserError, match="the reward returned 2 scores for 4 images"):
+            score_batch(get_reward(url), images, PROMPTS * 2)
+    with serving(raw_server(b'{"score": 1}')) as url:
+        with pytest.raises(UserError, match=r'expected \{"scores": \[...\]\}, got'):
+            get_reward(url)(images, PROMPTS * 2)
+    with serving(raw_server(b"<html>")) as url:
+        with pytest.raises(UserError, match="the answer is not JSON"):
+            get_reward(url)(images, PROMPTS * 2)
+    with serving(raw_server(b"")) as url:  # a closed port, once the server is gone
+        pass
+    with pytest.raises(UserError, match=r"no answer after 1 try \(.*refused"):
+        get_reward(url + "#retries=0")(images, PROMPTS * 2)
+    with pytest.raises(UserError, match=r"unknown option\(s\) retry \(known: timeout, retries\)"):
+        get_reward(url + "#retry=1")
+
+
+def test_cli_reward_server(noiseppo, images: torch.Tensor) -> None:
+    process = subprocess.Popen(
+        noiseppo.command("reward-server", "--reward", "jpeg_incompressibility", "--port", "0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving reward 'jpeg_incompressibility' at http://127.0.0.1:")
+        url = line.split(" at ")[1].split()[0]
+        remote = score_batch(get_reward(url), images, PROMPTS * 2)
+        assert torch.equal(remote, get_reward("jpeg_incompressibility")(images, PROMPTS * 2))
+        request = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(request, timeout=10)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
