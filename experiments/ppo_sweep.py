@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from noiseppo.checkpoint import has_state
 from noiseppo.presets import resolve
 from noiseppo.train import train
 
@@ -57,7 +58,7 @@ def main() -> None:
             overrides = {"iterations": args.iterations, "steps": args.steps, "eval_seeds": 2, "eval_every": 20}
             overrides.update(VARIANTS[name], threads=args.threads)
             config = resolve(overrides=[f"{k}={v}" for k, v in overrides.items()])
-            train(config, run, resume=(run / "checkpoint").exists(), quiet=True)
+            train(config, run, resume=has_state(run / "checkpoint"), quiet=True)
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         tail = [r for r in rows if "reward_mean" in r][-10:]
         last = rows[-1]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from noiseppo.checkpoint import has_state, latest_step
 from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
 from noiseppo.files import replaced_folder
 from noiseppo.policy import SHIPPED_POLICIES, load_policy
@@ -53,7 +54,7 @@ def main() -> None:
         config = resolve(overrides=overrides)
         start = time.time()
         if not (run / "policy").exists() or _iteration(run) < config.iterations:
-            train(config, run, resume=(run / "checkpoint").exists(), quiet=True)
+            train(config, run, resume=has_state(run / "checkpoint"), quiet=True)
         timings[steps] = {"train_s": time.time() - start}
 
         start = time.time()
@@ -87,8 +88,7 @@ def main() -> None:
 
 
 def _iteration(run: Path) -> int:
-    state = run / "checkpoint" / "state.json"
-    return json.loads(state.read_text())["iteration"] if state.exists() else 0
+    return latest_step(run / "checkpoint") or 0
 
 
 def ship(run: Path, steps: int) -> None:

@@ -103,11 +103,15 @@ def pickle_at(name: str) -> Callable[[Path, Path], None]:
 
 
 def run_with(name: str, make: Callable[[Path], None]) -> Callable[[Path, Path], None]:
-    """A setup that copies the finished tiny run to {w}/run and replaces one file by ``make``."""
+    """A setup that copies the finished tiny run to {w}/run and replaces the files ``name``
+    matches (a glob, e.g. every checkpoint's) by ``make``."""
 
     def setup(w: Path, run: Path) -> None:
         shutil.copytree(run, w / "run")
-        make(w / "run" / name)
+        targets = sorted((w / "run").glob(name))
+        assert targets, name
+        for target in targets:
+            make(target)
 
     return setup
 
@@ -190,7 +194,9 @@ PICKLE_NOT_JSON = "is a pickle (e.g. from torch.save), not a JSON file; noiseppo
 
 CASES: dict[str, Case] = {
     # -- registries and config
-    "unknown backend": Case([*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes)"),
+    "unknown backend": Case(
+        [*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes, diffusers)"
+    ),
     "unknown reward": Case(
         [*TRAIN, "--reward", "clip-score"], "unknown reward 'clip-score' (known: shapes, shapes-correct, "
     ),
@@ -330,30 +336,30 @@ CASES: dict[str, Case] = {
     # -- a full disk while checkpointing: the previous checkpoint stays, and --resume finishes the run
     "full disk during a checkpoint": Case(
         TRAIN,
-        "checkpoint: cannot write (No space left on device); the previous checkpoint is kept",
+        "checkpoint: cannot write step 2 (No space left on device); the earlier checkpoints are kept",
         patch=full_disk(ENOSPC),
         left=1,
         resumes=True,
     ),
     "full disk as safetensors reports it": Case(
         TRAIN,
-        "checkpoint: cannot write (Error while serializing: I/O error: No space left on device (os error 28)); "
-        "the previous checkpoint is kept",
+        "checkpoint: cannot write step 2 (Error while serializing: I/O error: No space left on device (os error 28)); "
+        "the earlier checkpoints are kept",
         patch=full_disk(SAFETENSORS_ENOSPC),
         left=1,
         resumes=True,
     ),
     # -- pickles where safetensors or JSON belong: refused by name, never run
-    "pickled checkpoint weights": Case(
+    "pickled checkpoint weights (every kept step)": Case(
         ["train", "--resume", "{w}/run"],
-        f"run/checkpoint/state.safetensors: {PICKLE_NOT_SAFETENSORS}",
-        run_with("checkpoint/state.safetensors", torch_pickle),
+        f"run/checkpoint/step-00000001/state.safetensors: {PICKLE_NOT_SAFETENSORS} (and no older checkpoint verifies)",
+        run_with("checkpoint/step-*/state.safetensors", torch_pickle),
         out=None,
     ),
-    "pickled checkpoint metadata": Case(
+    "pickled checkpoint metadata (every kept step)": Case(
         ["train", "--resume", "{w}/run"],
-        f"run/checkpoint/state.json: {PICKLE_NOT_JSON}",
-        run_with("checkpoint/state.json", plain_pickle),
+        f"run/checkpoint/step-00000001/state.json: {PICKLE_NOT_JSON} (and no older checkpoint verifies)",
+        run_with("checkpoint/step-*/state.json", plain_pickle),
         out=None,
     ),
     "pickled policy weights": Case(
@@ -467,18 +473,30 @@ def test_the_pickles_would_run_if_anything_unpickled_them(tmp_path: Path) -> Non
 
 
 def test_the_source_never_unpickles() -> None:
-    """No pickle module, no torch.load, and no diffusers from_pretrained (it falls back to
-    torch.load on .bin files): every load goes through noiseppo.checkpoint."""
+    """No pickle module, no torch.load, and no from_pretrained (diffusers' and transformers'
+    fall back to torch.load on .bin files): every load goes through noiseppo.checkpoint. The
+    one exception loads users' pipelines: ``DiffusionPipeline.from_pretrained`` with a literal
+    ``use_safetensors=True`` (which refuses .bin weights) and no ``**kwargs`` that could undo it."""
     found = []
     for path in sorted((Path(__file__).parents[1] / "src" / "noiseppo").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        allowed = {
+            id(call.func)
+            for call in ast.walk(tree)
+            if isinstance(call, ast.Call)
+            and ast.unparse(call.func) == "DiffusionPipeline.from_pretrained"
+            and all(k.arg is not None for k in call.keywords)
+            and any(k.arg == "use_safetensors" and ast.unparse(k.value) == "True" for k in call.keywords)
+        }
+        for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 found += [f"{path.name}: import {n}" for n in names if n.split(".")[0] in PICKLERS]
             elif isinstance(node, ast.Attribute) and node.attr in ("load", "from_pretrained"):
                 owner = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
+                pretrained = node.attr == "from_pretrained" and id(node) not in allowed
                 if (owner, node.attr) == ("torch", "load") or (
-                    node.attr == "from_pretrained" and owner != "ShapesBackend"  # ours reads safetensors
+                    pretrained and owner != "ShapesBackend"  # ours reads safetensors
                 ):
                     found.append(f"{path.name}:{node.lineno}: {owner}.{node.attr}")
     assert found == []

@@ -11,6 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 import noiseppo.train as train_module
+from noiseppo.checkpoint import load_state
 from noiseppo.cli import main
 from noiseppo.errors import UserError
 from noiseppo.presets import resolve
@@ -32,13 +33,16 @@ def test_cli_two_iterations_write_the_documented_run_folder(noiseppo, tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "2 prompts x 4 samples = 8 images per iteration, 2 minibatches of 4 x 2 epochs" in result.stdout
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint", "config.yaml", "metrics.jsonl", "policy", "tb"]
-    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["state.json", "state.safetensors"]
+    # Iterations 0, 1 and 2 were checkpointed; the newest two are kept, behind the pointer.
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["latest.json", "step-00000001", "step-00000002"]
+    newest = run / "checkpoint" / "step-00000002"
+    assert sorted(p.name for p in newest.iterdir()) == ["state.json", "state.safetensors"]
     assert sorted(p.name for p in (run / "policy").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
 
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["iterations"] == 2 and config["steps"] == 4 and config["eval_prompts"] == str(eval_file)
-    assert json.loads((run / "checkpoint" / "state.json").read_text())["iteration"] == 2
+    assert load_state(run / "checkpoint")[1]["iteration"] == 2
 
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1, 2]
@@ -67,7 +71,9 @@ class SimulatedKill(Exception):
 
 
 def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path, monkeypatch) -> None:
-    config = resolve("tiny", overrides=["iterations=4", f"eval_prompts={eval_file}", "eval_every=2"])
+    # DDPO's tracker on, so its remembered rewards must survive the resume too.
+    overrides = ["iterations=4", f"eval_prompts={eval_file}", "eval_every=2", "adv_buffer=32", "adv_min_count=4"]
+    config = resolve("tiny", overrides=overrides)
     train_module.train(config, tmp_path / "straight", quiet=True)
 
     real_save = train_module.save_state
@@ -87,8 +93,8 @@ def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path
         f.write('{"iteration": 3, "rew')
     train_module.train(None, tmp_path / "killed", resume=True, quiet=True)
 
-    a = load_file(tmp_path / "straight" / "checkpoint" / "state.safetensors")
-    b = load_file(tmp_path / "killed" / "checkpoint" / "state.safetensors")
+    a, _ = load_state(tmp_path / "straight" / "checkpoint")
+    b, state = load_state(tmp_path / "killed" / "checkpoint")
     assert a.keys() == b.keys() and any(k.startswith("optimizer.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a), "policy or optimizer differ after resume"
     assert a["policy.head.weight"].abs().sum() > 0
@@ -101,7 +107,6 @@ def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path
 
     assert [r["iteration"] for r in rows("killed")] == [0, 1, 2, 3, 4]
     assert rows("killed") == rows("straight")
-    state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
     assert state["iteration"] == 4 and state["advantage_stats"]["history"]
 
 

@@ -1,8 +1,18 @@
 """Training state on disk: safetensors for tensors, JSON for everything else, never pickle.
 
-A checkpoint is a folder with ``state.safetensors`` and ``state.json``. It is written to a
-temporary folder and renamed into place, so a crash leaves either the old checkpoint or
-the new one, never half of one.
+A checkpoint folder holds one sub-folder per saved step, ``step-00000010/`` with
+``state.safetensors`` and ``state.json`` (which records the SHA-256 of the tensors), and
+``latest.json``, the pointer to the newest one. A crash at any instant leaves a readable
+checkpoint:
+
+1. the step folder is written under a temporary name, flushed, then renamed into place;
+2. only then is ``latest.json`` replaced (temporary file, flush, rename);
+3. only then are step folders beyond the newest ``keep`` deleted.
+
+Loading follows the pointer and verifies the checksum. If that checkpoint is missing or
+corrupt (a truncated copy, a bad disk), the newest older step folder that verifies is
+used instead, and a warning line says so; if none verifies, loading refuses with one
+line. A run resumed from an older step repeats the steps after it exactly.
 
 Every file the package loads goes through ``read_json``, ``load_tensors`` or
 ``load_pretrained``: a pickle (a ``torch.save`` file renamed ``.safetensors``, a pickle
@@ -13,7 +23,11 @@ calls ``torch.load`` or ``pickle``, and models are not loaded through diffusers'
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from noiseppo.errors import UserError
-from noiseppo.files import replaced_folder
+from noiseppo.files import replaced_folder, write_failure
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 """The weights file of a diffusers ``save_pretrained`` folder (next to its ``config.json``)."""
@@ -57,17 +71,105 @@ def optimizer_from_tensors(
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write a checkpoint folder atomically (temporary folder, then rename)."""
-    with replaced_folder(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+STEP_PREFIX = "step-"
+LATEST = "latest.json"
 
 
-def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint folder written by ``save_state``."""
-    path = Path(path)
-    return load_tensors(path / "state.safetensors"), read_json(path / "state.json")
+def save_state(
+    folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], step: int, keep: int = 2
+) -> None:
+    """Write checkpoint ``step`` into ``folder`` crash-safely and keep the newest ``keep``."""
+    folder = Path(folder)
+    name = f"{STEP_PREFIX}{step:08d}"
+    try:
+        with replaced_folder(folder / name) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
+            digest = _sha256(tmp / "state.safetensors")
+            (tmp / "state.json").write_text(json.dumps({**meta, "step": step, "sha256": digest}, indent=1))
+    except UserError as e:  # a failed write (a full disk): say what survives
+        reason = write_failure(e.__cause__) if e.__cause__ is not None else None
+        if reason is None:
+            raise
+        raise UserError(f"{folder}: cannot write step {step} ({reason}); the earlier checkpoints are kept") from e
+    pointer = folder / f".{LATEST}.tmp-{os.getpid()}"
+    try:
+        with open(pointer, "w") as f:
+            json.dump({"step": step, "folder": name}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(pointer, folder / LATEST)
+    except OSError as e:
+        pointer.unlink(missing_ok=True)
+        reason = e.strerror or str(e)
+        raise UserError(f"{folder}: cannot write step {step} ({reason}); the earlier checkpoints are kept") from e
+    # Prune among steps up to this one: a later step left by a killed run is rewritten in time.
+    for old in [p for p in _step_folders(folder) if p.name <= name][keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_step(folder: str | Path) -> int | None:
+    """The step ``latest.json`` points to (None if there is none); cheap, nothing verified."""
+    try:
+        return int(read_json(Path(folder) / LATEST)["step"])
+    except (UserError, KeyError, TypeError, ValueError):
+        return None
+
+
+def has_state(folder: str | Path) -> bool:
+    """Whether ``folder`` holds at least one saved step (readable or not)."""
+    return bool(_step_folders(Path(folder)))
+
+
+def load_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The newest checkpoint of ``folder`` that verifies (see the module docstring)."""
+    folder = Path(folder)
+    candidates = _step_folders(folder)
+    try:
+        pointed = folder / read_json(folder / LATEST)["folder"]
+        candidates = [pointed] + [c for c in candidates if c != pointed]
+    except (UserError, KeyError, TypeError):
+        pass  # no readable pointer: fall back to the step folders themselves
+    if not candidates:
+        raise UserError(f"{folder}: no checkpoint in it")
+    problems = []
+    for candidate in candidates:
+        try:
+            state = _verified(candidate)
+        except UserError as e:
+            problems.append(str(e))
+            continue
+        if problems:
+            print(f"noiseppo: warning: {problems[0]}; resuming from {candidate.name}", file=sys.stderr)
+        return state
+    older = " (and no older checkpoint verifies)" if len(candidates) > 1 else ""
+    raise UserError(f"{problems[0]}{older}")
+
+
+def _verified(step_folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    meta = read_json(step_folder / "state.json")
+    if not isinstance(meta, dict) or "sha256" not in meta:
+        raise UserError(f"{step_folder / 'state.json'}: not a noiseppo checkpoint (no checksum)")
+    weights = step_folder / "state.safetensors"
+    if not weights.is_file():
+        raise UserError(f"{weights}: file not found")
+    if _sha256(weights) != meta["sha256"]:  # a pickle is named as such, and never read
+        raise _refused(weights, "a safetensors file", "SHA-256 does not match state.json")
+    return load_tensors(weights), meta
+
+
+def _step_folders(folder: Path) -> list[Path]:
+    """Saved step folders, newest first (temporary ones start with a dot and are skipped)."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob(f"{STEP_PREFIX}*") if p.is_dir()), reverse=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _refused(path: Path, expected: str, reason: str) -> UserError:

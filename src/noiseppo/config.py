@@ -140,6 +140,8 @@ class TrainConfig:
     """Seed of prompt draws, noise and minibatch order (each derived from (seed, iteration))."""
     checkpoint_every: int = 10
     """Iterations between resumable checkpoints (and always at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk, newest first: a corrupt newest one falls back to the next."""
     eval_every: int = 20
     """Iterations between held-out evaluations (and always at the end; 0: only at the end)."""
     eval_seeds: int = 1

@@ -38,7 +38,7 @@ def new_output_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_failure(error: BaseException) -> str | None:
+def write_failure(error: BaseException) -> str | None:
     """Why a write failed, if ``error`` is a failed write (a full disk, a read-only folder).
 
     safetensors reports its own failed writes as ``SafetensorError("... I/O error ...")``,
@@ -76,7 +76,7 @@ def replaced_folder(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     except (OSError, SafetensorError) as e:
-        reason = _write_failure(e)
+        reason = write_failure(e)
         if reason is None:
             raise
         if old.exists() and not path.exists():  # failed between the two renames

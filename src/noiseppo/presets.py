@@ -111,7 +111,7 @@ def resolve(
 def validate(config: TrainConfig) -> None:
     """Refuse settings that cannot run, before anything is loaded or written."""
     positive = ["steps", "iterations", "prompts_per_iteration", "samples_per_prompt", "render_batch", "epochs"]
-    positive += ["minibatch", "grid", "width", "checkpoint_every", "eval_seeds"]
+    positive += ["minibatch", "grid", "width", "checkpoint_every", "keep_checkpoints", "eval_seeds"]
     for key in positive:
         if getattr(config, key) < 1:
             raise UserError(f"config: '{key}' must be >= 1, got {getattr(config, key)}")

@@ -16,7 +16,8 @@ The run folder::
     config.yaml      the resolved config (what --resume reads)
     metrics.jsonl    one JSON row per iteration (and eval rows)
     tb/              TensorBoard logs
-    checkpoint/      state.safetensors + state.json: policy, optimizer, advantage stats, iteration
+    checkpoint/      step-NNNNNNNN/{state.safetensors, state.json} and latest.json: policy, optimizer,
+                     advantage stats, iteration (noiseppo.checkpoint: crash-safe, checksummed)
     policy/          the latest policy (NoisePolicy.save_pretrained), what eval/sample --policy load
 """
 
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from noiseppo.advantages import PerPromptStats
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning
-from noiseppo.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
 from noiseppo.config import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluate import score_side
@@ -214,7 +215,7 @@ class Trainer:
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
         tensors.update(opt_tensors)
         meta = {"iteration": self.iteration, "optimizer": opt_meta, "advantage_stats": self.stats.state_dict()}
-        save_state(run / "checkpoint", tensors, meta)
+        save_state(run / "checkpoint", tensors, meta, self.iteration, self.config.keep_checkpoints)
         with replaced_folder(run / "policy") as tmp:
             self.policy.save_pretrained(tmp)
 
@@ -254,7 +255,7 @@ def _cat_conditioning(parts: list[Conditioning]) -> Conditioning:
 
 def _open_run(out: Path, resume: bool) -> TrainConfig | None:
     if resume:
-        if not (out / "config.yaml").is_file() or not (out / "checkpoint" / "state.json").is_file():
+        if not (out / "config.yaml").is_file() or not has_state(out / "checkpoint"):
             raise UserError(f"{out}: not a run folder to resume (needs config.yaml and checkpoint/)")
         return resolve(config_file=str(out / "config.yaml"))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -24,6 +24,7 @@ from diffusers.training_utils import EMAModel
 
 from noiseppo.backends.shapes import ShapesBackend
 from noiseppo.checkpoint import (
+    has_state,
     load_pretrained,
     load_state,
     optimizer_from_tensors,
@@ -103,7 +104,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
     ema = EMAModel(params, decay=config.ema_decay)
     generator = torch.Generator().manual_seed(config.seed)
     start = 0
-    if resume and (out / "checkpoint").exists():
+    if resume and has_state(out / "checkpoint"):
         tensors, meta = load_state(out / "checkpoint")
         text_encoder.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("te.")})
         denoiser.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("den.")})
@@ -164,7 +165,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
             tensors.update(opt_tensors)
             tensors["rng"] = generator.get_state()
             meta = {"step": done, "ema_step": ema.optimization_step, "optimizer": opt_meta}
-            save_state(out / "checkpoint", tensors, meta)
+            save_state(out / "checkpoint", tensors, meta, done)
     metrics.close()
     return export(text_encoder, denoiser, scheduler, ema, params, out / "model")
 
