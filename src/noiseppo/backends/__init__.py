@@ -18,8 +18,17 @@ def _shapes(model: str | None, scheduler: str, device: str, dtype: torch.dtype) 
     return ShapesBackend.from_pretrained(model or DEFAULT_MODEL, scheduler, device, dtype)
 
 
+def _diffusers(model: str | None, scheduler: str, device: str, dtype: torch.dtype) -> Backend:
+    from noiseppo.backends.diffusers import DiffusersBackend
+
+    if not model:
+        raise UserError("the diffusers backend needs --model: a hub id (e.g. stabilityai/sd-turbo) or a local folder")
+    return DiffusersBackend.load(model, scheduler, device, dtype)
+
+
 BACKENDS: dict[str, tuple[Callable[..., Backend], str]] = {
     "shapes": (_shapes, "the embedded Shapes model (pixel-space DiT, v-prediction), offline"),
+    "diffusers": (_diffusers, "a diffusers StableDiffusionPipeline (SD 1.x/2.x, SD-Turbo) from --model"),
 }
 
 

@@ -10,6 +10,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from noiseppo.errors import UserError
+
+SCHEDULERS: dict[str, type[SchedulerMixin]] = {
+    "ddim": DDIMScheduler,
+    "euler": EulerDiscreteScheduler,
+    "dpm": DPMSolverMultistepScheduler,
+}
+"""The sampling schedulers ``--scheduler`` names, for every backend."""
 
 
 @dataclass
@@ -53,3 +64,18 @@ class Backend(Protocol):
     def generate(
         self, latents: torch.Tensor, conditioning: Conditioning, steps: int, guidance: float
     ) -> torch.Tensor: ...
+
+
+def check_generate_args(
+    latents: torch.Tensor, n: int, latent_shape: tuple[int, ...], steps: int, guidance: float, max_steps: int
+) -> None:
+    """Refuse what ``Backend.generate`` cannot render: one line naming the bad value."""
+    if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != (n, *latent_shape):
+        got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise UserError(f"latents must have shape {(n, *latent_shape)}, got {got}")
+    if not latents.is_floating_point():
+        raise UserError(f"latents must be floating point, got {latents.dtype}")
+    if not isinstance(steps, int) or not 1 <= steps <= max_steps:
+        raise UserError(f"steps must be a whole number from 1 to {max_steps}, got {steps}")
+    if not guidance >= 0:  # also refuses NaN
+        raise UserError(f"guidance must be >= 0, got {guidance}")

@@ -12,21 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from noiseppo.backends.base import Conditioning
+from noiseppo.backends.base import SCHEDULERS, Conditioning, check_generate_args
 from noiseppo.checkpoint import load_pretrained, read_json
 from noiseppo.errors import UserError
 from noiseppo.shapes.grammar import parse
 from noiseppo.shapes.model import ShapesDenoiser, ShapesTextEncoder
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "shapes-base"
-SCHEDULERS: dict[str, type[SchedulerMixin]] = {
-    "ddim": DDIMScheduler,
-    "euler": EulerDiscreteScheduler,
-    "dpm": DPMSolverMultistepScheduler,
-}
 MAX_STEPS = 50
 DEFAULT_GUIDANCE = 1.0
 """The shipped model's best guidance at 50 steps (README: the guidance sweep)."""
@@ -99,15 +93,7 @@ class ShapesBackend:
     def generate(self, latents: torch.Tensor, conditioning: Conditioning, steps: int, guidance: float) -> torch.Tensor:
         """Images in [0, 1], (N, 3, H, W), from initial latents ~ N(0, I) of ``latent_shape``."""
         n = len(conditioning)
-        if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != (n, *self.latent_shape):
-            got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-            raise UserError(f"latents must have shape {(n, *self.latent_shape)}, got {got}")
-        if not latents.is_floating_point():
-            raise UserError(f"latents must be floating point, got {latents.dtype}")
-        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise UserError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {steps}")
-        if not guidance >= 0:  # also refuses NaN
-            raise UserError(f"guidance must be >= 0, got {guidance}")
+        check_generate_args(latents, n, self.latent_shape, steps, guidance, MAX_STEPS)
 
         # A fresh scheduler per call: multistep solvers keep state between steps.
         scheduler = make_scheduler(self.scheduler_name, self.train_scheduler_config)

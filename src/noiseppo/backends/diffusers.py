@@ -1,0 +1,170 @@
+"""diffusers pipelines as backends: ``StableDiffusionPipeline`` (SD 1.x / 2.x, SD-Turbo).
+
+The pipeline does the work; this module only fixes what the Backend contract needs:
+
+- **Conditioning** comes from the pipeline's own ``encode_prompt``: the token states are
+  its prompt embeddings, the mask is all True (the U-Net attends to every position,
+  padding included), and the pooled vector is the mean of the token states over the mask.
+- **Latents** go in through ``latents=``. The policy's z is in N(0, I) units and the
+  pipeline's ``prepare_latents`` multiplies given latents by ``scheduler.init_noise_sigma``
+  itself, so z is passed as is (only moved to the pipeline's device and dtype).
+- **Determinism**: every call gets a freshly seeded generator, so schedulers that draw
+  noise while stepping (ancestral ones) repeat themselves and leave the global RNG alone.
+
+The same ``encode_prompts`` and ``pipeline_latent_shape`` serve ``NoisePolicy.latents_for``
+at inference, so a policy sees exactly the conditioning it was trained on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
+
+from noiseppo.backends.base import SCHEDULERS, Conditioning, check_generate_args
+from noiseppo.errors import UserError
+
+MAX_STEPS = 1000
+"""The training schedule's length bounds the step count."""
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence diffusers' and transformers' warnings (hub retries, an absent torchvision) and
+    loading bars: they would bury the one line a user error gets."""
+    from transformers.utils import logging as transformers_logging
+
+    libraries = (diffusers_logging, transformers_logging)
+    saved = [(lib.get_verbosity(), lib.is_progress_bar_enabled()) for lib in libraries]
+    for lib in libraries:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, (verbosity, bar) in zip(libraries, saved, strict=True):
+            lib.set_verbosity(verbosity)
+            if bar:
+                lib.enable_progress_bar()
+
+
+def supported() -> tuple[type[DiffusionPipeline], ...]:
+    """The pipeline classes this backend drives."""
+    with _quiet():
+        from diffusers import StableDiffusionPipeline
+
+    return (StableDiffusionPipeline,)
+
+
+def load_pipeline(model: str, dtype: torch.dtype) -> DiffusionPipeline:
+    """The pipeline at ``model`` (a local folder or a hub id), weights from safetensors only.
+
+    ``use_safetensors=True`` makes diffusers (and transformers, for the text encoder)
+    refuse a model that only has pickled ``.bin`` weights instead of unpickling them.
+    """
+    try:
+        with _quiet():
+            pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype, use_safetensors=True)
+    except (OSError, ValueError) as e:
+        if _unreachable(e):
+            raise UserError(
+                f"model '{model}' is neither a local folder nor in the Hugging Face cache, and the hub cannot "
+                "be reached (offline?): download it first or give a local folder"
+            ) from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise UserError(f"cannot load the diffusers pipeline '{model}': {reason}") from None
+    if not isinstance(pipe, supported()):
+        known = ", ".join(cls.__name__ for cls in supported())
+        raise UserError(f"'{model}' is a {type(pipe).__name__}; the diffusers backend takes {known}")
+    return pipe
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a failed load comes down to the hub being out of reach (diffusers wraps the cause)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
+            return True
+        if type(seen).__module__.startswith(("httpx", "requests")):  # huggingface_hub's transport
+            return "connect" in type(seen).__name__.lower() or "timeout" in type(seen).__name__.lower()
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def pipeline_latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int]:
+    """(channels, height, width) of the pipeline's initial latents at its default image size."""
+    size = pipe.unet.config.sample_size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return (pipe.unet.config.in_channels, height, width)
+
+
+@torch.no_grad()
+def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str]) -> Conditioning:
+    """The pipeline's prompt embeddings as a Conditioning (see the module docstring)."""
+    states, _ = pipe.encode_prompt(list(prompts), pipe._execution_device, 1, False)
+    mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+    weights = mask[..., None].to(states.dtype)
+    pooled = (states * weights).sum(1) / weights.sum(1)
+    return Conditioning(list(prompts), states, pooled, mask)
+
+
+def _check_scheduler(name: str) -> None:
+    if name != "default" and name not in SCHEDULERS:
+        raise UserError(f"unknown scheduler '{name}' (known: {', '.join([*SCHEDULERS, 'default'])})")
+
+
+class DiffusersBackend:
+    """A frozen diffusers text-to-image pipeline behind the backend interface."""
+
+    name = "diffusers"
+
+    def __init__(self, pipe: DiffusionPipeline, scheduler: str = "default", device: str | torch.device = "cpu"):
+        _check_scheduler(scheduler)
+        if scheduler != "default":
+            # The pipeline's own noise schedule and timestep spacing, another solver.
+            pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
+        pipe.to(device)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                component.eval().requires_grad_(False)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        self.device = torch.device(device)
+        self.dtype = pipe.unet.dtype
+        self.latent_shape = pipeline_latent_shape(pipe)
+        self.default_guidance = float(inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default)
+
+    @classmethod
+    def load(
+        cls, model: str, scheduler: str = "default", device: str | torch.device = "cpu", dtype=torch.float32
+    ) -> DiffusersBackend:
+        _check_scheduler(scheduler)  # before a download, not after
+        if dtype == torch.float16 and torch.device(device).type == "cpu":
+            raise UserError("float16 pipelines do not run on the CPU in diffusers: use float32 or bfloat16 there")
+        return cls(load_pipeline(model, dtype), scheduler, device)
+
+    def encode(self, prompts: list[str]) -> Conditioning:
+        return encode_prompts(self.pipe, prompts)
+
+    @torch.no_grad()
+    def generate(self, latents: torch.Tensor, conditioning: Conditioning, steps: int, guidance: float) -> torch.Tensor:
+        """Images in [0, 1], (N, 3, H, W), float32, from initial latents ~ N(0, I) of ``latent_shape``."""
+        check_generate_args(latents, len(conditioning), self.latent_shape, steps, guidance, MAX_STEPS)
+        scale = self.pipe.vae_scale_factor
+        out = self.pipe(
+            prompt_embeds=conditioning.token_states.to(self.device, self.dtype),
+            latents=latents.to(self.device, self.dtype),
+            height=self.latent_shape[1] * scale,
+            width=self.latent_shape[2] * scale,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=torch.Generator(self.device).manual_seed(0),
+            output_type="pt",
+        )
+        return out.images.float()

@@ -1,0 +1,134 @@
+"""The diffusers backend on a tiny random StableDiffusionPipeline saved to a temporary folder
+and loaded through ``--model PATH``, as a user's model would be."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+
+from noiseppo.backends import get_backend
+from noiseppo.backends.diffusers import DiffusersBackend
+from noiseppo.cli import main
+from noiseppo.errors import UserError
+from noiseppo.policy import NoisePolicy
+from noiseppo.sampling import standard_noise
+from tiny_models import tiny_sd_pipeline
+
+PROMPTS = ["a red cat", "two dogs", "a blue car on a road"]
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_sd_pipeline(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_sd: Path) -> DiffusersBackend:
+    return get_backend("diffusers", str(tiny_sd), "default")
+
+
+def users_pipeline(path: Path) -> DiffusionPipeline:
+    """The pipeline as a user loads it for inference. Frozen: on the CPU, weights that require
+    grad take other kernels even under no_grad (differences of 2e-7 in this model)."""
+    pipe = DiffusionPipeline.from_pretrained(path, use_safetensors=True)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_the_backend_reads_the_pipeline(backend: DiffusersBackend) -> None:
+    assert backend.latent_shape == (4, 8, 8)  # unet.in_channels, sample_size
+    assert backend.default_guidance == 7.5  # StableDiffusionPipeline.__call__'s own default
+    cond = backend.encode(PROMPTS)
+    assert cond.token_states.shape == (3, 16, 16) and cond.pooled.shape == (3, 16) and cond.mask.all()
+    assert torch.allclose(cond.pooled, cond.token_states.mean(1))
+    assert not any(p.requires_grad for p in backend.pipe.unet.parameters())
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_the_untrained_policy_gives_the_pipelines_own_images(backend: DiffusersBackend, tiny_sd, guidance) -> None:
+    policy = NoisePolicy(latent_shape=backend.latent_shape, cond_dim=16)
+    cond = backend.encode(PROMPTS)
+    eps = standard_noise(backend.latent_shape, [0, 1, 2])
+    z = policy.latents_fn()(cond, eps)
+    assert torch.equal(z, eps)
+    images = backend.generate(z, cond, 3, guidance)
+    assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
+    assert 0 <= images.min() and images.max() <= 1
+    own = users_pipeline(tiny_sd)(
+        PROMPTS, latents=eps, num_inference_steps=3, guidance_scale=guidance, output_type="pt"
+    )
+    assert torch.equal(images, own.images)
+    assert torch.equal(backend.generate(z, cond, 3, guidance), images), "generate must be deterministic"
+
+
+def test_schedulers_and_bad_settings(tiny_sd: Path, backend: DiffusersBackend) -> None:
+    euler = get_backend("diffusers", str(tiny_sd), "euler")
+    assert type(euler.pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert euler.pipe.scheduler.config.beta_schedule == "scaled_linear"  # the pipeline's own schedule
+    assert type(backend.pipe.scheduler).__name__ == "DDIMScheduler"
+    with pytest.raises(UserError, match=r"unknown scheduler 'heun' \(known: ddim, euler, dpm, default\)"):
+        get_backend("diffusers", str(tiny_sd), "heun")
+    with pytest.raises(UserError, match="float16 pipelines do not run on the CPU"):
+        get_backend("diffusers", str(tiny_sd), dtype="float16")
+    with pytest.raises(UserError, match="the diffusers backend needs --model"):
+        get_backend("diffusers")
+    with pytest.raises(UserError, match="no file named model_index.json"):
+        get_backend("diffusers", str(tiny_sd / "unet"))
+    with pytest.raises(UserError, match=r"latents must have shape \(1, 4, 8, 8\)"):
+        backend.generate(torch.zeros(1, 4, 16, 16), backend.encode(PROMPTS[:1]), 2, 1.0)
+
+
+def test_pickled_weights_are_never_loaded(tiny_sd: Path, tmp_path: Path) -> None:
+    """A model with only a .bin (pickle) U-Net is refused: use_safetensors=True."""
+    import shutil
+
+    copy = tmp_path / "bin_only"
+    shutil.copytree(tiny_sd, copy)
+    (copy / "unet" / "diffusion_pytorch_model.safetensors").rename(copy / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(UserError, match="cannot load the diffusers pipeline"):
+        get_backend("diffusers", str(copy))
+
+
+def test_cli_trains_and_samples_on_the_pipeline(tiny_sd: Path, tmp_path: Path, capsys) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    run = tmp_path / "run"
+    code = main(
+        ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sd), "--prompts", str(prompts),
+         "--reward", "jpeg_compressibility", "--steps", "2", "--out", str(run), "eval_prompts=", "threads=1"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert {"checkpoint", "config.yaml", "metrics.jsonl", "policy"} <= {p.name for p in run.iterdir()}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 2 and rows[-1]["reward_mean"] < 0  # minus kB
+    assert json.loads((run / "policy" / "config.json").read_text())["latent_shape"] == [4, 8, 8]
+
+    out = tmp_path / "samples"
+    code = main(["sample", "--policy", str(run), "--prompt", "a red cat", "--n", "2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["steps"] == 2  # backend, model and steps from the policy's run
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["0000.png", "0001.png"]
+
+
+def test_an_unknown_model_offline_is_one_line(noiseppo, tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    args = noiseppo.command("sample", "--backend", "diffusers", "--model", "noiseppo-test/no-such-model",
+                            "--prompt", "a cat", "--out", tmp_path / "out")  # fmt: skip
+    import subprocess
+
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "noiseppo: error: model 'noiseppo-test/no-such-model' is neither a local folder nor in the Hugging Face "
+        "cache, and the hub cannot be reached (offline?): download it first or give a local folder"
+    ]
+    assert not (tmp_path / "out").exists()
