@@ -15,7 +15,7 @@ from noiseppo.backends import get_backend
 from noiseppo.backends.diffusers import DiffusersBackend
 from noiseppo.cli import main
 from noiseppo.errors import UserError
-from noiseppo.policy import NoisePolicy
+from noiseppo.policy import NoisePolicy, policy_latents
 from noiseppo.sampling import standard_noise
 from tiny_models import tiny_sd_pipeline
 
@@ -132,3 +132,33 @@ def test_an_unknown_model_offline_is_one_line(noiseppo, tmp_path: Path) -> None:
         "cache, and the hub cannot be reached (offline?): download it first or give a local folder"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: DiffusersBackend, tiny_sd: Path) -> None:
+    pipe = users_pipeline(tiny_sd)
+    untrained = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16)
+    # Untrained, with a generator: exactly the images the pipeline draws for itself.
+    latents = untrained.latents_for(pipe, PROMPTS, generator=torch.Generator().manual_seed(7))
+    mine = pipe(PROMPTS, latents=latents, num_inference_steps=2, output_type="pt").images
+    own = pipe(PROMPTS, generator=torch.Generator().manual_seed(7), num_inference_steps=2, output_type="pt").images
+    assert torch.equal(mine, own)
+
+    # Trained (a random head), with seeds: the latents and images of training and `noiseppo sample`.
+    torch.manual_seed(0)
+    policy = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16)
+    torch.nn.init.normal_(policy.head.weight, std=0.5)
+    latents = policy.latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
+    expected = policy_latents(policy, backend, PROMPTS, [0, 1, 2])
+    assert torch.equal(latents, expected) and not torch.equal(latents, standard_noise((4, 8, 8), [0, 1, 2]))
+    images = pipe(PROMPTS, latents=latents, num_inference_steps=2, guidance_scale=1.0, output_type="pt").images
+    assert torch.equal(images, backend.generate(expected, backend.encode(PROMPTS), 2, 1.0))
+    assert policy.latents_for(pipe, "a red cat", seeds=[0]).shape == (1, 4, 8, 8)
+
+    with pytest.raises(
+        UserError, match=r"the policy makes latents of shape \(3, 32, 32\), the pipeline takes \(4, 8, 8\)"
+    ):
+        NoisePolicy().latents_for(pipe, PROMPTS)
+    with pytest.raises(UserError, match="give a generator or seeds, not both"):
+        policy.latents_for(pipe, PROMPTS, generator=torch.Generator(), seeds=[0, 1, 2])
+    with pytest.raises(UserError, match="the policy reads conditioning of width 64, the backend gives 16"):
+        NoisePolicy(latent_shape=(4, 8, 8), cond_dim=64).latents_for(pipe, PROMPTS)

@@ -164,6 +164,22 @@ class NoisePolicy(ModelMixin, ConfigMixin):
 
         return fn
 
+    def latents_for(
+        self,
+        pipe,
+        prompts: str | Sequence[str],
+        generator: torch.Generator | None = None,
+        seeds: Sequence[int] | None = None,
+        mode: Mode = "sample",
+    ) -> torch.Tensor:
+        """Initial latents for a diffusers pipeline: ``pipe(prompts, latents=policy.latents_for(pipe,
+        prompts, generator=g))``. The prompts are encoded as the ``diffusers`` backend encodes them
+        in training; ε comes from ``generator`` as the pipeline would draw it, or from ``seeds`` by
+        noiseppo's seed rule. See ``noiseppo.backends.diffusers.policy_latents_for``."""
+        from noiseppo.backends.diffusers import policy_latents_for
+
+        return policy_latents_for(self, pipe, prompts, generator, seeds, mode)
+
 
 def _reduce(x: torch.Tensor, reduce: Literal["sum", "mean"]) -> torch.Tensor:
     flat = x.flatten(1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import DiffusionPipeline
@@ -27,6 +28,9 @@ from diffusers.utils import logging as diffusers_logging
 
 from noiseppo.backends.base import SCHEDULERS, Conditioning, check_generate_args
 from noiseppo.errors import UserError
+
+if TYPE_CHECKING:
+    from noiseppo.policy import Mode, NoisePolicy
 
 MAX_STEPS = 1000
 """The training schedule's length bounds the step count."""
@@ -112,6 +116,41 @@ def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str]) -> Condition
     weights = mask[..., None].to(states.dtype)
     pooled = (states * weights).sum(1) / weights.sum(1)
     return Conditioning(list(prompts), states, pooled, mask)
+
+
+def policy_latents_for(
+    policy: NoisePolicy,
+    pipe: DiffusionPipeline,
+    prompts: str | Sequence[str],
+    generator: torch.Generator | None = None,
+    seeds: Sequence[int] | None = None,
+    mode: Mode = "sample",
+) -> torch.Tensor:
+    """``NoisePolicy.latents_for``: the policy's initial latents for ``pipe(prompts, latents=...)``.
+
+    The standard noise ε is drawn as the pipeline draws its own in float32 (``randn_tensor``
+    with ``generator``), so an untrained policy gives that call's images; or, with ``seeds``,
+    by noiseppo's seed rule, so the latents pair with ``noiseppo sample --seed``. The result
+    is on the pipeline's device, in its dtype.
+    """
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from noiseppo.sampling import standard_noise
+
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    shape = pipeline_latent_shape(pipe)
+    if shape != policy.latent_shape:
+        raise UserError(f"the policy makes latents of shape {policy.latent_shape}, the pipeline takes {shape}")
+    if seeds is not None and generator is not None:
+        raise UserError("give a generator or seeds, not both")
+    if seeds is not None:
+        if len(seeds) != len(prompts):
+            raise UserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+        eps = standard_noise(shape, seeds)
+    else:
+        eps = randn_tensor((len(prompts), *shape), generator=generator, device=pipe._execution_device)
+    conditioning = encode_prompts(pipe, prompts)
+    return policy.latents_fn(mode)(conditioning, eps).to(pipe._execution_device, conditioning.token_states.dtype)
 
 
 def _check_scheduler(name: str) -> None:
