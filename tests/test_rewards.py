@@ -243,3 +243,19 @@ def test_cli_reward_server(noiseppo, images: torch.Tensor) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_cli_scores_image_files(user_folder: Path, images: torch.Tensor, capsys) -> None:
+    from noiseppo.cli import main
+    from noiseppo.grid import to_pil
+
+    to_pil(images[0]).save(user_folder / "a.png")
+    for name, expected in [
+        ("jpeg_incompressibility", get_reward("jpeg_incompressibility")(images[:1], PROMPTS[:1])),
+        ("my_rewards:Darkness", -images[:1].mean((1, 2, 3))),  # a tensor, as in training
+    ]:
+        assert main(["score", "--reward", name, "--prompt", "x", str(user_folder / "a.png")]) == 0
+        row = json.loads(capsys.readouterr().out)
+        assert row["score"] == pytest.approx(float(expected[0]), abs=1e-6)
+    assert main(["score", "--reward", "my_rewards:too_few", "--prompt", "x", str(user_folder / "a.png")]) == 2
+    assert capsys.readouterr().err == "noiseppo: error: the reward returned 0 scores for 1 images\n"

@@ -82,7 +82,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UserError("images of different sizes cannot be scored in one call")
     batch = np.stack(pixels).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     details = getattr(reward, "details", None)
-    rows = details(batch, prompts) if details else [{"score": float(s)} for s in reward(batch, prompts)]
+    if details:
+        rows = details(batch, prompts)
+    else:  # the reward contract: a float tensor, and checked scores
+        import torch
+
+        from noiseppo.rewards import score_batch
+
+        rows = [{"score": float(s)} for s in score_batch(reward, torch.from_numpy(batch), prompts)]
     for path, row in zip(args.images, rows, strict=True):
         print(json.dumps({"image": path, **row}))
     return 0
@@ -293,7 +300,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", help="a registered backend (default: the policy's, else shapes)")
     parser.add_argument("--model", help="model folder or hub id (default: the backend's own)")
-    parser.add_argument("--scheduler", help="sampling scheduler: ddim, euler or dpm (default: ddim)")
+    parser.add_argument(
+        "--scheduler",
+        help="sampling scheduler: ddim, euler, dpm, or default (diffusers: the pipeline's own; default: ddim)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
 
