@@ -475,8 +475,9 @@ def test_the_pickles_would_run_if_anything_unpickled_them(tmp_path: Path) -> Non
 def test_the_source_never_unpickles() -> None:
     """No pickle module, no torch.load, and no from_pretrained (diffusers' and transformers'
     fall back to torch.load on .bin files): every load goes through noiseppo.checkpoint. The
-    one exception loads users' pipelines: ``DiffusionPipeline.from_pretrained`` with a literal
-    ``use_safetensors=True`` (which refuses .bin weights) and no ``**kwargs`` that could undo it."""
+    exceptions load users' models: ``DiffusionPipeline`` and ``CLIPModel`` with a literal
+    ``use_safetensors=True`` (which refuses .bin weights) and no ``**kwargs`` that could undo it,
+    and ``CLIPProcessor`` (tokenizer and image-processor files: JSON and text, no weights)."""
     found = []
     for path in sorted((Path(__file__).parents[1] / "src" / "noiseppo").rglob("*.py")):
         tree = ast.parse(path.read_text())
@@ -484,9 +485,12 @@ def test_the_source_never_unpickles() -> None:
             id(call.func)
             for call in ast.walk(tree)
             if isinstance(call, ast.Call)
-            and ast.unparse(call.func) == "DiffusionPipeline.from_pretrained"
             and all(k.arg is not None for k in call.keywords)
-            and any(k.arg == "use_safetensors" and ast.unparse(k.value) == "True" for k in call.keywords)
+            and (
+                ast.unparse(call.func) == "CLIPProcessor.from_pretrained"
+                or ast.unparse(call.func) in ("DiffusionPipeline.from_pretrained", "CLIPModel.from_pretrained")
+                and any(k.arg == "use_safetensors" and ast.unparse(k.value) == "True" for k in call.keywords)
+            )
         }
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):

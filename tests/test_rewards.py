@@ -259,3 +259,30 @@ def test_cli_scores_image_files(user_folder: Path, images: torch.Tensor, capsys)
         assert row["score"] == pytest.approx(float(expected[0]), abs=1e-6)
     assert main(["score", "--reward", "my_rewards:too_few", "--prompt", "x", str(user_folder / "a.png")]) == 2
     assert capsys.readouterr().err == "noiseppo: error: the reward returned 0 scores for 1 images\n"
+
+
+# -- CLIP score
+
+
+def test_clip_score_with_a_tiny_clip(tmp_path: Path, images: torch.Tensor) -> None:
+    from transformers import CLIPModel, CLIPProcessor
+
+    from tiny_models import tiny_clip
+
+    folder = tiny_clip(tmp_path, seed=2)  # a seed whose random CLIP scores some pairs above 0 and some below
+    reward = get_reward(f"clip_score@{folder}")
+    prompts = ["a red circle", "two blue squares", "a cat", "a dog"]
+    scores = score_batch(reward, images, prompts)
+    assert scores.shape == (4,) and (scores == 0).any() and (scores > 0).any() and (scores <= 100).all()
+    assert torch.equal(score_batch(reward, images, prompts), scores)
+    # The definition, by hand: 100 x max(cosine of the projected embeddings, 0).
+    model, processor = CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder)
+    inputs = processor(text=prompts, images=list(images), do_rescale=False, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**inputs)
+    cosine = torch.nn.functional.cosine_similarity(out.image_embeds, out.text_embeds)
+    assert torch.allclose(scores, 100 * cosine.clamp(min=0), atol=1e-4)
+    with pytest.raises(UserError, match="cannot load the CLIP model '.*nowhere': "):
+        get_reward(f"clip_score@{tmp_path / 'nowhere'}")
+    with pytest.raises(UserError, match=r"reward 'clip_score@': give a model after '@'"):
+        get_reward("clip_score@")

@@ -61,3 +61,20 @@ def tiny_sd_pipeline(folder: Path, seed: int = 0) -> Path:
     )  # fmt: skip
     pipe.save_pretrained(folder / "pipeline", safe_serialization=True)
     return folder / "pipeline"
+
+
+def tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A random CLIPModel (32x32 images, 8-dim projections) and its CLIPProcessor, saved to ``folder``."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPVisionConfig
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    config = CLIPConfig(text_config=tiny_clip_text_config().to_dict(), vision_config=vision.to_dict(), projection_dim=8)
+    CLIPModel(config).save_pretrained(folder / "clip")
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tiny_clip_tokenizer(folder / "_vocab")).save_pretrained(
+        folder / "clip"
+    )
+    return folder / "clip"

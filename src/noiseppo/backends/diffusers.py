@@ -18,16 +18,15 @@ at inference, so a policy sees exactly the conditioning it was trained on.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import logging as diffusers_logging
 
 from noiseppo.backends.base import SCHEDULERS, Conditioning, check_generate_args
 from noiseppo.errors import UserError
+from noiseppo.hub import load_error, quiet
 
 if TYPE_CHECKING:
     from noiseppo.policy import Mode, NoisePolicy
@@ -36,29 +35,9 @@ MAX_STEPS = 1000
 """The training schedule's length bounds the step count."""
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence diffusers' and transformers' warnings (hub retries, an absent torchvision) and
-    loading bars: they would bury the one line a user error gets."""
-    from transformers.utils import logging as transformers_logging
-
-    libraries = (diffusers_logging, transformers_logging)
-    saved = [(lib.get_verbosity(), lib.is_progress_bar_enabled()) for lib in libraries]
-    for lib in libraries:
-        lib.set_verbosity_error()
-        lib.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for lib, (verbosity, bar) in zip(libraries, saved, strict=True):
-            lib.set_verbosity(verbosity)
-            if bar:
-                lib.enable_progress_bar()
-
-
 def supported() -> tuple[type[DiffusionPipeline], ...]:
     """The pipeline classes this backend drives."""
-    with _quiet():
+    with quiet():
         from diffusers import StableDiffusionPipeline
 
     return (StableDiffusionPipeline,)
@@ -71,34 +50,14 @@ def load_pipeline(model: str, dtype: torch.dtype) -> DiffusionPipeline:
     refuse a model that only has pickled ``.bin`` weights instead of unpickling them.
     """
     try:
-        with _quiet():
+        with quiet():
             pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype, use_safetensors=True)
     except (OSError, ValueError) as e:
-        if _unreachable(e):
-            raise UserError(
-                f"model '{model}' is neither a local folder nor in the Hugging Face cache, and the hub cannot "
-                "be reached (offline?): download it first or give a local folder"
-            ) from None
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise UserError(f"cannot load the diffusers pipeline '{model}': {reason}") from None
+        raise load_error("the diffusers pipeline", model, e) from None
     if not isinstance(pipe, supported()):
         known = ", ".join(cls.__name__ for cls in supported())
         raise UserError(f"'{model}' is a {type(pipe).__name__}; the diffusers backend takes {known}")
     return pipe
-
-
-def _unreachable(error: BaseException) -> bool:
-    """Whether a failed load comes down to the hub being out of reach (diffusers wraps the cause)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
-            return True
-        if type(seen).__module__.startswith(("httpx", "requests")):  # huggingface_hub's transport
-            return "connect" in type(seen).__name__.lower() or "timeout" in type(seen).__name__.lower()
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def pipeline_latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int]:

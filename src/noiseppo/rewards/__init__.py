@@ -46,7 +46,13 @@ REWARDS: dict[str, tuple[Callable[[], Reward], str]] = {
         lambda: _ours("jpeg", "jpeg_incompressibility"),
         "the JPEG size (quality 95) in kB, DDPO's task",
     ),
+    "clip_score": (
+        lambda model=None: _ours("clip", "ClipScore")(*([model] if model else [])),
+        "100 x cosine of CLIP image and prompt embeddings (clip_score@MODEL: another CLIP)",
+    ),
 }
+TAKES_MODEL = {"clip_score"}
+"""Registry entries that also read ``NAME@MODEL``: a hub id or a local folder."""
 
 
 REWARD_FORMS = "module:function, http://HOST:PORT/PATH, or a weighted sum like 0.5*NAME+1.0*NAME"
@@ -66,6 +72,11 @@ def get_reward(name: str) -> Reward:
         from noiseppo.rewards.http import HttpReward
 
         return HttpReward(name)
+    base, at, model = name.partition("@")
+    if at and base in TAKES_MODEL:
+        if not model:
+            raise UserError(f"reward '{name}': give a model after '@' (a hub id or a folder)")
+        return REWARDS[base][0](model)
     if ":" in name:
         from noiseppo.rewards.function import load_function
 

@@ -1,0 +1,42 @@
+"""CLIP score: how well an image matches its prompt, by a transformers ``CLIPModel``.
+
+``100 * max(cos(image embedding, prompt embedding), 0)``, torchmetrics' ``CLIPScore`` per
+image. ``clip_score`` uses openai/clip-vit-large-patch14; ``clip_score@MODEL`` any CLIP
+model, a hub id or a local ``save_pretrained`` folder (weights from safetensors only). The
+model runs where the images are, in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+DEFAULT_MODEL = "openai/clip-vit-large-patch14"
+
+
+class ClipScore:
+    def __init__(self, model: str = DEFAULT_MODEL):
+        from noiseppo.hub import load_error, quiet
+
+        try:
+            with quiet():
+                from transformers import CLIPModel, CLIPProcessor
+
+                self.model = CLIPModel.from_pretrained(model, use_safetensors=True).eval().requires_grad_(False)
+                # Tokenizer and image-processor settings: JSON and text files, no weights.
+                self.processor = CLIPProcessor.from_pretrained(model)
+        except (OSError, ValueError) as e:
+            raise load_error("the CLIP model", model, e) from None
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> torch.Tensor:
+        images = torch.as_tensor(images).float()
+        self.model.to(images.device)
+        inputs = self.processor(
+            text=list(prompts), images=list(images.cpu()), do_rescale=False, padding=True, truncation=True,
+            return_tensors="pt",
+        ).to(images.device)  # fmt: skip
+        out = self.model(**inputs)  # image_embeds and text_embeds come normalised
+        return (100 * (out.image_embeds * out.text_embeds).sum(-1).clamp(min=0)).float().cpu()
