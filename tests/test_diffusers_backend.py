@@ -17,7 +17,7 @@ from noiseppo.cli import main
 from noiseppo.errors import UserError
 from noiseppo.policy import NoisePolicy, policy_latents
 from noiseppo.sampling import standard_noise
-from tiny_models import tiny_sd_pipeline
+from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
 
 PROMPTS = ["a red cat", "two dogs", "a blue car on a road"]
 
@@ -25,6 +25,11 @@ PROMPTS = ["a red cat", "two dogs", "a blue car on a road"]
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_sd_pipeline(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_sdxl_pipeline(tmp_path_factory.mktemp("tiny_sdxl"))
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +167,32 @@ def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: Diffuser
         policy.latents_for(pipe, PROMPTS, generator=torch.Generator(), seeds=[0, 1, 2])
     with pytest.raises(UserError, match="the policy reads conditioning of width 64, the backend gives 16"):
         NoisePolicy(latent_shape=(4, 8, 8), cond_dim=64).latents_for(pipe, PROMPTS)
+
+
+def test_sdxl(tiny_sdxl: Path, tmp_path: Path, capsys) -> None:
+    """Two text encoders, Euler, the U-Net's extra pooled and size inputs: the pipeline's own images."""
+    backend = get_backend("diffusers", str(tiny_sdxl), "default")
+    assert type(backend.pipe).__name__ == "StableDiffusionXLPipeline" and backend.default_guidance == 5.0
+    cond = backend.encode(PROMPTS)
+    assert cond.token_states.shape == (3, 16, 32) and cond.pooled.shape == (3, 32)  # one width for the policy
+    policy = NoisePolicy(latent_shape=backend.latent_shape, cond_dim=32)
+    eps = standard_noise(backend.latent_shape, [0, 1, 2])
+    pipe = users_pipeline(tiny_sdxl)
+    for guidance in (1.0, 3.0):
+        images = backend.generate(policy.latents_fn()(cond, eps), cond, 2, guidance)
+        own = pipe(PROMPTS, latents=eps, num_inference_steps=2, guidance_scale=guidance, output_type="pt").images
+        assert torch.equal(images, own)
+    latents = policy.latents_for(pipe, PROMPTS, generator=torch.Generator().manual_seed(3))
+    mine = pipe(PROMPTS, latents=latents, num_inference_steps=2, output_type="pt").images
+    own = pipe(PROMPTS, generator=torch.Generator().manual_seed(3), num_inference_steps=2, output_type="pt").images
+    assert torch.equal(mine, own)
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    code = main(
+        ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sdxl), "--prompts", str(prompts),
+         "--reward", "jpeg_incompressibility", "--steps", "2", "--iterations", "1", "--out", str(tmp_path / "run"),
+         "scheduler=default", "eval_prompts=", "threads=1"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "policy" / "config.json").read_text())["cond_dim"] == 32

@@ -78,3 +78,33 @@ def tiny_clip(folder: Path, seed: int = 0) -> Path:
         folder / "clip"
     )
     return folder / "clip"
+
+
+def tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A StableDiffusionXLPipeline of random weights, two text encoders (16 wide each, so 32-wide
+    token states and an 8-wide pooled embedding), Euler, 16x16 images; saved to ``folder``."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=4, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 8,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16,
+    )  # fmt: skip
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    tokenizer = tiny_clip_tokenizer(folder / "_vocab")
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, unet=unet, scheduler=scheduler, tokenizer=tokenizer, tokenizer_2=tokenizer,
+        text_encoder=CLIPTextModel(tiny_clip_text_config()),
+        text_encoder_2=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=8)),
+    )  # fmt: skip
+    pipe.save_pretrained(folder / "pipeline", safe_serialization=True)
+    return folder / "pipeline"

@@ -28,7 +28,7 @@ def _diffusers(model: str | None, scheduler: str, device: str, dtype: torch.dtyp
 
 BACKENDS: dict[str, tuple[Callable[..., Backend], str]] = {
     "shapes": (_shapes, "the embedded Shapes model (pixel-space DiT, v-prediction), offline"),
-    "diffusers": (_diffusers, "a diffusers StableDiffusionPipeline (SD 1.x/2.x, SD-Turbo) from --model"),
+    "diffusers": (_diffusers, "a diffusers SD 1.x/2.x or SDXL pipeline (SD-Turbo, SDXL-Turbo) from --model"),
 }
 
 

@@ -1,10 +1,13 @@
-"""diffusers pipelines as backends: ``StableDiffusionPipeline`` (SD 1.x / 2.x, SD-Turbo).
+"""diffusers pipelines as backends: ``StableDiffusionPipeline`` (SD 1.x / 2.x, SD-Turbo) and
+``StableDiffusionXLPipeline`` (SDXL, SDXL-Turbo).
 
 The pipeline does the work; this module only fixes what the Backend contract needs:
 
 - **Conditioning** comes from the pipeline's own ``encode_prompt``: the token states are
   its prompt embeddings, the mask is all True (the U-Net attends to every position,
-  padding included), and the pooled vector is the mean of the token states over the mask.
+  padding included), and the pooled vector is the mean of the token states over the mask
+  (for SDXL too, whose own pooled text embedding has another width than its token states:
+  the policy reads one width).
 - **Latents** go in through ``latents=``. The policy's z is in N(0, I) units and the
   pipeline's ``prepare_latents`` multiplies given latents by ``scheduler.init_noise_sigma``
   itself, so z is passed as is (only moved to the pipeline's device and dtype).
@@ -38,9 +41,13 @@ MAX_STEPS = 1000
 def supported() -> tuple[type[DiffusionPipeline], ...]:
     """The pipeline classes this backend drives."""
     with quiet():
-        from diffusers import StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    return (StableDiffusionPipeline,)
+    return (StableDiffusionPipeline, StableDiffusionXLPipeline)
+
+
+def _is_sdxl(pipe: DiffusionPipeline) -> bool:
+    return hasattr(pipe, "text_encoder_2")
 
 
 def load_pipeline(model: str, dtype: torch.dtype) -> DiffusionPipeline:
@@ -70,7 +77,10 @@ def pipeline_latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int]:
 @torch.no_grad()
 def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str]) -> Conditioning:
     """The pipeline's prompt embeddings as a Conditioning (see the module docstring)."""
-    states, _ = pipe.encode_prompt(list(prompts), pipe._execution_device, 1, False)
+    device = pipe._execution_device
+    states = pipe.encode_prompt(
+        prompt=list(prompts), device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
+    )[0]  # SD: (embeds, negative); SDXL: (embeds, negative, pooled, negative pooled)
     mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
     weights = mask[..., None].to(states.dtype)
     pooled = (states * weights).sum(1) / weights.sum(1)
@@ -155,8 +165,15 @@ class DiffusersBackend:
         """Images in [0, 1], (N, 3, H, W), float32, from initial latents ~ N(0, I) of ``latent_shape``."""
         check_generate_args(latents, len(conditioning), self.latent_shape, steps, guidance, MAX_STEPS)
         scale = self.pipe.vae_scale_factor
+        if _is_sdxl(self.pipe):
+            # SDXL's U-Net also reads text_embeds, which the Conditioning does not carry (its pooled
+            # vector is the token mean, one width for the policy): the pipeline encodes the prompts
+            # again, the same deterministic encoding as ``encode``.
+            prompt = {"prompt": list(conditioning.prompts)}
+        else:
+            prompt = {"prompt_embeds": conditioning.token_states.to(self.device, self.dtype)}
         out = self.pipe(
-            prompt_embeds=conditioning.token_states.to(self.device, self.dtype),
+            **prompt,
             latents=latents.to(self.device, self.dtype),
             height=self.latent_shape[1] * scale,
             width=self.latent_shape[2] * scale,
