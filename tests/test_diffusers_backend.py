@@ -196,3 +196,24 @@ def test_sdxl(tiny_sdxl: Path, tmp_path: Path, capsys) -> None:
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "policy" / "config.json").read_text())["cond_dim"] == 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_cuda_in_half_precision(tiny_sd: Path, backend: DiffusersBackend, dtype: str) -> None:
+    """Device placement and half precision: images near float32 CPU's, latents_for in the pipeline's dtype."""
+    from noiseppo.backends import DTYPES
+
+    gpu = get_backend("diffusers", str(tiny_sd), "default", "cuda", dtype)
+    assert gpu.pipe.unet.device.type == "cuda" and gpu.pipe.unet.dtype == DTYPES[dtype]
+    cond = gpu.encode(PROMPTS)
+    assert cond.token_states.device.type == "cuda"
+    eps = standard_noise(gpu.latent_shape, [0, 1, 2])
+    images = gpu.generate(eps, cond, 3, 3.0)
+    assert images.device.type == "cuda" and images.dtype == torch.float32
+    reference = backend.generate(eps, backend.encode(PROMPTS), 3, 3.0)
+    assert (images.cpu() - reference).abs().max() < 0.1, "half precision strays far from float32"
+    policy = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16).to("cuda")
+    latents = policy.latents_for(gpu.pipe, PROMPTS, generator=torch.Generator("cuda").manual_seed(0))
+    assert latents.device.type == "cuda" and latents.dtype == DTYPES[dtype]
+    assert gpu.pipe(PROMPTS, latents=latents, num_inference_steps=2, output_type="pt").images.shape == (3, 3, 16, 16)
