@@ -150,7 +150,11 @@ class DiffusersBackend:
 
     @classmethod
     def load(
-        cls, model: str, scheduler: str = "default", device: str | torch.device = "cpu", dtype=torch.float32
+        cls,
+        model: str,
+        scheduler: str = "default",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> DiffusersBackend:
         _check_scheduler(scheduler)  # before a download, not after
         if dtype == torch.float16 and torch.device(device).type == "cpu":
