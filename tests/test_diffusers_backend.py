@@ -121,6 +121,7 @@ def test_cli_trains_and_samples_on_the_pipeline(tiny_sd: Path, tmp_path: Path, c
     assert code == 0, capsys.readouterr().err
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["steps"] == 2  # backend, model and steps from the policy's run
+    assert rows[0]["guidance"] == 7.5  # the run's guidance 0: the pipeline's default
     assert sorted(p.name for p in (out / "images").iterdir()) == ["0000.png", "0001.png"]
 
 
@@ -192,10 +193,16 @@ def test_sdxl(tiny_sdxl: Path, tmp_path: Path, capsys) -> None:
     code = main(
         ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sdxl), "--prompts", str(prompts),
          "--reward", "jpeg_incompressibility", "--steps", "2", "--iterations", "1", "--out", str(tmp_path / "run"),
-         "scheduler=default", "eval_prompts=", "threads=1"]
+         "scheduler=default", "guidance=1.5", "eval_prompts=", "threads=1"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "policy" / "config.json").read_text())["cond_dim"] == 32
+    code = main(
+        ["sample", "--policy", str(tmp_path / "run"), "--prompt", "a cat", "--n", "1", "--out", str(tmp_path / "s")]
+    )
+    assert code == 0, capsys.readouterr().err
+    row = json.loads((tmp_path / "s" / "samples.jsonl").read_text())
+    assert row["guidance"] == 1.5 and row["steps"] == 2  # the run's own settings
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -186,6 +186,8 @@ def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
     args.scheduler = args.scheduler or "ddim"
     if args.steps is None:
         args.steps = trained.get("steps", 4)
+    if args.guidance is None and trained.get("guidance"):  # 0 in a config: the backend's default
+        args.guidance = float(trained["guidance"])
     return trained
 
 
@@ -361,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=_int_at_least(1), help="sampling steps, 1-50 (default: the policy's training steps, else 4)"
     )
     samp.add_argument(
-        "--guidance", type=float, help="classifier-free guidance scale (1.0: none; default: the model's own)"
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale (1.0: none; default: the policy's, else the model's)",
     )
     samp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
     samp.add_argument("--batch", type=_int_at_least(1), default=64, help="images per forward pass")
@@ -379,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", help="comma-separated step counts (default: the policy's training steps)")
     ev.add_argument("--seeds", type=_int_at_least(1), default=8, help="samples per prompt")
     ev.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (pairs with noiseppo sample)")
-    ev.add_argument("--guidance", type=float, help="guidance scale (default: the model's own)")
+    ev.add_argument("--guidance", type=float, help="guidance scale (default: the policy's, else the model's own)")
     ev.add_argument("--reward", help="a registered reward (default: the policy's training reward)")
     ev.add_argument("--batch", type=_int_at_least(1), default=128, help="images per forward pass")
     ev.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
