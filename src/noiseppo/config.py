@@ -148,5 +148,8 @@ class TrainConfig:
     """Samples per held-out prompt in the periodic evaluation."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
+    dist_timeout: float = 1800.0
+    """Seconds a process waits for the others under ``accelerate launch`` before it gives up
+    (a rank that died); also bounds how long the others may spend in a held-out evaluation."""
     wandb: bool = False
     """Also log to Weights & Biases (needs ``pip install wandb``)."""

@@ -15,6 +15,7 @@ import torch
 
 from noiseppo.backends.base import Conditioning
 from noiseppo.config import TrainConfig
+from noiseppo.distributed import Ranks
 from noiseppo.policy import NoisePolicy, gaussian_kl, gaussian_kl_to_prior, gaussian_log_prob
 
 
@@ -64,8 +65,14 @@ def ppo_update(
     rollout: Rollout,
     config: TrainConfig,
     generator: torch.Generator,
+    ranks: Ranks | None = None,
 ) -> dict[str, float]:
-    """``config.epochs`` passes of minibatch PPO over one rollout; returns mean statistics."""
+    """``config.epochs`` passes of minibatch PPO over one rollout; returns mean statistics.
+
+    With several processes (``ranks``), every rank holds the whole rollout, takes its even
+    share of each minibatch, and the gradients and statistics are averaged over the ranks:
+    the same step as one process on the whole minibatch.
+    """
     history: dict[str, list[float]] = {}
     stopped_early = 0.0
     # Minibatches are made of whole prompt groups, shuffled: the policy then runs once per
@@ -78,7 +85,10 @@ def ppo_update(
         shuffled = torch.randperm(len(members), generator=generator).tolist()
         order = torch.tensor([i for g in shuffled for i in members[g]])
         for start in range(0, len(rollout), config.minibatch):
-            mb = rollout.take(order[start : start + config.minibatch])
+            index = order[start : start + config.minibatch]
+            if ranks is not None and ranks.world > 1:  # even shares (uneven only after dropped NaNs)
+                index = torch.tensor_split(index, ranks.world)[ranks.rank]
+            mb = rollout.take(index)
             mean, log_sigma = policy(mb.conditioning)
             new_logprob = gaussian_log_prob(mb.latents, mean, log_sigma, config.logprob)
             pg_loss, stats = ppo_loss(new_logprob, mb.old_logprob, mb.advantages, config.clip_range)
@@ -89,15 +99,20 @@ def ppo_update(
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            row = {"pg_loss": pg_loss, "kl_prior": kl_prior, **stats}
+            if ranks is not None and ranks.world > 1:  # the whole minibatch's gradient and statistics
+                ranks.average_gradients(policy.parameters())
+                means = ranks.mean(torch.stack([v.detach().float() for v in row.values()]))
+                row = dict(zip(row, means, strict=True))
+                row["ratio_max"] = ranks.max(stats["ratio_max"].detach())
+            row["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
 
-            row = {"pg_loss": pg_loss, "kl_prior": kl_prior, "grad_norm": grad_norm, **stats}
             for key, value in row.items():
                 history.setdefault(key, []).append(float(value.detach()) if torch.is_tensor(value) else float(value))
             # Early stop on the trust region, measured by the exact Gaussian KL per dimension:
             # it means the same under either logprob convention, unlike approx_kl.
-            if config.target_kl > 0 and float(stats["policy_kl"]) > config.target_kl:
+            if config.target_kl > 0 and float(row["policy_kl"]) > config.target_kl:
                 stopped_early = 1.0
                 break
         if stopped_early:

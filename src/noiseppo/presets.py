@@ -125,7 +125,7 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"config: antithetic needs an even samples_per_prompt, got {config.samples_per_prompt}")
     if config.logprob not in ("sum", "mean"):
         raise UserError(f"config: logprob must be 'sum' or 'mean', got '{config.logprob}'")
-    for key in ("lr", "clip_range"):
+    for key in ("lr", "clip_range", "dist_timeout"):
         if not getattr(config, key) > 0:
             raise UserError(f"config: '{key}' must be > 0, got {getattr(config, key)}")
     non_negative = ["guidance", "target_kl", "kl_coef", "weight_decay", "eval_every", "threads"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,9 @@ from tqdm import tqdm
 
 from noiseppo.advantages import PerPromptStats
 from noiseppo.backends import get_backend
-from noiseppo.backends.base import Conditioning
 from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
 from noiseppo.config import TrainConfig
+from noiseppo.distributed import Ranks
 from noiseppo.errors import UserError
 from noiseppo.evaluate import score_side
 from noiseppo.files import replaced_folder, truncate_jsonl
@@ -64,7 +65,13 @@ class Trainer:
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.backend = get_backend(config.backend, config.model or None, config.scheduler, config.device, config.dtype)
+        self.ranks = Ranks(config.device, config.dist_timeout)
+        world = self.ranks.world
+        for key in ("prompts_per_iteration", "minibatch"):
+            if getattr(config, key) % world:
+                raise UserError(f"config: {key} {getattr(config, key)} does not split over {world} processes")
+        device = config.device if world == 1 else str(self.ranks.device)  # one GPU per process
+        self.backend = get_backend(config.backend, config.model or None, config.scheduler, device, config.dtype)
         self.guidance = config.guidance or self.backend.default_guidance
         self.reward = get_reward(config.reward)
         self.prompts = load_prompts(config.prompts)
@@ -85,7 +92,7 @@ class Trainer:
             learn_sigma=config.learn_sigma,
             log_sigma_max=config.log_sigma_max,
             preserve_variance=config.preserve_variance,
-        ).to(config.device)
+        ).to(device)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count)
         self.iteration = 0
@@ -95,9 +102,12 @@ class Trainer:
 
     # -- one iteration ------------------------------------------------------------------
     def rollout(self, generator: torch.Generator) -> tuple[Rollout, dict[str, float]]:
-        """Render and score one batch; keep only what the update needs."""
-        cfg = self.config
-        timings = {"time_sampling": 0.0, "time_reward": 0.0}
+        """Render and score one batch; keep only what the update needs.
+
+        Every rank draws the whole batch's prompts, noise and latents; it renders and scores
+        its own slice, and the rewards are gathered (``noiseppo.distributed``).
+        """
+        cfg, ranks = self.config, self.ranks
         chosen = torch.randperm(len(self.prompts), generator=generator)[: cfg.prompts_per_iteration]
         prompts = [self.prompts[i] for i in chosen.tolist() for _ in range(cfg.samples_per_prompt)]
         eps = torch.randn(len(prompts), *self.backend.latent_shape, generator=generator)
@@ -106,29 +116,36 @@ class Trainer:
             half = cfg.samples_per_prompt // 2
             groups[:, half:] = -groups[:, :half]
 
-        latents, logprobs, rewards, conds, fields, means, log_sigmas = [], [], [], [], {}, [], []
-        for start in range(0, len(prompts), cfg.render_batch):
-            chunk = prompts[start : start + cfg.render_batch]
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                cond = self.backend.encode(chunk)
-                mean, log_sigma = self.policy(cond)
-                z = mean + torch.exp(log_sigma) * eps[start : start + len(chunk)].to(mean)
-                images = self.backend.generate(z, cond, cfg.steps, self.guidance)
-            t1 = time.perf_counter()
-            scores, details = score_with_details(self.reward, images, chunk)
-            rewards.append(scores)
-            for key, values in details.items():
-                fields.setdefault(key, []).extend(values)
-            timings["time_sampling"] += t1 - t0
-            timings["time_reward"] += time.perf_counter() - t1
-            latents.append(z)
-            logprobs.append(gaussian_log_prob(z, mean, log_sigma, cfg.logprob))
-            means.append(mean)
-            log_sigmas.append(log_sigma)
-            conds.append(cond)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            cond = self.backend.encode(prompts)
+            mean, log_sigma = self.policy(cond)
+            latents = mean + torch.exp(log_sigma) * eps.to(mean)
+            old_logprob = gaussian_log_prob(latents, mean, log_sigma, cfg.logprob)
+        timings = {"time_sampling": time.perf_counter() - t0, "time_reward": 0.0}
 
-        reward = torch.cat(rewards)
+        def render_and_score() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            mine = ranks.share(len(prompts))
+            rewards, fields = [], {}
+            for start in range(mine.start, mine.stop, cfg.render_batch):
+                chunk = range(start, min(start + cfg.render_batch, mine.stop))
+                t1 = time.perf_counter()
+                with torch.no_grad():
+                    z, c = latents[chunk.start : chunk.stop], cond.select(chunk)
+                    images = self.backend.generate(z, c, cfg.steps, self.guidance)
+                t2 = time.perf_counter()
+                scores, details = score_with_details(self.reward, images, [prompts[i] for i in chunk])
+                rewards.append(scores)
+                for key, values in details.items():
+                    fields.setdefault(key, []).extend(values)
+                timings["time_sampling"] += t2 - t1
+                timings["time_reward"] += time.perf_counter() - t2
+            return torch.cat(rewards), {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
+
+        local_reward, local_fields = ranks.run(render_and_score)
+        reward = ranks.gather(local_reward.to(ranks.device)).cpu()
+        fields = {k: ranks.gather(v.to(ranks.device)).cpu() for k, v in sorted(local_fields.items())}
+
         finite = torch.isfinite(reward)
         dropped = int((~finite).sum())
         if dropped > cfg.max_nan_fraction * len(reward):
@@ -139,15 +156,7 @@ class Trainer:
         keep = finite.nonzero().flatten()
         kept_prompts = [prompts[i] for i in keep.tolist()]
         advantages, adv_info = self.stats.advantages(kept_prompts, reward[keep].numpy())
-        cond = _cat_conditioning(conds)
-        full = Rollout(
-            cond,
-            torch.cat(latents),
-            torch.cat(logprobs),
-            torch.zeros(len(prompts)),
-            torch.cat(means),
-            torch.cat(log_sigmas),
-        )
+        full = Rollout(cond, latents, old_logprob, torch.zeros(len(prompts)), mean, log_sigma)
         rollout = full.take(keep)
         rollout.advantages = torch.as_tensor(advantages, dtype=torch.float32, device=rollout.latents.device)
 
@@ -159,7 +168,7 @@ class Trainer:
             **timings,
         }
         for key, values in fields.items():
-            info[f"train_{key}"] = float(np.nanmean(values))
+            info[f"train_{key}"] = float(np.nanmean(values.numpy()))
         return rollout, info
 
     def step(self) -> dict[str, float]:
@@ -170,10 +179,15 @@ class Trainer:
         rollout, row = self.rollout(generator)
         t0 = time.perf_counter()
         self.policy.train()
-        row.update(ppo_update(self.policy, self.optimizer, rollout, cfg, generator))
+        row.update(ppo_update(self.policy, self.optimizer, rollout, cfg, generator, self.ranks))
         self.policy.eval()
         row["time_update"] = time.perf_counter() - t0
         row.update(self.policy_stats())
+        if self.ranks.world > 1:  # every rank must hold the very same policy after the update
+            fingerprint = torch.cat([p.detach().double().flatten() for p in self.policy.parameters()])
+            fingerprint = (fingerprint * torch.linspace(1, 2, len(fingerprint), dtype=torch.float64)).sum()
+            every = self.ranks.gather(fingerprint.reshape(1).to(self.ranks.device))
+            row["rank_param_spread"] = float(every.max() - every.min())
         row["samples_per_s"] = cfg.prompts_per_iteration * cfg.samples_per_prompt / (time.perf_counter() - start)
         self.iteration += 1
         return {"iteration": self.iteration, **row}
@@ -232,27 +246,6 @@ class Trainer:
             ) from None
 
 
-def _cat_conditioning(parts: list[Conditioning]) -> Conditioning:
-    """One conditioning from render chunks, padding token states to the longest chunk."""
-    if len(parts) == 1:
-        return parts[0]
-    width = max(p.token_states.shape[1] for p in parts)
-
-    def pad(x: torch.Tensor, value) -> torch.Tensor:
-        extra = width - x.shape[1]
-        if extra == 0:
-            return x
-        filler = torch.full((x.shape[0], extra, *x.shape[2:]), value, dtype=x.dtype, device=x.device)
-        return torch.cat([x, filler], dim=1)
-
-    return Conditioning(
-        [p for part in parts for p in part.prompts],
-        torch.cat([pad(p.token_states, 0.0) for p in parts]),
-        torch.cat([p.pooled for p in parts]),
-        torch.cat([pad(p.mask, False) for p in parts]),
-    )
-
-
 def _open_run(out: Path, resume: bool) -> TrainConfig | None:
     if resume:
         if not (out / "config.yaml").is_file() or not has_state(out / "checkpoint"):
@@ -266,15 +259,21 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
 
 
 def train(config: TrainConfig | None, out: str | Path, resume: bool = False, quiet: bool = False) -> Path:
-    """Train a noise policy into run folder ``out`` (or resume it); returns ``out``."""
+    """Train a noise policy into run folder ``out`` (or resume it); returns ``out``.
+
+    Under ``accelerate launch`` every process runs this; rank 0 alone evaluates, logs and
+    writes, inside ``ranks.run`` so that its failure stops every rank with its message.
+    """
     out = Path(out)
     saved = _open_run(out, resume)
     config = saved if saved is not None else config
     assert config is not None
     trainer = Trainer(config)  # every input is checked here, before the folder is touched
+    ranks = trainer.ranks
     if resume:
         trainer.load(out)
     cfg = config
+    quiet = quiet or not ranks.is_main
     batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
     say = (lambda *a: None) if quiet else print
     say(
@@ -282,41 +281,51 @@ def train(config: TrainConfig | None, out: str | Path, resume: bool = False, qui
         f"iteration, {batch // cfg.minibatch} minibatches of {cfg.minibatch} x {cfg.epochs} epochs; "
         f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps, "
         f"guidance {trainer.guidance}"
+        + (f"; {ranks.world} processes render {batch // ranks.world} images each" if ranks.world > 1 else "")
     )
 
-    first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
-    if not resume:
-        out.mkdir(exist_ok=True)
-        tmp = out / ".config.yaml.tmp"
-        tmp.write_text(to_yaml(config))
-        tmp.replace(out / "config.yaml")
-        trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
-    truncate_jsonl(out / "metrics.jsonl", "iteration", trainer.iteration)
+    def start() -> tuple:
+        first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
+        if not resume:
+            out.mkdir(exist_ok=True)
+            tmp = out / ".config.yaml.tmp"
+            tmp.write_text(to_yaml(config))
+            tmp.replace(out / "config.yaml")
+            trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
+        truncate_jsonl(out / "metrics.jsonl", "iteration", trainer.iteration)
+        from torch.utils.tensorboard import SummaryWriter
 
-    from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
+        wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
+        if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
+            _log(out, writer, wandb_run, first_row, quiet)
+        return first_row, writer, wandb_run
 
-    writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
-    wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
-    if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
-        _log(out, writer, wandb_run, first_row, quiet)
-    last_eval = first_row
+    last_eval, writer, wandb_run = ranks.run(start if ranks.is_main else lambda: (None, None, None))
+
+    def finish_iteration(row: dict[str, float]) -> dict[str, float] | None:
+        done, evaluated = trainer.iteration, None
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+            evaluated = trainer.evaluate()
+            row.update(evaluated)
+        _log(out, writer, wandb_run, row, quiet=True)
+        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+            trainer.save(out)
+        return evaluated
+
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
     with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
         while trainer.iteration < cfg.iterations:
             row = trainer.step()
-            done = trainer.iteration
-            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-                last_eval = trainer.evaluate()
-                row.update(last_eval)
-            _log(out, writer, wandb_run, row, quiet=True)
-            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-                trainer.save(out)
+            evaluated = ranks.run(partial(finish_iteration, row) if ranks.is_main else lambda: None)
+            last_eval = evaluated or last_eval
             bar.update(1)
             kl = f"{row['policy_kl']:.1e}"
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=kl, clip=f"{row['clipfrac']:.2f}")
     if not quiet and cfg.eval_prompts:
         print(held_out_table(last_eval or trainer.evaluate(), cfg))
-    writer.close()
+    if writer is not None:
+        writer.close()
     if wandb_run is not None:
         wandb_run.finish()
     return out

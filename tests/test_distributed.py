@@ -1,0 +1,78 @@
+"""Data-parallel training under ``accelerate launch``: two CPU processes (gloo) against one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from noiseppo.checkpoint import load_state
+
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+TINY = ["--preset", "tiny", "iterations=3", "eval_prompts=", "threads=1"]
+
+
+def launch(noiseppo, *args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``accelerate launch`` of the real console script on 2 CPU processes (torchrun, gloo)."""
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(cmd + noiseppo.command(*args), capture_output=True, text=True, timeout=300, env=environment)
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_train_like_one(noiseppo, tmp_path: Path) -> None:
+    two = launch(noiseppo, "train", *TINY, "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 processes render 4 images each" in two.stdout
+    # One process with the same global batch and seeds; it renders in the same batches of 4.
+    one = noiseppo("train", *TINY, "render_batch=4", "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+
+    # After every update both ranks held the very same policy (a fingerprint of every weight).
+    assert [r["rank_param_spread"] for r in rows(tmp_path / "two")] == [0.0, 0.0, 0.0]
+    a, _ = load_state(tmp_path / "two" / "checkpoint")
+    b, meta = load_state(tmp_path / "one" / "checkpoint")
+    assert meta["iteration"] == 3 and a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    assert a["policy.head.weight"].abs().sum() > 0, "the policy moved"
+    for r2, r1 in zip(rows(tmp_path / "two"), rows(tmp_path / "one"), strict=True):
+        assert r2["reward_mean"] == r1["reward_mean"], "the two processes scored the same batch"
+        assert r2["policy_kl"] == pytest.approx(r1["policy_kl"], rel=1e-4, abs=1e-9)
+
+
+FAILING_REWARD = """
+import os, torch
+
+def reward(images, prompts):
+    if os.environ.get("RANK") == "1":
+        raise RuntimeError("the reward model on this host ran out of memory")
+    return torch.zeros(len(images))
+"""
+
+
+def test_one_failing_rank_stops_every_rank_with_its_message(noiseppo, tmp_path: Path) -> None:
+    (tmp_path / "flaky_reward.py").write_text(FAILING_REWARD)
+    start = time.time()
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = launch(noiseppo, "train", *TINY, "--reward", "flaky_reward:reward", "--out", tmp_path / "run", env=env)
+    assert time.time() - start < 120, "the healthy rank waited for the failed one"
+    assert result.returncode != 0
+    message = (
+        "noiseppo: error: process 1: the reward raised RuntimeError: the reward model on this host ran out of memory"
+    )
+    assert result.stderr.count(message) == 2, result.stderr[-3000:]  # both ranks stop with the same line
+    # No traceback out of noiseppo itself (torchrun reports the failed child with its own).
+    assert not [line for line in result.stderr.splitlines() if 'File "' in line and "/noiseppo/" in line]
+    state, meta = load_state(tmp_path / "run" / "checkpoint")  # rank 0 had written iteration 0
+    assert meta["iteration"] == 0
