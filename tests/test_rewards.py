@@ -191,7 +191,7 @@ def test_the_reference_server_answers_like_the_reward_itself(images: torch.Tenso
             HttpReward(url)._post(json.dumps({"prompts": ["a"], "images": ["not png"]}).encode())
     with serving(make_server(get_reward("shapes"))) as url:  # the reward's own checks, answered as an error
         small = torch.zeros(1, 3, 8, 8)
-        with pytest.raises(UserError, match=r"no answer after 1 try \(HTTP 500: the backend made images of shape"):
+        with pytest.raises(UserError, match=r"no scores after 1 try \(HTTP 500: the backend made images of shape"):
             get_reward(url + "#retries=0")(small, PROMPTS[:1])
 
 
@@ -199,7 +199,7 @@ def test_a_server_that_times_out(images: torch.Tensor) -> None:
     with serving(raw_server(b'{"scores": [1, 2, 3, 4]}', delay=1.0)) as url:
         reward = get_reward(url + "#timeout=0.2&retries=1")
         start = time.monotonic()
-        with pytest.raises(UserError, match=r"no answer after 2 tries \(timed out; timeout 0.2 s\)"):
+        with pytest.raises(UserError, match=r"no scores after 2 tries \(timed out; timeout 0.2 s\)"):
             reward(images, PROMPTS * 2)
         assert time.monotonic() - start < 3
 
@@ -218,7 +218,7 @@ def test_a_server_that_returns_the_wrong_count_or_garbage(images: torch.Tensor) 
             get_reward(url)(images, PROMPTS * 2)
     with serving(raw_server(b"")) as url:  # a closed port, once the server is gone
         pass
-    with pytest.raises(UserError, match=r"no answer after 1 try \(.*refused"):
+    with pytest.raises(UserError, match=r"no scores after 1 try \(.*refused"):
         get_reward(url + "#retries=0")(images, PROMPTS * 2)
     with pytest.raises(UserError, match=r"unknown option\(s\) retry \(known: timeout, retries\)"):
         get_reward(url + "#retry=1")

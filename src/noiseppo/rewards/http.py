@@ -107,7 +107,7 @@ class HttpReward:
             except ValueError:
                 raise UserError(f"reward server {self.url}: the answer is not JSON") from None
         tries = f"{self.retries + 1} tries" if self.retries else "1 try"
-        raise UserError(f"reward server {self.url}: no answer after {tries} ({reason}; timeout {self.timeout:g} s)")
+        raise UserError(f"reward server {self.url}: no scores after {tries} ({reason}; timeout {self.timeout:g} s)")
 
 
 def make_server(reward: Any, host: str = "127.0.0.1", port: int = 0) -> HTTPServer:
