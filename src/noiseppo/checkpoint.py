@@ -18,7 +18,10 @@ Every file the package loads goes through ``read_json``, ``load_tensors`` or
 ``load_pretrained``: a pickle (a ``torch.save`` file renamed ``.safetensors``, a pickle
 named ``config.json``) is refused with one line naming it, and never run. Nothing here
 calls ``torch.load`` or ``pickle``, and models are not loaded through diffusers'
-``from_pretrained``, whose fallbacks read pickled ``.bin`` files.
+``from_pretrained``, whose fallbacks read pickled ``.bin`` files. The exceptions are users'
+own models (the ``diffusers`` backend's pipelines, ``clip_score``'s CLIP), loaded with
+``use_safetensors=True``, which refuses ``.bin`` weights; tests/test_hostile_inputs.py
+checks the source for any other call.
 """
 
 from __future__ import annotations
