@@ -186,6 +186,23 @@ def full_disk(error: Exception) -> Callable[[pytest.MonkeyPatch], None]:
 
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def full_disk_for_metrics(mp: pytest.MonkeyPatch) -> None:
+    """The second row appended to metrics.jsonl (iteration 2's) finds the disk full."""
+    real = Path.open
+    appends = []
+
+    def open_(self: Path, mode: str = "r", *args, **kwargs):
+        if self.name == "metrics.jsonl" and mode == "a":
+            appends.append(self)
+            if len(appends) == 2:
+                raise ENOSPC
+        return real(self, mode, *args, **kwargs)
+
+    mp.setattr(Path, "open", open_)
+
+
 # What safetensors itself raises when the disk fills (not an OSError).
 SAFETENSORS_ENOSPC = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 GRAMMAR_ERROR = "prompt 'a purple circle': word 2 'purple' is not a colour ('red', 'green', 'blue' or 'yellow')"
@@ -229,7 +246,7 @@ CASES: dict[str, Case] = {
     "zero size": Case([*TRAIN, "prompts_per_iteration=0"], "config: 'prompts_per_iteration' must be >= 1, got 0"),
     "negative size": Case([*TRAIN, "samples_per_prompt=-4"], "config: 'samples_per_prompt' must be >= 1, got -4"),
     "zero flag": Case([*TRAIN, "--steps", "0"], "argument --steps: must be >= 1, got 0"),
-    "negative rate": Case([*TRAIN, "lr=-0.001"], "config: 'lr' must be > 0, got -0.001"),
+    "negative rate": Case([*TRAIN, "lr=-0.001"], "config: 'lr' must be a finite number > 0, got -0.001"),
     "minibatch that does not divide": Case(
         [*TRAIN, "minibatch=3"],
         "config: minibatch 3 does not divide the batch of 8 samples (prompts_per_iteration 2 x samples_per_prompt 4)",
@@ -333,7 +350,15 @@ CASES: dict[str, Case] = {
         patch=half_size_backend,
         left=0,
     ),
+    "steps beyond the backend's range": Case([*TRAIN, "steps=60"], "steps must be a whole number from 1 to 50, got 60"),
     # -- a full disk while checkpointing: the previous checkpoint stays, and --resume finishes the run
+    "full disk writing metrics.jsonl": Case(
+        TRAIN,
+        "out/metrics.jsonl: cannot write (No space left on device); resume once there is room",
+        patch=full_disk_for_metrics,
+        left=1,
+        resumes=True,
+    ),
     "full disk during a checkpoint": Case(
         TRAIN,
         "checkpoint: cannot write step 2 (No space left on device); the earlier checkpoints are kept",

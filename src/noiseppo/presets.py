@@ -126,8 +126,8 @@ def validate(config: TrainConfig) -> None:
     if config.logprob not in ("sum", "mean"):
         raise UserError(f"config: logprob must be 'sum' or 'mean', got '{config.logprob}'")
     for key in ("lr", "clip_range", "dist_timeout"):
-        if not getattr(config, key) > 0:
-            raise UserError(f"config: '{key}' must be > 0, got {getattr(config, key)}")
+        if not 0 < getattr(config, key) < math.inf:
+            raise UserError(f"config: '{key}' must be a finite number > 0, got {getattr(config, key)}")
     non_negative = ["guidance", "target_kl", "kl_coef", "weight_decay", "eval_every", "threads"]
     for key in non_negative + ["adv_buffer", "adv_min_count"]:
         if getattr(config, key) < 0:

@@ -81,8 +81,12 @@ class Trainer:
                 f"{len(self.prompts)} prompts of '{config.prompts}'"
             )
         self.eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
-        # Refuse prompts outside the backend's language now, before any file is written.
+        # Refuse prompts outside the backend's language, and a step count or guidance it cannot
+        # take (one image, dry run), now, before any file is written.
         self.backend.encode(list(dict.fromkeys(self.prompts + self.eval_prompts)))
+        with torch.no_grad():
+            dry = torch.zeros(1, *self.backend.latent_shape)
+            self.backend.generate(dry, self.backend.encode(self.prompts[:1]), config.steps, self.guidance)
         torch.manual_seed(config.seed)  # the policy's (non-zero) hidden layers
         self.policy = NoisePolicy(
             latent_shape=self.backend.latent_shape,
@@ -344,8 +348,11 @@ def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
 
 
 def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> None:
-    with (out / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    try:
+        with (out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as e:  # a full disk: the checkpoint holds the run, --resume rewrites the rows
+        raise UserError(f"{out / 'metrics.jsonl'}: cannot write ({e.strerror or e}); resume once there is room") from e
     step = int(row["iteration"])
     for key, value in row.items():
         if key != "iteration":
