@@ -1,5 +1,5 @@
-"""The diffusers backend on a tiny random StableDiffusionPipeline saved to a temporary folder
-and loaded through ``--model PATH``, as a user's model would be."""
+"""The diffusers backend on tiny random SD and SDXL pipelines saved to temporary folders and
+loaded through ``--model PATH``, as a user's model would be; the latents_for plug-in."""
 
 from __future__ import annotations
 
