@@ -243,7 +243,13 @@ def test_render_with_a_bad_prompt_creates_nothing(runs, work):
 def test_list_prompts(runs):
     assert_ok(runs["list_prompts"])
     lines = runs["list_prompts"].stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["shapes-train", "shapes-test"]
+    assert [line.split()[0] for line in lines] == [
+        "shapes-train",
+        "shapes-test",
+        "animals",
+        "counting",
+        "colour-binding",
+    ]
     assert "548 prompts" in lines[0] and "148 held-out prompts" in lines[1]
 
 

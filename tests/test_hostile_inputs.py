@@ -220,7 +220,8 @@ CASES: dict[str, Case] = {
     "unknown preset": Case(["train", "--preset", "tinny"], "unknown preset 'tinny' (known: shapes, tiny)"),
     "unknown prompt set": Case(
         [*TRAIN, "--prompts", "shapes-dev"],
-        "unknown prompt set 'shapes-dev' (known: shapes-train, shapes-test; or give a .txt or .jsonl file)",
+        "unknown prompt set 'shapes-dev' (known: shapes-train, shapes-test, animals, counting, colour-binding; "
+        "or give a .txt or .jsonl file)",
     ),
     "mistyped config key": Case(
         [*TRAIN, "minibach=4"], "override: unknown config key 'minibach' (did you mean 'minibatch'?)"

@@ -13,12 +13,21 @@ from noiseppo.shapes import splits
 
 
 def test_named_sets():
-    assert list(PROMPT_SETS) == ["shapes-train", "shapes-test"]
+    assert list(PROMPT_SETS) == ["shapes-train", "shapes-test", "animals", "counting", "colour-binding"]
     assert load_prompts("shapes-train") == splits.train_prompts()
     assert load_prompts("shapes-test") == splits.test_prompts()
     assert len(load_prompts("shapes-train")) == 548
     assert len(load_prompts("shapes-test")) == 148
     assert load_prompts("shapes-test")[:2] == ["a green square", "a green triangle"]
+
+
+@pytest.mark.parametrize(("name", "count"), [("animals", 45), ("counting", 24), ("colour-binding", 24)])
+def test_the_sets_for_real_models_ship_with_the_package(name: str, count: int) -> None:
+    prompts = load_prompts(name)
+    assert len(prompts) == count == len(set(prompts)) and all(p == p.strip() and p for p in prompts)
+    assert load_prompts("animals")[0] == "a photo of a cat" and "a blue cube and a red sphere" in load_prompts(
+        "colour-binding"
+    )
 
 
 def test_txt_skips_blank_lines_and_comments(tmp_path):
@@ -100,7 +109,8 @@ def test_unknown_extension(tmp_path):
 
 def test_unknown_set_name():
     assert user_error("shapes-dev") == (
-        "unknown prompt set 'shapes-dev' (known: shapes-train, shapes-test; or give a .txt or .jsonl file)"
+        "unknown prompt set 'shapes-dev' (known: shapes-train, shapes-test, animals, counting, colour-binding; "
+        "or give a .txt or .jsonl file)"
     )
 
 

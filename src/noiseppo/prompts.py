@@ -17,9 +17,21 @@ from pathlib import Path
 from noiseppo.errors import UserError
 from noiseppo.shapes import splits
 
+SHIPPED = Path(__file__).resolve().parent / "prompt_sets"
+"""Small prompt sets for real models, written for this project (no download at run time)."""
+
+
+def _shipped(name: str) -> Callable[[], list[str]]:
+    path = SHIPPED / f"{name}.txt"
+    return lambda: _read_txt(path, path.read_text(encoding="utf-8"))
+
+
 PROMPT_SETS: dict[str, tuple[Callable[[], list[str]], str]] = {
     "shapes-train": (splits.train_prompts, "Shapes world, 548 prompts for training"),
     "shapes-test": (splits.test_prompts, "Shapes world, 148 held-out prompts naming unseen combinations"),
+    "animals": (_shipped("animals"), "45 everyday animals, 'a photo of a cat' (real models)"),
+    "counting": (_shipped("counting"), "24 prompts of two to five everyday objects (real models)"),
+    "colour-binding": (_shipped("colour-binding"), "24 prompts of two objects in two colours, both ways (real models)"),
 }
 
 
