@@ -286,3 +286,49 @@ def test_clip_score_with_a_tiny_clip(tmp_path: Path, images: torch.Tensor) -> No
         get_reward(f"clip_score@{tmp_path / 'nowhere'}")
     with pytest.raises(UserError, match=r"reward 'clip_score@': give a model after '@'"):
         get_reward("clip_score@")
+
+
+# -- LAION aesthetic head
+
+
+def test_aesthetic_heads_on_a_tiny_clip(tmp_path: Path, images: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+    from transformers import CLIPModel, CLIPProcessor
+
+    from tiny_models import tiny_clip
+
+    clip = tiny_clip(tmp_path)  # 8-wide projections
+    model, processor = CLIPModel.from_pretrained(clip), CLIPProcessor.from_pretrained(clip)
+    with torch.no_grad():
+        out = model(**processor(text=["x"], images=list(images), do_rescale=False, return_tensors="pt"))
+    embeds = out.image_embeds  # normalised projections, as LAION's heads read them
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(8, 1)
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(8, 1024), torch.nn.Dropout(0.2), torch.nn.Linear(1024, 128), torch.nn.Dropout(0.2),
+        torch.nn.Linear(128, 64), torch.nn.Dropout(0.1), torch.nn.Linear(64, 16), torch.nn.Linear(16, 1),
+    ).eval()  # fmt: skip
+    save_file(linear.state_dict(), tmp_path / "v1.safetensors")
+    save_file({f"layers.{k}": v for k, v in mlp.state_dict().items()}, tmp_path / "v2.safetensors")
+    for name, head in [("v1", linear), ("v2", mlp)]:
+        reward = get_reward(f"aesthetic@{tmp_path / name}.safetensors@{clip}")
+        with torch.no_grad():
+            expected = head(embeds).squeeze(-1)
+        assert torch.allclose(score_batch(reward, images, PROMPTS * 2), expected, atol=1e-5), name
+
+    save_file({"weight": torch.zeros(1, 16), "bias": torch.zeros(1)}, tmp_path / "wide.safetensors")
+    save_file({"w": torch.zeros(1)}, tmp_path / "other.safetensors")
+    torch.save(linear.state_dict(), tmp_path / "v1.pth")
+    for spec, message in [
+        ("aesthetic", "the aesthetic reward needs its head: aesthetic@HEAD.safetensors"),
+        (
+            f"aesthetic@{tmp_path / 'wide.safetensors'}@{clip}",
+            "the head reads 16-wide embeddings, the CLIP model makes 8",
+        ),
+        (f"aesthetic@{tmp_path / 'other.safetensors'}", "not a LAION aesthetic head (tensors w, ...)"),
+        (f"aesthetic@{tmp_path / 'v1.pth'}", "is a pickle (e.g. from torch.save), not a safetensors file"),
+    ]:
+        with pytest.raises(UserError) as info:
+            get_reward(spec)
+        assert message in str(info.value), (spec, str(info.value))

@@ -50,8 +50,12 @@ REWARDS: dict[str, tuple[Callable[[], Reward], str]] = {
         lambda model=None: _ours("clip", "ClipScore")(*([model] if model else [])),
         "100 x cosine of CLIP image and prompt embeddings (clip_score@MODEL: another CLIP)",
     ),
+    "aesthetic": (
+        lambda spec=None: _ours("aesthetic", "Aesthetic")(spec),
+        "LAION aesthetic head on CLIP ViT-L/14: aesthetic@HEAD.safetensors[@CLIP]",
+    ),
 }
-TAKES_MODEL = {"clip_score"}
+TAKES_MODEL = {"clip_score", "aesthetic"}
 """Registry entries that also read ``NAME@MODEL``: a hub id or a local folder."""
 
 

@@ -16,7 +16,9 @@ import torch
 DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 
 
-class ClipScore:
+class Clip:
+    """A frozen CLIP model and its processor; the images' device is where it runs."""
+
     def __init__(self, model: str = DEFAULT_MODEL):
         from noiseppo.hub import load_error, quiet
 
@@ -30,13 +32,24 @@ class ClipScore:
         except (OSError, ValueError) as e:
             raise load_error("the CLIP model", model, e) from None
 
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> torch.Tensor:
+    def inputs(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str] | None = None) -> dict:
+        """The model's inputs for float images in [0, 1] (and prompts), on the images' device."""
         images = torch.as_tensor(images).float()
         self.model.to(images.device)
-        inputs = self.processor(
-            text=list(prompts), images=list(images.cpu()), do_rescale=False, padding=True, truncation=True,
-            return_tensors="pt",
-        ).to(images.device)  # fmt: skip
-        out = self.model(**inputs)  # image_embeds and text_embeds come normalised
+        text = {"text": list(prompts), "padding": True, "truncation": True} if prompts is not None else {}
+        batch = self.processor(images=list(images.cpu()), do_rescale=False, return_tensors="pt", **text)
+        return batch.to(images.device)
+
+    @torch.no_grad()
+    def image_embeds(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Projected image embeddings, normalised to unit length."""
+        out = self.model.get_image_features(**self.inputs(images))
+        features = out if isinstance(out, torch.Tensor) else out.pooler_output  # transformers 4 / 5
+        return features / features.norm(dim=-1, keepdim=True)
+
+
+class ClipScore(Clip):
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> torch.Tensor:
+        out = self.model(**self.inputs(images, prompts))  # image_embeds and text_embeds come normalised
         return (100 * (out.image_embeds * out.text_embeds).sum(-1).clamp(min=0)).float().cpu()
