@@ -1,6 +1,6 @@
 """What Noise PPO costs beside rendering, as two ratios measured in one run.
 
-    python benchmarks/overhead.py [--steps 4] [--repeats 5] [--threads 0] [--preset shapes]
+    python benchmarks/overhead.py [--steps 4] [--repeats 20] [--threads 0] [--preset shapes]
 
 * ``train_over_sampling``: training throughput (images per second through whole PPO
   iterations: noise, policy, rendering, reward, advantages, update) over pure sampling
@@ -31,7 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="shapes")
     ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
