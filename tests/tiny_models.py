@@ -38,7 +38,7 @@ def tiny_clip_text_config(**extra):
 def tiny_sd_pipeline(folder: Path, seed: int = 0) -> Path:
     """A StableDiffusionPipeline of a few thousand random weights (16x16 images, 4x8x8 latents)
     saved with ``save_pretrained`` to ``folder``: what ``--model PATH`` loads."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
@@ -47,10 +47,7 @@ def tiny_sd_pipeline(folder: Path, seed: int = 0) -> Path:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
     )  # fmt: skip
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16,
-    )  # fmt: skip
+    vae = tiny_vae()
     scheduler = DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
         set_alpha_to_one=False, steps_offset=1,
@@ -61,6 +58,16 @@ def tiny_sd_pipeline(folder: Path, seed: int = 0) -> Path:
     )  # fmt: skip
     pipe.save_pretrained(folder / "pipeline", safe_serialization=True)
     return folder / "pipeline"
+
+
+def tiny_vae():
+    """A random AutoencoderKL: 16x16 RGB images to 4x8x8 latents (SD's factor of 8 would need more blocks)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16,
+    )  # fmt: skip
 
 
 def tiny_clip(folder: Path, seed: int = 0) -> Path:
@@ -83,7 +90,7 @@ def tiny_clip(folder: Path, seed: int = 0) -> Path:
 def tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
     """A StableDiffusionXLPipeline of random weights, two text encoders (16 wide each, so 32-wide
     token states and an 8-wide pooled embedding), Euler, 16x16 images; saved to ``folder``."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
@@ -93,10 +100,7 @@ def tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
         cross_attention_dim=32, attention_head_dim=2, norm_num_groups=4, use_linear_projection=True,
         addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 8,
     )  # fmt: skip
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16,
-    )  # fmt: skip
+    vae = tiny_vae()
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
     )
