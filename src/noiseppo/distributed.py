@@ -11,8 +11,9 @@ minibatch's mean loss: N processes and one process take the same steps. Only ran
 evaluates, logs and writes checkpoints; every rank loads them.
 
 A rank that fails (a reward that raises, a NaN batch) does not leave the others waiting:
-the ranks exchange an error flag before each collective step, and all of them stop with
-the failing rank's message. A rank that dies outright is caught by the process group's
+after each step that one rank runs on its own (rendering and scoring its slice; rank 0's
+evaluation and writes) the ranks exchange an error flag, and all of them stop with the
+failing rank's message. A rank that dies outright is caught by the process group's
 time-out (``dist_timeout``).
 """
 
@@ -86,6 +87,3 @@ class Ranks:
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
-
-    def barrier(self) -> None:
-        self.accelerator.wait_for_everyone()
