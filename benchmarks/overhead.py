@@ -1,6 +1,6 @@
 """What Noise PPO costs beside rendering, as two ratios measured in one run.
 
-    python benchmarks/overhead.py [--steps 4] [--repeats 20] [--threads 0] [--preset shapes]
+    python benchmarks/overhead.py [--steps 4] [--repeats 20] [--threads 0] [--preset shapes] [--device cpu]
 
 * ``train_over_sampling``: training throughput (images per second through whole PPO
   iterations: noise, policy, rendering, reward, advantages, update) over pure sampling
@@ -33,35 +33,47 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    config = resolve(args.preset, overrides=[f"steps={args.steps}", "eval_prompts=", f"threads={args.threads}"])
+    overrides = [f"steps={args.steps}", "eval_prompts=", f"threads={args.threads}", f"device={args.device}"]
+    config = resolve(args.preset, overrides=overrides)
     trainer = Trainer(config)
     backend, policy = trainer.backend, trainer.policy
     batch = config.prompts_per_iteration * config.samples_per_prompt
     prompts = [p for p in trainer.prompts[: config.prompts_per_iteration] for _ in range(config.samples_per_prompt)]
 
+    def sync() -> None:  # CUDA runs asynchronously: stop the clock only when the GPU is done
+        if torch.device(args.device).type == "cuda":
+            torch.cuda.synchronize()
+
     def sampling() -> float:
+        sync()
         start = time.perf_counter()
         with torch.no_grad():
             for i in range(0, batch, config.render_batch):
                 chunk = prompts[i : i + config.render_batch]
                 eps = standard_noise(backend.latent_shape, range(i, i + len(chunk)))
                 backend.generate(eps, backend.encode(chunk), config.steps, trainer.guidance)
+        sync()
         return time.perf_counter() - start
 
     def training() -> float:
+        sync()
         start = time.perf_counter()
         trainer.step()
+        sync()
         return time.perf_counter() - start
 
     cond = backend.encode(prompts)
     eps = standard_noise(backend.latent_shape, range(batch))
 
     def policy_forward() -> float:
+        sync()
         start = time.perf_counter()
         with torch.no_grad():
             policy.latents_fn("sample")(cond, eps)
+        sync()
         return time.perf_counter() - start
 
     training(), sampling(), policy_forward()  # warm-up: first calls pay for allocation
@@ -72,6 +84,7 @@ def main() -> None:
         times["policy"].extend(policy_forward() for _ in range(5))
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
+        "device": args.device,
         "batch": batch,
         "steps": config.steps,
         "guidance": trainer.guidance,

@@ -308,6 +308,9 @@ CASES: dict[str, Case] = {
         "out: exists and is not a train-base run; choose a new folder",
         files(out__keep="mine\n"),
     ),
+    "train-base on a device that does not exist": Case(
+        ["shapes", "train-base", "--steps", "1", "--device", "gpu0"], "--device gpu0: not a torch device"
+    ),
     # -- custom rewards and backends, which fail only once the run has started
     "reward that raises": Case(
         [*TRAIN, "--reward", "crashes"],

@@ -89,3 +89,31 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path: Path, mo
 
     assert [r["step"] for r in rows("killed")] == [1, 2, 3, 4]
     assert rows("killed") == rows("straight")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--device cuda: this torch build sees no CUDA GPU"):
+        train_base.train(tiny_config(steps=2), tmp_path / "run", device="cuda")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_sees_the_same_data_and_resumes_on_the_cpu(tmp_path: Path) -> None:
+    config = tiny_config(steps=4, checkpoint_every=2, eval_every=2)
+    train_base.train(config, tmp_path / "cpu")
+    gpu_config = tiny_config(steps=2, checkpoint_every=2, eval_every=2)
+    train_base.train(gpu_config, tmp_path / "gpu", device="cuda")
+
+    def losses(run: str) -> list[float]:
+        return [json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    # Same scenes, timesteps and noise on both devices: the first loss differs only by rounding.
+    assert losses("gpu")[0] == pytest.approx(losses("cpu")[0], rel=1e-3)
+    # A GPU run continues on the CPU (the device is not part of the saved config).
+    config_file = tmp_path / "gpu" / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "steps": 4}))
+    train_base.train(gpu_config, tmp_path / "gpu", resume=True, device="cpu")
+    assert len(losses("gpu")) == 4
+    backend = ShapesBackend.from_pretrained(tmp_path / "gpu" / "model")
+    assert backend.generate(torch.zeros(1, 3, 32, 32), backend.encode(["a red circle"]), 2, 1.0).isfinite().all()

@@ -239,7 +239,7 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     from noiseppo.shapes.train_base import train
 
     config = dataclass_from_args(BaseTrainConfig, args)
-    model = train(config, Path(args.out), resume=args.resume)
+    model = train(config, Path(args.out), resume=args.resume, device=args.device)
     print(f"model written to {model}")
     return 0
 
@@ -353,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_base.add_argument("--out", required=True, help="run folder (checkpoint/, metrics.jsonl, model/)")
     train_base.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     add_dataclass_arguments(train_base, BaseTrainConfig)
+    train_base.add_argument("--device", default="cpu", help="torch device (not saved: a run may resume elsewhere)")
     train_base.set_defaults(func=cmd_train_base)
 
     samp = sub.add_parser("sample", help="generate images with a frozen model (and, later, a noise policy)")

@@ -63,7 +63,7 @@ def build(config: BaseTrainConfig) -> tuple[ShapesTextEncoder, ShapesDenoiser, D
 def quick_eval(backend: ShapesBackend, config: BaseTrainConfig, steps: int = 50) -> dict[str, float]:
     """Correct and partial rate on the first ``eval_prompts`` prompts of shapes-test."""
     prompts = test_prompts()[: config.eval_prompts]
-    g = torch.Generator().manual_seed(12345)
+    g = torch.Generator().manual_seed(12345)  # on the CPU: the same latents on every device
     latents = torch.randn(len(prompts), *backend.latent_shape, generator=g)
     images = backend.generate(latents, backend.encode(prompts), steps, config.eval_guidance)
     verdicts = verify(images, prompts)
@@ -73,8 +73,19 @@ def quick_eval(backend: ShapesBackend, config: BaseTrainConfig, steps: int = 50)
     }
 
 
-def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
-    """Train (or resume) into ``out``; returns the exported model folder."""
+def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str = "cpu") -> Path:
+    """Train (or resume) into ``out``; returns the exported model folder.
+
+    ``device`` is not part of the saved config: a run may resume on another device. All
+    random draws stay on a CPU generator, so the data, timesteps and noise are the same
+    on every device (the weights still differ by the devices' float rounding).
+    """
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this torch build sees no CUDA GPU")
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.init and not (Path(config.init) / "denoiser" / "config.json").is_file():
@@ -96,6 +107,8 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
     text_encoder, denoiser, scheduler = build(config)
     if config.init:  # before the run folder is written: a bad --init leaves nothing behind
         _load_init(text_encoder, denoiser, Path(config.init))
+    text_encoder.to(device)
+    denoiser.to(device)
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
@@ -109,7 +122,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
         text_encoder.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("te.")})
         denoiser.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("den.")})
         optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
-        ema.shadow_params = [tensors[f"ema.{i}"] for i in range(len(params))]
+        ema.shadow_params = [tensors[f"ema.{i}"].to(device) for i in range(len(params))]
         ema.optimization_step = meta["ema_step"]
         generator.set_state(tensors["rng"])
         start = meta["step"]
@@ -132,6 +145,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
         x0 = _to_tensor([im for _, im in items])
         noise = torch.randn(x0.shape, generator=generator)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (config.batch,), generator=generator)
+        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
         noisy = scheduler.add_noise(x0, noise, t)
         target = scheduler.get_velocity(x0, noise, t)
 
@@ -150,7 +164,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False) -> Path:
         row["elapsed_s"] = time.time() - started
         done = step + 1
         if done % config.eval_every == 0 or done == config.steps:
-            row.update(_eval_ema(text_encoder, denoiser, scheduler, ema, params, config))
+            row.update(_eval_ema(text_encoder, denoiser, scheduler, ema, params, config, device))
             # Keep every evaluated model: the one to ship is chosen by quality, not recency.
             export(text_encoder, denoiser, scheduler, ema, params, out / "snapshots" / f"step-{done}")
         if done % 50 == 0 or "eval_correct" in row:
@@ -193,9 +207,9 @@ def _with_ema(ema: EMAModel, params: list[torch.nn.Parameter], fn):
         ema.restore(params)
 
 
-def _eval_ema(text_encoder, denoiser, scheduler, ema, params, config) -> dict[str, float]:
+def _eval_ema(text_encoder, denoiser, scheduler, ema, params, config, device) -> dict[str, float]:
     def run() -> dict[str, float]:
-        backend = ShapesBackend(text_encoder, denoiser, scheduler.config)
+        backend = ShapesBackend(text_encoder, denoiser, scheduler.config, device=device)
         result = quick_eval(backend, config)
         text_encoder.train().requires_grad_(True)
         denoiser.train().requires_grad_(True)

@@ -1,12 +1,14 @@
-"""Sampling throughput of the embedded Shapes model on this machine.
+"""Sampling throughput of a frozen model (by default the embedded Shapes model) on this machine.
 
-    python benchmarks/shapes_sampling.py [--model DIR] [--steps 4] [--batch 64] [--guidance 3]
-        [--device cpu] [--dtype float32] [--repeats 3]
+    python benchmarks/sampling.py [--backend shapes] [--model DIR] [--prompts shapes-test]
+        [--scheduler ddim] [--steps 4] [--batch 64] [--guidance 3] [--device cpu]
+        [--dtype float32] [--repeats 3]
 
-Times ``backend.generate`` on one batch of shapes-test prompts (prompt encoding and
-noise drawing excluded), after one warm-up call, and reports the median images/s over
-``--repeats`` calls, with guidance (two forward passes per step) and without (one).
-The last line printed is one JSON object with the figures.
+Times ``backend.generate`` on one batch of prompts (prompt encoding and noise drawing
+excluded), after one warm-up call, and reports the median images/s over ``--repeats``
+calls, with guidance (two forward passes per step) and without (one). With
+``--backend diffusers`` the same loop times a diffusers pipeline (``--model`` a hub id
+or a local folder). The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from noiseppo.sampling import standard_noise
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", default="shapes")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--prompts", default="shapes-test")
+    ap.add_argument("--scheduler", default="ddim")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--guidance", type=float, default=3.0)
@@ -34,11 +39,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    backend = get_backend("shapes", args.model, device=args.device, dtype=args.dtype)
-    prompts = (load_prompts("shapes-test") * args.batch)[: args.batch]
+    backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
+    prompts = (load_prompts(args.prompts) * args.batch)[: args.batch]
     conditioning = backend.encode(prompts)
     latents = standard_noise(backend.latent_shape, range(args.batch))
     figures: dict[str, float | int | str] = {
+        "backend": args.backend,
         "device": args.device,
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
