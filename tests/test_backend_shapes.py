@@ -145,7 +145,7 @@ def test_generate_refuses_bad_input(backend: ShapesBackend, kwargs: dict, messag
 
 
 def test_unknown_scheduler_and_prompt_outside_grammar(tiny_model: Path, backend: ShapesBackend) -> None:
-    with pytest.raises(UserError, match="unknown scheduler 'heun' \\(known: ddim, euler, dpm\\)"):
+    with pytest.raises(UserError, match="unknown scheduler 'heun' \\(known: ddim, euler, dpm, default\\)"):
         ShapesBackend.from_pretrained(tiny_model, scheduler="heun")
     with pytest.raises(UserError, match="word 2 'purple'"):
         backend.encode(["a purple circle"])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from diffusers import DiffusionPipeline
 
 from noiseppo.backends import get_backend
@@ -193,9 +194,11 @@ def test_sdxl(tiny_sdxl: Path, tmp_path: Path, capsys) -> None:
     code = main(
         ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sdxl), "--prompts", str(prompts),
          "--reward", "jpeg_incompressibility", "--steps", "2", "--iterations", "1", "--out", str(tmp_path / "run"),
-         "scheduler=default", "guidance=1.5", "eval_prompts=", "threads=1"]
+         "guidance=1.5", "eval_prompts=", "threads=1"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
+    # No scheduler given: the pipeline keeps its own (a run on a Turbo model keeps its Euler).
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["scheduler"] == "default"
     assert json.loads((tmp_path / "run" / "policy" / "config.json").read_text())["cond_dim"] == 32
     code = main(
         ["sample", "--policy", str(tmp_path / "run"), "--prompt", "a cat", "--n", "1", "--out", str(tmp_path / "s")]

@@ -183,7 +183,7 @@ def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
         if getattr(args, key) is None and trained.get(key):
             setattr(args, key, trained[key])
     args.backend = args.backend or "shapes"
-    args.scheduler = args.scheduler or "ddim"
+    args.scheduler = args.scheduler or "default"
     if args.steps is None:
         args.steps = trained.get("steps", 4)
     if args.guidance is None and trained.get("guidance"):  # 0 in a config: the backend's default
@@ -304,7 +304,7 @@ def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder or hub id (default: the backend's own)")
     parser.add_argument(
         "--scheduler",
-        help="sampling scheduler: ddim, euler, dpm, or default (diffusers: the pipeline's own; default: ddim)",
+        help="ddim, euler, dpm, or default: the model's own (DDIM for Shapes, the pipeline's for diffusers)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")

@@ -59,8 +59,9 @@ class TrainConfig:
     """A registered backend (``noiseppo list backends``)."""
     model: str = ""
     """Model folder or hub id ("": the backend's default)."""
-    scheduler: str = "ddim"
-    """Sampling scheduler of the frozen model."""
+    scheduler: str = "default"
+    """Sampling scheduler of the frozen model: ``ddim``, ``euler``, ``dpm``, or ``default``, the
+    model's own (DDIM for the Shapes model, the pipeline's scheduler for a diffusers model)."""
     device: str = "cpu"
     """torch device of the frozen model and the policy."""
     dtype: str = "float32"

@@ -33,7 +33,7 @@ BACKENDS: dict[str, tuple[Callable[..., Backend], str]] = {
 
 
 def get_backend(
-    name: str, model: str | None = None, scheduler: str = "ddim", device: str = "cpu", dtype: str = "float32"
+    name: str, model: str | None = None, scheduler: str = "default", device: str = "cpu", dtype: str = "float32"
 ) -> Backend:
     """Build the registered backend ``name``; ``model`` is a folder or hub id (backend default if None)."""
     if name not in BACKENDS:
