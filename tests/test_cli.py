@@ -257,7 +257,8 @@ def test_list_rewards(runs):
     assert_ok(runs["list_rewards"])
     lines = runs["list_rewards"].stdout.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "shapes", "shapes-correct", "jpeg_compressibility", "jpeg_incompressibility", "clip_score", "aesthetic"
+        "shapes", "shapes-correct", "jpeg_compressibility", "jpeg_incompressibility", "clip_score", "pickscore",
+        "aesthetic", "imagereward", "hpsv2",
     ]  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import os
 import pickle
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors import SafetensorError
 
 import noiseppo.checkpoint as checkpoint_module
@@ -102,6 +104,15 @@ def pickle_at(name: str) -> Callable[[Path, Path], None]:
     return setup
 
 
+def png(name: str) -> Callable[[Path, Path], None]:
+    """A setup that writes a 32x32 RGB image to {w}/``name``."""
+
+    def setup(w: Path, run: Path) -> None:
+        Image.new("RGB", (32, 32), (255, 0, 0)).save(w / name)
+
+    return setup
+
+
 def run_with(name: str, make: Callable[[Path], None]) -> Callable[[Path, Path], None]:
     """A setup that copies the finished tiny run to {w}/run and replaces the files ``name``
     matches (a glob, e.g. every checkpoint's) by ``make``."""
@@ -137,6 +148,11 @@ def reward(name: str, scores: Callable[[int], object]) -> Callable[[pytest.Monke
             return scores(len(prompts))
 
     return lambda mp: mp.setitem(REWARDS, name, (Custom, "a hostile test reward"))
+
+
+def absent(module: str) -> Callable[[pytest.MonkeyPatch], None]:
+    """``import module`` fails as if its package were not installed (even where it is)."""
+    return lambda mp: mp.setitem(sys.modules, module, None)
 
 
 def crash(n: int) -> object:
@@ -216,6 +232,22 @@ CASES: dict[str, Case] = {
     ),
     "unknown reward": Case(
         [*TRAIN, "--reward", "clip-score"], "unknown reward 'clip-score' (known: shapes, shapes-correct, "
+    ),
+    "reward whose extra is not installed (imagereward)": Case(
+        ["score", "--reward", "imagereward", "--prompt", "a red circle", "{w}/a.png"],
+        "reward 'imagereward' needs the image-reward package: pip install image-reward "
+        "(its release 1.5 does not import next to transformers>=4.57), or serve it over HTTP",
+        png("a.png"),
+        patch=absent("ImageReward"),
+        out=None,
+    ),
+    "reward whose extra is not installed (hpsv2)": Case(
+        ["score", "--reward", "hpsv2", "--prompt", "a red circle", "{w}/a.png"],
+        "reward 'hpsv2' needs the hpsv2 package: pip install 'noiseppo[hpsv2]', "
+        "or serve it over HTTP from an environment of its own (README: Reward server)",
+        png("a.png"),
+        patch=absent("hpsv2"),
+        out=None,
     ),
     "unknown preset": Case(["train", "--preset", "tinny"], "unknown preset 'tinny' (known: shapes, tiny)"),
     "unknown prompt set": Case(

@@ -1,12 +1,17 @@
-"""Rewards beyond Shapes: JPEG size, a user's module:function, weighted sums, and HTTP."""
+"""Rewards beyond Shapes: JPEG size, a user's module:function, weighted sums, HTTP, CLIP score,
+PickScore, the LAION aesthetic head, and ImageReward and HPSv2 behind extras."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
+import types
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +25,7 @@ from PIL import Image
 
 from noiseppo.errors import UserError
 from noiseppo.rewards import get_reward, score_batch
+from noiseppo.rewards.extras import INSTALL
 from noiseppo.rewards.http import HttpReward, make_server
 from noiseppo.rewards.jpeg import QUALITY
 from noiseppo.shapes.render import render_scene
@@ -332,3 +338,193 @@ def test_aesthetic_heads_on_a_tiny_clip(tmp_path: Path, images: torch.Tensor) ->
         with pytest.raises(UserError) as info:
             get_reward(spec)
         assert message in str(info.value), (spec, str(info.value))
+
+
+# -- PickScore
+
+
+def test_pickscore_with_a_tiny_clip(tmp_path: Path, images: torch.Tensor) -> None:
+    from transformers import CLIPModel, CLIPProcessor
+
+    from tiny_models import tiny_clip
+
+    folder = tiny_clip(tmp_path, seed=2)  # some pairs with a cosine above 0 and some below
+    prompts = ["a red circle", "two blue squares", "a cat", "a dog"]
+    scores = score_batch(get_reward(f"pickscore@{folder}"), images, prompts)
+    # The definition, by hand (PickScore's README): exp(logit_scale) x cosine of the projected embeddings.
+    model, processor = CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder)
+    inputs = processor(text=prompts, images=list(images), do_rescale=False, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        image = model.get_image_features(pixel_values=inputs["pixel_values"])
+        text = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    image, text = (x if isinstance(x, torch.Tensor) else x.pooler_output for x in (image, text))  # transformers 4 / 5
+    cosine = torch.nn.functional.cosine_similarity(image, text)
+    scale = model.logit_scale.exp().item()
+    assert scale == pytest.approx(14.29, abs=0.01)  # CLIP's initial 1/0.07, so the scale is really applied
+    assert torch.allclose(scores, scale * cosine, atol=1e-4)
+    assert (scores < 0).any() and (scores > 0).any()  # no clamp at 0, unlike clip_score
+    clip = score_batch(get_reward(f"clip_score@{folder}"), images, prompts)
+    positive = cosine > 0
+    assert torch.allclose(scores[positive], scale * clip[positive] / 100, atol=1e-4)
+    with pytest.raises(UserError, match="cannot load the CLIP model '.*nowhere': "):
+        get_reward(f"pickscore@{tmp_path / 'nowhere'}")
+    with pytest.raises(UserError, match=r"reward 'pickscore@': give a model after '@'"):
+        get_reward("pickscore@")
+
+
+def test_pickscore_offline_is_one_line(noiseppo, tmp_path: Path, images: torch.Tensor) -> None:
+    from noiseppo.grid import to_pil
+
+    to_pil(images[0]).save(tmp_path / "a.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    args = noiseppo.command("score", "--reward", "pickscore", "--prompt", "a red circle", tmp_path / "a.png")
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "noiseppo: error: model 'yuvalkirstain/PickScore_v1' is neither a local folder nor in the Hugging Face "
+        "cache, and the hub cannot be reached (offline?): download it first or give a local folder"
+    ]
+
+
+# -- ImageReward and HPSv2, behind extras
+
+EXTRAS = {"imagereward": ("image-reward", "ImageReward"), "hpsv2": ("hpsv2", "hpsv2")}
+"""reward: (its package on PyPI, the module it imports)."""
+
+
+@pytest.mark.parametrize("name", list(EXTRAS))
+def test_a_reward_whose_extra_is_missing_is_one_line(
+    name: str, tmp_path: Path, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from noiseppo.cli import main
+    from noiseppo.grid import to_pil
+
+    package, module = EXTRAS[name]
+    if importlib.util.find_spec(module) is not None:  # installed here: hide it
+        monkeypatch.setitem(sys.modules, module, None)
+    message = (
+        f"reward '{name}' needs the {package} package: {INSTALL[name]}, "
+        "or serve it over HTTP from an environment of its own (README: Reward server)"
+    )
+    with pytest.raises(UserError) as info:
+        get_reward(name)
+    assert str(info.value) == message
+    to_pil(images[0]).save(tmp_path / "a.png")
+    assert main(["score", "--reward", name, "--prompt", "a red circle", str(tmp_path / "a.png")]) == 2
+    assert capsys.readouterr().err == f"noiseppo: error: {message}\n"
+
+
+def test_an_extra_that_is_installed_but_does_not_import_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What image-reward 1.5 does next to transformers 5: it imports a helper transformers dropped.
+    (tmp_path / "ImageReward").mkdir()
+    (tmp_path / "ImageReward" / "__init__.py").write_text("from transformers.modeling_utils import no_such_helper\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.delitem(sys.modules, "ImageReward", raising=False)
+    with pytest.raises(UserError) as info:
+        get_reward("imagereward")
+    assert str(info.value).startswith(
+        "reward 'imagereward': the image-reward package is installed but importing ImageReward failed "
+        "(cannot import name 'no_such_helper' from 'transformers.modeling_utils'"
+    )
+    assert str(info.value).endswith(
+        "it pins its own dependencies: serve it over HTTP from an environment of its own (README: Reward server)"
+    )
+
+
+def by_hand(image: Image.Image, prompt: str) -> float:
+    """What the fake packages answer: a number that depends on both the image and its prompt."""
+    return float(np.asarray(image).mean()) + len(prompt)
+
+
+@pytest.fixture
+def fake_extras(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """Fake ImageReward and hpsv2 modules with the real packages' signatures (image-reward 1.5,
+    hpsv2 1.2.0) that record what they were given."""
+    seen: dict[str, list] = {"load": [], "imagereward": [], "hpsv2": []}
+
+    class Model:
+        def score(self, prompt: str, image: Image.Image) -> float:  # a single image: a float
+            seen["imagereward"].append((prompt, image, torch.is_grad_enabled()))
+            return by_hand(image, prompt)
+
+    def load(name: str = "ImageReward-v1.0", device: str = "cpu") -> Model:
+        print(f"load checkpoint from {name}")  # as the real one does, on stdout
+        seen["load"].append(name)
+        return Model()
+
+    def score(images: list, prompt: str, hps_version: str = "v2.0") -> list:  # a list: a list of np.float32
+        seen["hpsv2"].append((prompt, list(images), hps_version))
+        return [np.float32(by_hand(image, prompt)) for image in images]
+
+    image_reward = types.ModuleType("ImageReward")
+    image_reward.load = load
+    hpsv2 = types.ModuleType("hpsv2")
+    hpsv2.score = score
+    monkeypatch.setitem(sys.modules, "ImageReward", image_reward)
+    monkeypatch.setitem(sys.modules, "hpsv2", hpsv2)
+    monkeypatch.setitem(sys.modules, "hpsv2.img_score", types.ModuleType("hpsv2.img_score"))
+    return seen
+
+
+def test_extras_get_8_bit_rgb_images_and_their_own_prompts(
+    fake_extras: dict[str, list], images: torch.Tensor, capsys
+) -> None:
+    prompts = ["a red circle", "two blue squares", "a red circle", "a cat"]
+    pixels = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # what to_pil makes
+    expected = torch.tensor([by_hand(Image.fromarray(p), q) for p, q in zip(pixels, prompts, strict=True)])
+
+    reward = get_reward("imagereward")
+    assert fake_extras["load"] == ["ImageReward-v1.0"]
+    assert capsys.readouterr().out == "", "the package's prints go to stderr: stdout holds score's JSON"
+    scores = score_batch(reward, images, prompts)
+    assert scores.dtype == torch.float32 and torch.allclose(scores, expected)
+    assert [p for p, _, _ in fake_extras["imagereward"]] == prompts
+    assert not any(grad for _, _, grad in fake_extras["imagereward"])
+    given = [image for _, image, _ in fake_extras["imagereward"]]
+
+    scores = score_batch(get_reward("hpsv2"), images, prompts)
+    assert scores.dtype == torch.float32 and torch.allclose(scores, expected)
+    # One call per distinct prompt, in order of first appearance (hpsv2 reloads its checkpoint per call).
+    calls = fake_extras["hpsv2"]
+    assert [(p, len(ims), v) for p, ims, v in calls] == [("a red circle", 2, "v2.1"), ("two blue squares", 1, "v2.1"),
+                                                         ("a cat", 1, "v2.1")]  # fmt: skip
+    assert [calls[0][1][0], calls[1][1][0], calls[0][1][1], calls[2][1][0]] == given  # same images, same order
+
+    for k, image in enumerate(given):
+        assert image.mode == "RGB" and image.size == (32, 32)
+        assert np.array_equal(np.asarray(image), pixels[k])
+        back = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+        assert (back - images[k]).abs().max() <= 0.5 / 255 + 1e-6  # rounded, not truncated
+
+
+def test_an_imagereward_that_does_not_load_is_one_line(
+    fake_extras: dict[str, list], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def load(name: str) -> None:  # what image-reward 1.5 raises for a name it does not know
+        raise RuntimeError(f"Model {name} not found; available models = ['ImageReward-v1.0']")
+
+    monkeypatch.setattr(sys.modules["ImageReward"], "load", load)
+    with pytest.raises(UserError) as info:
+        get_reward("imagereward")
+    assert str(info.value) == (
+        "cannot load the ImageReward model 'ImageReward-v1.0': "
+        "Model ImageReward-v1.0 not found; available models = ['ImageReward-v1.0']"
+    )
+
+
+def test_cli_scores_with_an_extra(fake_extras: dict[str, list], tmp_path: Path, images: torch.Tensor, capsys) -> None:
+    from noiseppo.cli import main
+    from noiseppo.grid import to_pil
+
+    to_pil(images[0]).save(tmp_path / "a.png")
+    for name in EXTRAS:
+        assert main(["score", "--reward", name, "--prompt", "a red circle", str(tmp_path / "a.png")]) == 0
+        out, err = capsys.readouterr()
+        row = json.loads(out)  # one JSON line: the package's own prints went to stderr
+        assert row == {
+            "image": str(tmp_path / "a.png"),
+            "score": pytest.approx(by_hand(to_pil(images[0]), "a red circle")),
+        }
+        assert ("load checkpoint from ImageReward-v1.0" in err) == (name == "imagereward")

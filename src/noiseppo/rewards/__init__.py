@@ -50,12 +50,24 @@ REWARDS: dict[str, tuple[Callable[[], Reward], str]] = {
         lambda model=None: _ours("clip", "ClipScore")(*([model] if model else [])),
         "100 x cosine of CLIP image and prompt embeddings (clip_score@MODEL: another CLIP)",
     ),
+    "pickscore": (
+        lambda model=None: _ours("clip", "PickScore")(*([model] if model else [])),
+        "PickScore v1, exp(logit_scale) x cosine of its CLIP-H embeddings, ~20-23 for good images (pickscore@MODEL)",
+    ),
     "aesthetic": (
         lambda spec=None: _ours("aesthetic", "Aesthetic")(spec),
         "LAION aesthetic head on CLIP ViT-L/14: aesthetic@HEAD.safetensors[@CLIP]",
     ),
+    "imagereward": (
+        lambda: _ours("extras", "ImageRewardScore")(),
+        "ImageReward v1.0 (BLIP, human preferences); needs the image-reward package",
+    ),
+    "hpsv2": (
+        lambda: _ours("extras", "HPSv2Score")(),
+        "HPS v2.1 (OpenCLIP ViT-H/14, human preferences); needs pip install 'noiseppo[hpsv2]'",
+    ),
 }
-TAKES_MODEL = {"clip_score", "aesthetic"}
+TAKES_MODEL = {"clip_score", "pickscore", "aesthetic"}
 """Registry entries that also read ``NAME@MODEL``: a hub id or a local folder."""
 
 

@@ -1,7 +1,10 @@
-"""CLIP score: how well an image matches its prompt, by a transformers ``CLIPModel``.
+"""CLIP score and PickScore: how well an image matches its prompt, by a transformers ``CLIPModel``.
 
-``100 * max(cos(image embedding, prompt embedding), 0)``, torchmetrics' ``CLIPScore`` per
-image. ``clip_score`` uses openai/clip-vit-large-patch14; ``clip_score@MODEL`` any CLIP
+``clip_score``: ``100 * max(cos(image embedding, prompt embedding), 0)``, torchmetrics'
+``CLIPScore`` per image, with openai/clip-vit-large-patch14. ``pickscore``: PickScore v1
+(Kirstain et al. 2023, a CLIP-H fine-tuned on Pick-a-Pic preferences),
+``exp(logit_scale) * cos(image embedding, prompt embedding)`` as its README computes it,
+about 20-23 for good images. ``clip_score@MODEL`` and ``pickscore@MODEL`` take any CLIP
 model, a hub id or a local ``save_pretrained`` folder (weights from safetensors only). The
 model runs where the images are, in float32.
 """
@@ -14,6 +17,7 @@ import numpy as np
 import torch
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14"
+PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"  # model.safetensors and its own processor files
 
 
 class Clip:
@@ -53,3 +57,14 @@ class ClipScore(Clip):
     def __call__(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> torch.Tensor:
         out = self.model(**self.inputs(images, prompts))  # image_embeds and text_embeds come normalised
         return (100 * (out.image_embeds * out.text_embeds).sum(-1).clamp(min=0)).float().cpu()
+
+
+class PickScore(Clip):
+    def __init__(self, model: str = PICKSCORE_MODEL):
+        super().__init__(model)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor | np.ndarray, prompts: Sequence[str]) -> torch.Tensor:
+        out = self.model(**self.inputs(images, prompts))  # image_embeds and text_embeds come normalised
+        cosine = (out.image_embeds * out.text_embeds).sum(-1)
+        return (self.model.logit_scale.exp() * cosine).float().cpu()
