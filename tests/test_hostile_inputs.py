@@ -380,6 +380,20 @@ CASES: dict[str, Case] = {
         patch=reward("words", lambda n: ["good"] * n),
         left=0,
     ),
+    "reward module that does not exist": Case(
+        [*TRAIN, "--reward", "no_such_module:score"],
+        "reward 'no_such_module:score': no module named 'no_such_module' (not in the current folder or PYTHONPATH)",
+    ),
+    "reward server that refuses the connection": Case(
+        [*TRAIN, "--reward", "http://127.0.0.1:9/score#retries=0"],
+        "reward server http://127.0.0.1:9/score: no scores after 1 try (",
+        left=0,
+    ),
+    "diffusers model folder that is not a pipeline": Case(
+        [*TRAIN, "--backend", "diffusers", "--model", "{w}/model"],
+        "no file named model_index.json found in directory",
+        files(model__keep="mine\n"),
+    ),
     "backend images of the wrong size": Case(
         [*TRAIN, "--backend", "half-size"],
         "the backend made images of shape (8, 3, 16, 16), the reward reads (8, 3, 32, 32)",
