@@ -341,7 +341,7 @@ CASES: dict[str, Case] = {
         files(out__keep="mine\n"),
     ),
     "train-base on a device that does not exist": Case(
-        ["shapes", "train-base", "--steps", "1", "--device", "gpu0"], "--device gpu0: not a torch device"
+        ["shapes", "train-base", "--steps", "1", "--device", "gpu0"], "unknown device 'gpu0' (e.g. cpu, cuda, cuda:1)"
     ),
     # -- custom rewards and backends, which fail only once the run has started
     "reward that raises": Case(

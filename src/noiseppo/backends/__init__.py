@@ -40,13 +40,19 @@ def get_backend(
         raise UserError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
+    checked_device(device)
+    return BACKENDS[name][0](model, scheduler, device, DTYPES[dtype])
+
+
+def checked_device(device: str) -> torch.device:
+    """``device`` as a torch device, or one line: not a device, or a GPU this machine lacks."""
     try:
         torch_device = torch.device(device)
     except RuntimeError:
-        raise UserError(f"unknown device '{device}'") from None
+        raise UserError(f"unknown device '{device}' (e.g. cpu, cuda, cuda:1)") from None
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{device}' asked for, but CUDA is not available here")
-    return BACKENDS[name][0](model, scheduler, device, DTYPES[dtype])
+    return torch_device
 
 
 __all__ = ["BACKENDS", "DTYPES", "Backend", "Conditioning", "get_backend"]

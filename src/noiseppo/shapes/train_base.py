@@ -22,6 +22,7 @@ import torch
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
+from noiseppo.backends import checked_device
 from noiseppo.backends.shapes import ShapesBackend
 from noiseppo.checkpoint import (
     has_state,
@@ -80,12 +81,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str 
     random draws stay on a CPU generator, so the data, timesteps and noise are the same
     on every device (the weights still differ by the devices' float rounding).
     """
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: this torch build sees no CUDA GPU")
+    device = checked_device(device)
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.init and not (Path(config.init) / "denoiser" / "config.json").is_file():
