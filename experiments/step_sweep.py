@@ -100,9 +100,12 @@ def ship(run: Path, steps: int) -> None:
         config = yaml.safe_load((run / "config.yaml").read_text())
         config["threads"] = 0
         (tmp / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (tmp / "README.txt").write_text(
-            f"Shapes model at {steps} DDIM steps; reproduce: python experiments/step_sweep.py --steps {steps} --ship\n"
-        )
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        rewards = [r["reward_mean"] for r in rows if "reward_mean" in r]
+        what = f"Shapes model at {steps} DDIM step{'s' if steps > 1 else ''}"
+        if rewards and not any(rewards):  # e.g. 1 step: a blurred average scene, whatever the noise
+            what += ". Every training image scored 0, so PPO had no signal and this policy is exactly N(0, I)"
+        (tmp / "README.txt").write_text(f"{what}; reproduce: python experiments/step_sweep.py --steps {steps} --ship\n")
 
 
 if __name__ == "__main__":
