@@ -1,7 +1,7 @@
 """Sampling throughput of a frozen model (by default the embedded Shapes model) on this machine.
 
     python benchmarks/sampling.py [--backend shapes] [--model DIR] [--prompts shapes-test]
-        [--scheduler ddim] [--steps 4] [--batch 64] [--guidance 3] [--device cpu]
+        [--scheduler default] [--steps 4] [--batch 64] [--guidance 3] [--device cpu]
         [--dtype float32] [--repeats 3]
 
 Times ``backend.generate`` on one batch of prompts (prompt encoding and noise drawing
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--backend", default="shapes")
     ap.add_argument("--model", default=None)
     ap.add_argument("--prompts", default="shapes-test")
-    ap.add_argument("--scheduler", default="ddim")
+    ap.add_argument("--scheduler", default="default")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--guidance", type=float, default=3.0)

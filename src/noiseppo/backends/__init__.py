@@ -55,4 +55,4 @@ def checked_device(device: str) -> torch.device:
     return torch_device
 
 
-__all__ = ["BACKENDS", "DTYPES", "Backend", "Conditioning", "get_backend"]
+__all__ = ["BACKENDS", "DTYPES", "Backend", "Conditioning", "checked_device", "get_backend"]
