@@ -284,6 +284,17 @@ CASES: dict[str, Case] = {
         [*TRAIN, "minibatch=3"],
         "config: minibatch 3 does not divide the batch of 8 samples (prompts_per_iteration 2 x samples_per_prompt 4)",
     ),
+    "unknown advantage estimator": Case(
+        [*TRAIN, "advantages=ranks"], "config: advantages must be 'zscore' or 'rank', got 'ranks'"
+    ),
+    "rank advantages with the stat tracker": Case(
+        [*TRAIN, "advantages=rank", "adv_buffer=32"],
+        "config: advantages 'rank' ranks each prompt's group alone; it needs adv_buffer 0",
+    ),
+    "unknown policy readout": Case(
+        [*TRAIN, "readout=pixel"], "config: readout must be 'shared' or 'cell', got 'pixel'"
+    ),
+    "zero query scale": Case([*TRAIN, "query_std=0"], "config: 'query_std' must be a finite number > 0, got 0.0"),
     "more prompts per iteration than prompts": Case(
         [*TRAIN, "--prompts", "{w}/one.txt"],
         "config: prompts_per_iteration 2 exceeds the 1 prompts of",

@@ -7,6 +7,10 @@ choice). With ``buffer`` > 0 each prompt remembers its last ``buffer`` rewards a
 iterations and, until it has ``min_count`` of them, uses the whole batch's statistics
 (DDPO's per-prompt stat tracker). A group whose rewards are all equal has no signal:
 its advantages are 0 and it is counted (``zero_spread``), not divided by zero.
+
+With ``kind`` "rank" a group's advantages are instead its centred ranks, spread evenly
+over [-0.5, 0.5] (ties share their mean rank): what evolution strategies use, blind to the
+reward's scale and to a single outlier in a group.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from scipy.stats import rankdata
 
 EPS = 1e-6
 
 
 class PerPromptStats:
-    def __init__(self, buffer: int, min_count: int):
-        self.buffer, self.min_count = buffer, min_count
+    def __init__(self, buffer: int, min_count: int, kind: str = "zscore"):
+        self.buffer, self.min_count, self.kind = buffer, min_count, kind
         self.history: dict[str, deque[float]] = {}
 
     def advantages(self, prompts: list[str], rewards: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
@@ -45,7 +50,10 @@ class PerPromptStats:
             if np.ptp(group) < EPS:
                 zero_spread += 1  # no sample is better than another: nothing to learn from this group
                 continue
-            out[idx] = (group - mean) / max(std, EPS)
+            if self.kind == "rank":
+                out[idx] = centred_ranks(group)
+            else:
+                out[idx] = (group - mean) / max(std, EPS)
         return out, {"zero_spread_groups": zero_spread / max(groups, 1)}
 
     def state_dict(self) -> dict:
@@ -58,3 +66,11 @@ class PerPromptStats:
     def load_state_dict(self, state: dict) -> None:
         self.buffer, self.min_count = state["buffer"], state["min_count"]
         self.history = {p: deque(h, maxlen=self.buffer) for p, h in state["history"].items()}
+
+
+def centred_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks of ``values`` mapped linearly onto [-0.5, 0.5]; ties get their mean rank."""
+    n = len(values)
+    if n < 2:
+        return np.zeros(n)
+    return (rankdata(values) - 1) / (n - 1) - 0.5

@@ -100,6 +100,12 @@ class TrainConfig:
     """Learn a per-prompt σ (bounded by ``log_sigma_max``) instead of keeping σ = 1."""
     log_sigma_max: float = 0.5
     """Bound on |log σ| when ``learn_sigma`` is on."""
+    readout: str = "shared"
+    """How the policy turns each cell's features into its values: "shared" (one linear map for
+    every cell) or "cell" (each cell its own linear map and bias)."""
+    query_std: float = 0.02
+    """Initial standard deviation of the policy's per-cell queries, the cells' only identity:
+    at 0.02 every cell reads the prompt alike at first (docs/noise_ppo.md)."""
     preserve_variance: bool = False
     """Rescale μ and σ per prompt so that E‖z‖² equals that of N(0, I): the latents keep the
     energy the frozen model expects however far the mean moves."""
@@ -127,6 +133,10 @@ class TrainConfig:
     """Weight of the closed-form KL(π(·|c) ‖ N(0, I)) penalty (same reduction as ``logprob``)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip of each minibatch step."""
+    advantages: str = "zscore"
+    """Per-prompt advantage: "zscore" (the reward's distance from its group's mean in units of
+    the group's std, GRPO's) or "rank" (centred ranks in [-0.5, 0.5] within the group, as
+    evolution strategies use: insensitive to the reward's scale and to outliers)."""
     adv_buffer: int = 0
     """Rewards remembered per prompt across iterations for advantage normalisation (0: use
     only the prompt's group in this batch, GRPO-style; > 0: DDPO's per-prompt tracker)."""

@@ -51,11 +51,16 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         learn_sigma: bool = False,
         log_sigma_max: float = 0.5,
         preserve_variance: bool = False,
+        query_std: float = 0.02,
+        readout: str = "shared",
     ):
         super().__init__()
         self.latent_shape = tuple(int(d) for d in latent_shape)
         channels = self.latent_shape[0]
-        self.queries = nn.Parameter(torch.randn(grid * grid, width) * 0.02)
+        # The cells' only identity is their query. At a std far below the pooled prompt's
+        # projection (about 0.55), every cell reads the prompt alike and the first updates can
+        # only shift the whole map uniformly; at about 1 the cells differ from the start.
+        self.queries = nn.Parameter(torch.randn(grid * grid, width) * query_std)
         self.token_in = nn.Linear(cond_dim, width)
         self.pooled_in = nn.Linear(cond_dim, width)
         self.norm = nn.LayerNorm(width)
@@ -65,9 +70,17 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         self.mlp = nn.Sequential(
             nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
         )
-        self.head = nn.Linear(width, channels * (2 if learn_sigma else 1))
-        nn.init.zeros_(self.head.weight)  # the untrained policy is exactly N(0, I)
-        nn.init.zeros_(self.head.bias)
+        outputs = channels * (2 if learn_sigma else 1)
+        if readout not in ("shared", "cell"):
+            raise UserError(f"unknown policy readout '{readout}' (known: shared, cell)")
+        # The untrained policy is exactly N(0, I): every head starts at zero.
+        if readout == "shared":  # one linear map for every cell
+            self.head = nn.Linear(width, outputs)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        else:  # each cell its own linear read-out of its features, and its own bias (a free map)
+            self.cell_weight = nn.Parameter(torch.zeros(grid * grid, width, outputs))
+            self.cell_bias = nn.Parameter(torch.zeros(grid * grid, outputs))
 
     def forward(self, conditioning: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log standard deviation, each (N, *latent_shape).
@@ -100,7 +113,10 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         pad = ~conditioning.mask.to(self.device, torch.bool)
         h = q + self._attend(self.norm(q), keys, pad)
         h = h + self.mlp(h)
-        out = self.head(h)  # (N, grid², C or 2C)
+        if cfg.readout == "shared":
+            out = self.head(h)  # (N, grid², C or 2C)
+        else:
+            out = torch.einsum("ncw,cwo->nco", h, self.cell_weight) + self.cell_bias
         n = out.shape[0]
         out = out.transpose(1, 2).reshape(n, -1, cfg.grid, cfg.grid)
         out = F.interpolate(out, size=self.latent_shape[1:], mode="bilinear", align_corners=False).contiguous()

@@ -119,6 +119,9 @@ def ppo_update(
             break
     out = {key: float(np.mean(values)) for key, values in history.items()}
     out["policy_kl_last"] = history["policy_kl"][-1]
+    with torch.no_grad():  # the whole iteration's move, per latent dimension (policy_kl is before each step)
+        mean, log_sigma = policy(rollout.conditioning)
+        out["update_kl"] = float(gaussian_kl(rollout.old_mean, rollout.old_log_sigma, mean, log_sigma).mean())
     out["minibatch_steps"] = float(len(history["approx_kl"]))
     out["stopped_early"] = stopped_early
     return out

@@ -123,6 +123,14 @@ def validate(config: TrainConfig) -> None:
         )
     if config.antithetic and config.samples_per_prompt % 2:
         raise UserError(f"config: antithetic needs an even samples_per_prompt, got {config.samples_per_prompt}")
+    if config.readout not in ("shared", "cell"):
+        raise UserError(f"config: readout must be 'shared' or 'cell', got '{config.readout}'")
+    if config.advantages not in ("zscore", "rank"):
+        raise UserError(f"config: advantages must be 'zscore' or 'rank', got '{config.advantages}'")
+    if config.advantages == "rank" and config.adv_buffer:
+        raise UserError("config: advantages 'rank' ranks each prompt's group alone; it needs adv_buffer 0")
+    if not 0 < config.query_std < math.inf:
+        raise UserError(f"config: 'query_std' must be a finite number > 0, got {config.query_std}")
     if config.logprob not in ("sum", "mean"):
         raise UserError(f"config: logprob must be 'sum' or 'mean', got '{config.logprob}'")
     for key in ("lr", "clip_range", "dist_timeout"):

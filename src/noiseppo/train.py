@@ -38,7 +38,7 @@ from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, o
 from noiseppo.config import TrainConfig
 from noiseppo.distributed import Ranks
 from noiseppo.errors import UserError
-from noiseppo.evaluate import score_side
+from noiseppo.evaluate import paired_bootstrap, score_side
 from noiseppo.files import replaced_folder, truncate_jsonl
 from noiseppo.policy import NoisePolicy, gaussian_log_prob
 from noiseppo.ppo import Rollout, ppo_update
@@ -96,9 +96,11 @@ class Trainer:
             learn_sigma=config.learn_sigma,
             log_sigma_max=config.log_sigma_max,
             preserve_variance=config.preserve_variance,
+            query_std=config.query_std,
+            readout=config.readout,
         ).to(device)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count)
+        self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count, config.advantages)
         self.iteration = 0
         self._standard_eval: dict[str, float] | None = None
         # A fixed sample of training prompts on which the policy's size is logged.
@@ -208,23 +210,31 @@ class Trainer:
 
     # -- held-out evaluation --------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Reward (and the reward's details) on the held-out prompts, standard vs policy noise."""
+        """Reward (and the reward's details) on the held-out prompts, standard vs policy noise,
+        with the paired difference's 95% cluster-bootstrap interval (``eval_delta_*_ci95_*``)."""
         cfg = self.config
         if not self.eval_prompts:
             return {}
 
-        def scores(latents_fn) -> dict[str, float]:
-            metrics, _ = score_side(
+        def scores(latents_fn) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            metrics, samples = score_side(
                 self.backend, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance, EVAL_SEED,
                 cfg.render_batch, latents_fn,
             )  # fmt: skip
-            return {k: float(np.nanmean(v)) for k, v in metrics.items()}
+            return metrics, np.array([s.prompt_index for s in samples])
 
         if self._standard_eval is None:  # the frozen model's side never changes
             self._standard_eval = scores(None)
-        policy_side = scores(self.policy.latents_fn("sample"))
-        row = {f"eval_{k}": v for k, v in policy_side.items()}
-        row.update({f"eval_standard_{k}": v for k, v in self._standard_eval.items()})
+        standard, clusters = self._standard_eval
+        policy_side, _ = scores(self.policy.latents_fn("sample"))
+        row: dict[str, float] = {}
+        for key, after in policy_side.items():
+            before = standard[key]
+            finite = np.isfinite(before) & np.isfinite(after)
+            row[f"eval_{key}"] = float(np.mean(after[finite]))
+            row[f"eval_standard_{key}"] = float(np.mean(before[finite]))
+            low, high = paired_bootstrap(after[finite] - before[finite], clusters[finite], resamples=2000)
+            row[f"eval_delta_{key}_ci95_low"], row[f"eval_delta_{key}_ci95_high"] = low, high
         return row
 
     # -- state on disk -------------------------------------------------------------------
@@ -336,14 +346,17 @@ def train(config: TrainConfig | None, out: str | Path, resume: bool = False, qui
 
 
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
-    """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds."""
+    """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds,
+    with the paired difference's 95% cluster-bootstrap interval (resampling prompts)."""
+    n = len(load_prompts(cfg.eval_prompts)) * cfg.eval_seeds
     lines = [
-        f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt, {cfg.steps} steps, paired seeds:",
-        f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}",
+        f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt ({n} pairs), {cfg.steps} steps:",
+        f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}{'95% CI':>20}",
     ]
     for key in (k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")):
         before, after = row[f"eval_standard_{key}"], row[f"eval_{key}"]
-        lines.append(f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}")
+        ci = f"[{row[f'eval_delta_{key}_ci95_low']:+.3f}, {row[f'eval_delta_{key}_ci95_high']:+.3f}]"
+        lines.append(f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}{ci:>20}")
     return "\n".join(lines)
 
 
