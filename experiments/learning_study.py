@@ -9,7 +9,8 @@ Its final policy is then evaluated at the training step count, policy samples ag
 noise on the same seeds, on two splits:
 
 - held-out: every ``shapes-test`` prompt x ``--seeds`` seeds (148 x 4 = 592 pairs);
-- training: every fourth ``shapes-train`` prompt x ``--seeds`` seeds (137 x 4 = 548 pairs).
+- training: every fourth ``shapes-train`` prompt x ``--seeds`` seeds (137 x 4 = 548 pairs), or
+  every training prompt of a variant trained on 200 or fewer.
 
 Intervals are the project's 95% cluster bootstrap over prompts. The row also carries the
 run's diagnostics over its last 10 iterations (mu_rms, clipfrac, policy_kl, approx_kl) and its
@@ -58,6 +59,32 @@ VARIANTS: dict[str, dict[str, object]] = {
     "q1-cell-e1-lr1e-3-rank-240": {
         "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
         "iterations": 240, "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+    },
+    "q1-cell-e1-lr1e-3-rank-cos160": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "iterations": 160, "lr_schedule": "cosine", "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+    },
+    "q1-cell-e1-lr1e-3-rank-beta0.98": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "adam_beta1": 0.98, "iterations": 160, "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+    },
+    "q1-cell-e1-lr1e-3-rank-p32": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 256, "lr": 1e-3, "advantages": "rank",
+        "prompts_per_iteration": 32, "iterations": 80, "eval_every": 40, "eval_prompts": "shapes-test",
+        "eval_seeds": 4,
+    },
+    "q1-cell-e1-lr1e-3-rank-grid16": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "grid": 16,
+    },
+    # How the held-out gain scales with the number of training prompts, at the same budget.
+    "q1-cell-e1-lr1e-3-rank-prompts137": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "prompts": "runs/train-every4.txt",
+    },
+    "q1-cell-e1-lr1e-3-rank-prompts35": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "prompts": "runs/train-every16.txt",
     },
     "q1-cell-e1-lr3e-3-rank": {
         "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 3e-3, "advantages": "rank",
@@ -113,7 +140,8 @@ def run_variant(name: str, overrides: dict, out: Path, threads: int, seeds: int,
                     * config.samples_per_prompt}  # fmt: skip
     for key in ("reward_mean", "mu_rms", "clipfrac", "approx_kl", "policy_kl", "stopped_early"):
         result[key] = float(np.mean([r[key] for r in tail]))
-    train_set = load_prompts(config.prompts)[::4]
+    train_set = load_prompts(config.prompts)
+    train_set = train_set[::4] if len(train_set) > 200 else train_set  # every fourth of shapes-train
     result["held_out"] = evaluate(run, load_prompts("shapes-test"), seeds)
     result["train"] = evaluate(run, train_set, seeds)
     return result

@@ -89,8 +89,9 @@ def test_minibatches_are_whole_prompt_groups(monkeypatch) -> None:
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr)
     stats = ppo_update(policy, optimizer, rollout, config, torch.Generator().manual_seed(0))
     assert stats["minibatch_steps"] == 6
-    # Each minibatch holds two whole groups of 4, and the policy runs once per distinct prompt.
-    assert [len(s) for s in seen] == [2] * 6
+    # Each minibatch holds two whole groups of 4, and the policy runs once per distinct prompt;
+    # the last pass measures the whole update (update_kl), once per distinct prompt too.
+    assert [len(s) for s in seen] == [2] * 6 + [4]
     assert len({tuple(sorted(s)) for s in seen}) > 1, "the groups are shuffled between minibatches"
 
 

@@ -100,12 +100,12 @@ class TrainConfig:
     """Learn a per-prompt σ (bounded by ``log_sigma_max``) instead of keeping σ = 1."""
     log_sigma_max: float = 0.5
     """Bound on |log σ| when ``learn_sigma`` is on."""
-    readout: str = "shared"
+    readout: str = "cell"
     """How the policy turns each cell's features into its values: "shared" (one linear map for
     every cell) or "cell" (each cell its own linear map and bias)."""
-    query_std: float = 0.02
+    query_std: float = 1.0
     """Initial standard deviation of the policy's per-cell queries, the cells' only identity:
-    at 0.02 every cell reads the prompt alike at first (docs/noise_ppo.md)."""
+    at 0.02 (the old default) every cell reads the prompt alike at first (docs/noise_ppo.md)."""
     preserve_variance: bool = False
     """Rescale μ and σ per prompt so that E‖z‖² equals that of N(0, I): the latents keep the
     energy the frozen model expects however far the mean moves."""
@@ -114,14 +114,26 @@ class TrainConfig:
     logprob: str = "mean"
     """Log-probability convention: "sum" over latent dimensions (the true density, the clip
     is a real trust region) or "mean" (DDPO's; the ratio barely moves, the clip is inert)."""
-    lr: float = 1e-4
+    lr: float = 1e-3
     """AdamW learning rate of the policy."""
+    lr_schedule: str = "constant"
+    """"constant", or "cosine": from ``lr`` at the first iteration down to ``lr * lr_final`` at
+    the end of the run, which lets the last iterations average out the noise of the earlier steps."""
+    lr_final: float = 0.0
+    """With ``lr_schedule`` cosine: the last iteration's learning rate, as a fraction of ``lr``."""
+    adam_beta1: float = 0.9
+    """Adam's momentum: the decay of its running mean of gradients. With one step per
+    iteration the mean spans about 1 / (1 - adam_beta1) iterations: directions the reward
+    keeps pointing to add up, the noise of each iteration's estimate averages out."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
-    epochs: int = 4
-    """PPO epochs over each iteration's samples."""
-    minibatch: int = 32
-    """Samples per PPO minibatch; must divide prompts_per_iteration x samples_per_prompt.
+    epochs: int = 1
+    """PPO epochs over each iteration's samples. With σ fixed the surrogate is linear in μ, so a
+    second epoch over the same samples repeats the same noisy direction rather than refining
+    it; one step per iteration lets Adam's momentum average directions across iterations."""
+    minibatch: int = 128
+    """Samples per PPO minibatch; must divide prompts_per_iteration x samples_per_prompt
+    (the default: the whole batch, one step per epoch).
     Minibatches are made of whole prompt groups (shuffled each epoch), so a multiple of
     ``samples_per_prompt`` keeps every group in one minibatch."""
     clip_range: float = 0.2
@@ -133,7 +145,7 @@ class TrainConfig:
     """Weight of the closed-form KL(π(·|c) ‖ N(0, I)) penalty (same reduction as ``logprob``)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip of each minibatch step."""
-    advantages: str = "zscore"
+    advantages: str = "rank"
     """Per-prompt advantage: "zscore" (the reward's distance from its group's mean in units of
     the group's std, GRPO's) or "rank" (centred ranks in [-0.5, 0.5] within the group, as
     evolution strategies use: insensitive to the reward's scale and to outliers)."""

@@ -123,6 +123,12 @@ def validate(config: TrainConfig) -> None:
         )
     if config.antithetic and config.samples_per_prompt % 2:
         raise UserError(f"config: antithetic needs an even samples_per_prompt, got {config.samples_per_prompt}")
+    if config.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"config: lr_schedule must be 'constant' or 'cosine', got '{config.lr_schedule}'")
+    if not 0 <= config.adam_beta1 < 1:
+        raise UserError(f"config: adam_beta1 must be in [0, 1), got {config.adam_beta1}")
+    if not 0 <= config.lr_final <= 1:
+        raise UserError(f"config: lr_final must be in [0, 1], got {config.lr_final}")
     if config.readout not in ("shared", "cell"):
         raise UserError(f"config: readout must be 'shared' or 'cell', got '{config.readout}'")
     if config.advantages not in ("zscore", "rank"):

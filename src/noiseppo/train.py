@@ -24,6 +24,7 @@ The run folder::
 from __future__ import annotations
 
 import json
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,15 @@ EVAL_SEED = 0
 
 def iteration_generator(config: TrainConfig, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(sample_seed(config.seed, iteration, TRAIN_STREAM))
+
+
+def learning_rate(config: TrainConfig, iteration: int) -> float:
+    """The learning rate of iteration ``iteration`` (0-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    progress = iteration / config.iterations  # the last iteration still takes a step
+    floor = config.lr * config.lr_final
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 class Trainer:
@@ -99,7 +109,9 @@ class Trainer:
             query_std=config.query_std,
             readout=config.readout,
         ).to(device)
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.policy.parameters(), lr=config.lr, betas=(config.adam_beta1, 0.999), weight_decay=config.weight_decay
+        )
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count, config.advantages)
         self.iteration = 0
         self._standard_eval: dict[str, float] | None = None
@@ -184,6 +196,10 @@ class Trainer:
         start = time.perf_counter()
         rollout, row = self.rollout(generator)
         t0 = time.perf_counter()
+        lr = learning_rate(cfg, self.iteration)
+        for group in self.optimizer.param_groups:  # a function of the iteration: a resume repeats it exactly
+            group["lr"] = lr
+        row["lr"] = lr
         self.policy.train()
         row.update(ppo_update(self.policy, self.optimizer, rollout, cfg, generator, self.ranks))
         self.policy.eval()
