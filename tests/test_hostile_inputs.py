@@ -31,13 +31,15 @@ from noiseppo.backends import BACKENDS
 from noiseppo.backends.shapes import DEFAULT_MODEL
 from noiseppo.checkpoint import WEIGHTS_NAME, load_state
 from noiseppo.cli import main
-from noiseppo.policy import load_policy
+from noiseppo.policy import NoisePolicy, load_policy
 from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS
+from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
 
 DOC = Path(__file__).parents[1] / "docs" / "hostile_inputs.md"
 TRAIN = ["train", "--preset", "tiny", "eval_prompts="]  # 2 iterations of 8 images, no held-out pass
 SAMPLE = ["sample", "--prompt", "a red circle", "--n", "1", "--steps", "1"]
+SHORT_PROMPTS = ["--prompts", "{w}/short.txt", "--reward", "jpeg_compressibility"]  # for the tiny pipelines
 MARKER = "MARKER"  # created by Bomb if anything ever unpickles one
 PICKLERS = {"pickle", "_pickle", "cPickle", "dill", "joblib", "shelve", "marshal"}
 
@@ -140,6 +142,23 @@ def model_with(name: str, make: Callable[[Path], None] | None) -> Callable[[Path
     return setup
 
 
+def flow_model(kind: str, policy: tuple[tuple[int, ...], int] | None = None) -> Callable[[Path, Path], None]:
+    """A setup that builds a tiny random pipeline into {w}/``kind``/pipeline ("sd3", "flux" or
+    "schnell"), two short prompts into {w}/short.txt, and, given (latent shape, conditioning width),
+    an untrained policy into {w}/policy."""
+
+    def setup(w: Path, run: Path) -> None:
+        if kind == "sd3":
+            tiny_sd3_pipeline(w / kind)
+        else:
+            tiny_flux_pipeline(w / kind, guidance_embeds=kind == "flux")
+        (w / "short.txt").write_text("a red cat\ntwo dogs\n")  # within the tiny CLIP's 16 tokens
+        if policy is not None:
+            NoisePolicy(latent_shape=policy[0], cond_dim=policy[1]).save_pretrained(w / "policy")
+
+    return setup
+
+
 def reward(name: str, scores: Callable[[int], object]) -> Callable[[pytest.MonkeyPatch], None]:
     """Register a custom reward ``name`` that answers ``scores(number of images)``."""
 
@@ -228,7 +247,7 @@ PICKLE_NOT_JSON = "is a pickle (e.g. from torch.save), not a JSON file; noiseppo
 CASES: dict[str, Case] = {
     # -- registries and config
     "unknown backend": Case(
-        [*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes, diffusers)"
+        [*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes, diffusers, sd3, flux)"
     ),
     "unknown reward": Case(
         [*TRAIN, "--reward", "clip-score"], "unknown reward 'clip-score' (known: shapes, shapes-correct, "
@@ -404,6 +423,34 @@ CASES: dict[str, Case] = {
         [*TRAIN, "--backend", "diffusers", "--model", "{w}/model"],
         "no file named model_index.json found in directory",
         files(model__keep="mine\n"),
+    ),
+    # -- flow-matching pipelines (tiny random ones, built in the case folder)
+    "pipeline of a class the backend does not take": Case(
+        [*TRAIN, "--backend", "sd3", "--model", "{w}/flux/pipeline"],
+        "is a FluxPipeline; the sd3 backend takes StableDiffusion3Pipeline (for a FluxPipeline use --backend flux)",
+        flow_model("flux"),
+    ),
+    "scheduler that does not apply to a flow model": Case(
+        [*TRAIN, "scheduler=ddim", "--backend", "flux", "--model", "{w}/model"],
+        "scheduler 'ddim' does not apply to the flow-matching flux backend: it takes only 'default' "
+        "(the pipeline's own FlowMatchEulerDiscreteScheduler)",
+    ),
+    "guidance the model does not take": Case(
+        [*TRAIN, "guidance=3.5", "--backend", "flux", "--model", "{w}/schnell/pipeline", *SHORT_PROMPTS],
+        "guidance 3.5 asked for, but this FLUX model has no guidance input (guidance_embeds is false, "
+        "as for FLUX.1-schnell): use guidance 0",
+        flow_model("schnell"),
+    ),
+    "policy trained for another model family": Case(
+        [*SAMPLE, "--policy", "{w}/policy", "--backend", "sd3", "--model", "{w}/sd3/pipeline"],
+        "the policy reads conditioning of width 24, the backend gives 32 (the CLIP-L and CLIP-G token states "
+        "of a StableDiffusion3Pipeline): the policy was trained for another model",
+        flow_model("sd3", policy=((16, 8, 8), 24)),  # a FLUX policy: FLUX's latent shape is SD3's
+    ),
+    "policy trained for another latent shape": Case(
+        [*SAMPLE, "--policy", "{w}/policy", "--backend", "flux", "--model", "{w}/flux/pipeline"],
+        "the policy makes latents of shape (4, 8, 8), backend 'flux' takes (16, 8, 8)",
+        flow_model("flux", policy=((4, 8, 8), 16)),  # an SD policy
     ),
     "backend images of the wrong size": Case(
         [*TRAIN, "--backend", "half-size"],

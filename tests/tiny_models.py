@@ -60,13 +60,15 @@ def tiny_sd_pipeline(folder: Path, seed: int = 0) -> Path:
     return folder / "pipeline"
 
 
-def tiny_vae():
-    """A random AutoencoderKL: 16x16 RGB images to 4x8x8 latents (SD's factor of 8 would need more blocks)."""
+def tiny_vae(latent_channels: int = 4, **flow):
+    """A random AutoencoderKL: 16x16 RGB images to 4x8x8 latents (SD's factor of 8 would need more blocks);
+    ``flow`` sets the flow models' extras (16 channels, scaling and shift factors, no quant convs)."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=latent_channels, norm_num_groups=4,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16,
+        **flow,
     )  # fmt: skip
 
 
@@ -109,6 +111,77 @@ def tiny_sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
         vae=vae, unet=unet, scheduler=scheduler, tokenizer=tokenizer, tokenizer_2=tokenizer,
         text_encoder=CLIPTextModel(tiny_clip_text_config()),
         text_encoder_2=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=8)),
+    )  # fmt: skip
+    pipe.save_pretrained(folder / "pipeline", safe_serialization=True)
+    return folder / "pipeline"
+
+
+def tiny_t5(d_model: int):
+    """A random T5 encoder ``d_model`` wide and a T5 tokenizer over single characters (a Unigram
+    vocabulary written here: the real ones are downloads)."""
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
+    pieces += [(c, -2.0) for c in PROMPT_CHARS] + [("\u2581" + c, -1.5) for c in PROMPT_CHARS]
+    tokenizer = T5TokenizerFast(vocab=pieces, extra_ids=0)
+    config = T5Config(
+        vocab_size=len(pieces), d_model=d_model, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
+        decoder_start_token_id=0,
+    )  # fmt: skip
+    return T5EncoderModel(config), tokenizer
+
+
+def tiny_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A StableDiffusion3Pipeline of random weights: CLIP-L and CLIP-G 16 wide each (so 32-wide CLIP
+    token states and pooled vector), a T5 32 wide, 16x16 images, 16x8x8 latents; saved to ``folder``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=1, attention_head_dim=8,
+        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16, pooled_projection_dim=32,
+        pos_embed_max_size=8,
+    )  # fmt: skip
+    t5, t5_tokenizer = tiny_t5(d_model=32)
+    tokenizer = tiny_clip_tokenizer(folder / "_vocab")
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tiny_vae(16, scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False),
+        text_encoder=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=16)), tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=16)), tokenizer_2=tokenizer,
+        text_encoder_3=t5, tokenizer_3=t5_tokenizer,
+    )  # fmt: skip
+    pipe.save_pretrained(folder / "pipeline", safe_serialization=True)
+    return folder / "pipeline"
+
+
+def tiny_flux_pipeline(folder: Path, guidance_embeds: bool = True, seed: int = 0) -> Path:
+    """A FluxPipeline of random weights: a CLIP-L 16 wide (pooled), a T5 24 wide (tokens), 16x16
+    images (the VAE's sample_size), 16x8x8 latents packed into 16 tokens of 64; with a guidance input
+    (FLUX.1-dev's distilled guidance) or without (FLUX.1-schnell); saved to ``folder``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=24, pooled_projection_dim=16, guidance_embeds=guidance_embeds,
+        axes_dims_rope=(4, 6, 6),
+    )  # fmt: skip
+    # FLUX.1-dev's schedule shifts with the image size; FLUX.1-schnell's does not.
+    scheduler = (
+        FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
+        if guidance_embeds
+        else FlowMatchEulerDiscreteScheduler(shift=1.0)
+    )
+    t5, t5_tokenizer = tiny_t5(d_model=24)
+    pipe = FluxPipeline(
+        transformer=transformer, scheduler=scheduler,
+        vae=tiny_vae(16, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False),
+        text_encoder=CLIPTextModel(tiny_clip_text_config()), tokenizer=tiny_clip_tokenizer(folder / "_vocab"),
+        text_encoder_2=t5, tokenizer_2=t5_tokenizer,
     )  # fmt: skip
     pipe.save_pretrained(folder / "pipeline", safe_serialization=True)
     return folder / "pipeline"

@@ -138,9 +138,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
     latents_fn = None
     if policy is not None:
-        from noiseppo.policy import check_compatible
+        from noiseppo.backends import check_policy
 
-        check_compatible(policy, backend)
+        check_policy(policy, backend)
         latents_fn = policy.latents_fn(args.policy_mode)
     guidance = backend.default_guidance if args.guidance is None else args.guidance
     with new_output_dir(args.out) as tmp:
@@ -194,10 +194,10 @@ def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
 def cmd_eval(args: argparse.Namespace) -> int:
     import time
 
-    from noiseppo.backends import get_backend
+    from noiseppo.backends import check_policy, get_backend
     from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
     from noiseppo.files import new_output_dir
-    from noiseppo.policy import check_compatible, load_policy
+    from noiseppo.policy import load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
 
@@ -211,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError:
         raise UserError(f"--steps: expected comma-separated whole numbers, got '{args.steps}'") from None
     backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
-    check_compatible(policy, backend)
+    check_policy(policy, backend)
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
     guidance = backend.default_guidance if args.guidance is None else args.guidance
     header = {
@@ -304,7 +304,8 @@ def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder or hub id (default: the backend's own)")
     parser.add_argument(
         "--scheduler",
-        help="ddim, euler, dpm, or default: the model's own (DDIM for Shapes, the pipeline's for diffusers)",
+        help="ddim, euler, dpm, or default: the model's own (DDIM for Shapes, the pipeline's for diffusers; "
+        "sd3 and flux take only default)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from noiseppo.backends.base import Backend, Conditioning
 from noiseppo.errors import UserError
+
+if TYPE_CHECKING:
+    from noiseppo.policy import NoisePolicy
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -18,17 +22,34 @@ def _shapes(model: str | None, scheduler: str, device: str, dtype: torch.dtype) 
     return ShapesBackend.from_pretrained(model or DEFAULT_MODEL, scheduler, device, dtype)
 
 
-def _diffusers(model: str | None, scheduler: str, device: str, dtype: torch.dtype) -> Backend:
-    from noiseppo.backends.diffusers import DiffusersBackend
+def _pipeline(name: str, example: str) -> Callable[..., Backend]:
+    """The builder of the diffusers-pipeline backend ``name``; ``example`` is a hub id it takes."""
 
-    if not model:
-        raise UserError("the diffusers backend needs --model: a hub id (e.g. stabilityai/sd-turbo) or a local folder")
-    return DiffusersBackend.load(model, scheduler, device, dtype)
+    def build(model: str | None, scheduler: str, device: str, dtype: torch.dtype) -> Backend:
+        from noiseppo.backends.pipeline import pipeline_backends
+
+        if not model:
+            raise UserError(f"the {name} backend needs --model: a hub id (e.g. {example}) or a local folder")
+        backend = next(b for b in pipeline_backends() if b.name == name)
+        return backend.load(model, scheduler, device, dtype)
+
+    return build
 
 
 BACKENDS: dict[str, tuple[Callable[..., Backend], str]] = {
     "shapes": (_shapes, "the embedded Shapes model (pixel-space DiT, v-prediction), offline"),
-    "diffusers": (_diffusers, "a diffusers SD 1.x/2.x or SDXL pipeline (SD-Turbo, SDXL-Turbo) from --model"),
+    "diffusers": (
+        _pipeline("diffusers", "stabilityai/sd-turbo"),
+        "a diffusers SD 1.x/2.x or SDXL pipeline (SD-Turbo, SDXL-Turbo) from --model",
+    ),
+    "sd3": (
+        _pipeline("sd3", "stabilityai/stable-diffusion-3.5-medium"),
+        "a diffusers StableDiffusion3Pipeline (SD3, SD3.5 medium/large/turbo) from --model",
+    ),
+    "flux": (
+        _pipeline("flux", "black-forest-labs/FLUX.1-schnell"),
+        "a diffusers FluxPipeline (FLUX.1-dev, FLUX.1-schnell) from --model",
+    ),
 }
 
 
@@ -55,4 +76,16 @@ def checked_device(device: str) -> torch.device:
     return torch_device
 
 
-__all__ = ["BACKENDS", "DTYPES", "Backend", "Conditioning", "checked_device", "get_backend"]
+def check_policy(policy: NoisePolicy, backend: Backend) -> None:
+    """Refuse a policy trained for another model: another latent shape, or (for the pipeline
+    backends, which know their conditioning width without encoding) another conditioning width,
+    which tells SD3 and FLUX policies apart where their latent shapes match."""
+    from noiseppo.backends.pipeline import PipelineBackend, check_width
+    from noiseppo.policy import check_compatible
+
+    check_compatible(policy, backend)
+    if isinstance(backend, PipelineBackend):
+        check_width(policy, backend.cond_dim, backend.conditioning)
+
+
+__all__ = ["BACKENDS", "DTYPES", "Backend", "Conditioning", "check_policy", "checked_device", "get_backend"]
