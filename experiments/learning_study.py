@@ -36,17 +36,18 @@ from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.train import train
 
-OLD = {"query_std": 0.02}  # the previous default's policy initialisation
+# The previous default's policy and estimator, spelled out (the dataclass defaults have moved on).
+OLD = {"query_std": 0.02, "readout": "shared", "advantages": "zscore"}
+SHARED_Z = {"readout": "shared", "advantages": "zscore"}
 VARIANTS: dict[str, dict[str, object]] = {
+    # The shipped default (the shapes preset as it is), with its periodic held-out evaluation.
+    "default": {"eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4},
     # The previous default (README step sweep), trained for 80 iterations of 16 x 8.
     "old-default": {**OLD},
     # One change: the cells' queries start distinct (std 1), so the map can vary in space at once.
-    "query1": {"query_std": 1.0},
-    "query1-lr3e-4": {"query_std": 1.0, "lr": 3e-4},
-    "query1-lr1e-3": {"query_std": 1.0, "lr": 1e-3},
-    "query1-rank-k16": {"query_std": 1.0, "advantages": "rank", "samples_per_prompt": 16, "minibatch": 64},
+    "query1": {**SHARED_Z, "query_std": 1.0},
     "query1-lr1e-3-rank-k16": {
-        "query_std": 1.0, "lr": 1e-3, "advantages": "rank", "samples_per_prompt": 16, "minibatch": 64,
+        **SHARED_Z, "query_std": 1.0, "lr": 1e-3, "advantages": "rank", "samples_per_prompt": 16, "minibatch": 64,
     },
     # Adam's momentum can only average across iterations if an iteration is one step.
     "q1-cell-e1-lr1e-3-rank": {
@@ -77,6 +78,20 @@ VARIANTS: dict[str, dict[str, object]] = {
         "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
         "grid": 16,
     },
+    "q1-cell-e1-lr1e-3-rank-nomlp": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "feature_mlp": False, "iterations": 160, "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+    },
+    "q1-cell-e1-lr1e-3-rank-p32-cos160": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 256, "lr": 1e-3, "advantages": "rank",
+        "prompts_per_iteration": 32, "iterations": 160, "lr_schedule": "cosine", "eval_every": 40,
+        "eval_prompts": "shapes-test", "eval_seeds": 4,
+    },
+    "q1-cell-e1-lr1e-3-rank-nomlp-cos160": {
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "feature_mlp": False, "iterations": 160, "lr_schedule": "cosine", "eval_every": 40,
+        "eval_prompts": "shapes-test", "eval_seeds": 4,
+    },
     # How the held-out gain scales with the number of training prompts, at the same budget.
     "q1-cell-e1-lr1e-3-rank-prompts137": {
         "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
@@ -90,10 +105,10 @@ VARIANTS: dict[str, dict[str, object]] = {
         "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 3e-3, "advantages": "rank",
     },
     "q1-cell-e1-lr1e-3-zscore": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3,
+        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "zscore",
     },
     "q1-shared-e1-lr1e-3-rank": {
-        "query_std": 1.0, "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "query_std": 1.0, "readout": "shared", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
     },
 }
 

@@ -32,6 +32,12 @@ def test_cli_two_iterations_write_the_documented_run_folder(noiseppo, tmp_path: 
     result = noiseppo("train", "--preset", "tiny", "--out", run, f"eval_prompts={eval_file}", "threads=1")
     assert result.returncode == 0, result.stderr
     assert "2 prompts x 4 samples = 8 images per iteration, 2 minibatches of 4 x 2 epochs" in result.stdout
+    # The held-out table: both sides, the paired difference and its 95% interval, per metric.
+    table = result.stdout[result.stdout.index("held-out") :].splitlines()
+    assert f"1 seed(s) per prompt ({len(EVAL_PROMPTS)} pairs)" in table[0] and "95% CI" in table[1]
+    correct = next(line for line in table if line.startswith("correct")).split()
+    low, high = (float(x) for x in " ".join(correct[4:]).strip("[]").split(", "))
+    assert low <= float(correct[3]) <= high
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint", "config.yaml", "metrics.jsonl", "policy", "tb"]
     # Iterations 0, 1 and 2 were checkpointed; the newest two are kept, behind the pointer.
     assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["latest.json", "step-00000001", "step-00000002"]

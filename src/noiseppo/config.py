@@ -103,6 +103,9 @@ class TrainConfig:
     readout: str = "cell"
     """How the policy turns each cell's features into its values: "shared" (one linear map for
     every cell) or "cell" (each cell its own linear map and bias)."""
+    feature_mlp: bool = True
+    """Pass each cell's attended features through an MLP before the readout. Without it a cell's
+    values are linear in what it attends to, so the contributions of a prompt's words add up."""
     query_std: float = 1.0
     """Initial standard deviation of the policy's per-cell queries, the cells' only identity:
     at 0.02 (the old default) every cell reads the prompt alike at first (docs/noise_ppo.md)."""

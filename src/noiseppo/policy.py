@@ -53,6 +53,7 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         preserve_variance: bool = False,
         query_std: float = 0.02,
         readout: str = "shared",
+        feature_mlp: bool = True,
     ):
         super().__init__()
         self.latent_shape = tuple(int(d) for d in latent_shape)
@@ -67,9 +68,10 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         self.to_q = nn.Linear(width, width)
         self.to_kv = nn.Linear(width, 2 * width)
         self.to_out = nn.Linear(width, width)
-        self.mlp = nn.Sequential(
-            nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
-        )
+        if feature_mlp:
+            self.mlp = nn.Sequential(
+                nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
+            )
         outputs = channels * (2 if learn_sigma else 1)
         if readout not in ("shared", "cell"):
             raise UserError(f"unknown policy readout '{readout}' (known: shared, cell)")
@@ -112,7 +114,8 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         q = self.queries[None] + self.pooled_in(pooled)[:, None]
         pad = ~conditioning.mask.to(self.device, torch.bool)
         h = q + self._attend(self.norm(q), keys, pad)
-        h = h + self.mlp(h)
+        if cfg.feature_mlp:
+            h = h + self.mlp(h)
         if cfg.readout == "shared":
             out = self.head(h)  # (N, grid², C or 2C)
         else:

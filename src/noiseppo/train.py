@@ -108,6 +108,7 @@ class Trainer:
             preserve_variance=config.preserve_variance,
             query_std=config.query_std,
             readout=config.readout,
+            feature_mlp=config.feature_mlp,
         ).to(device)
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=config.lr, betas=(config.adam_beta1, 0.999), weight_decay=config.weight_decay
