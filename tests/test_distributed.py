@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,23 +31,30 @@ def rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_train_like_one(noiseppo, tmp_path: Path) -> None:
-    two = launch(noiseppo, "train", *TINY, "--out", tmp_path / "two")
+@pytest.fixture(scope="module")
+def two_processes(noiseppo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run of TINY on 2 processes."""
+    run = tmp_path_factory.mktemp("two") / "run"
+    two = launch(noiseppo, "train", *TINY, "--out", run)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 processes render 4 images each" in two.stdout
+    return run
+
+
+def test_two_processes_train_like_one(noiseppo, two_processes: Path, tmp_path: Path) -> None:
     # One process with the same global batch and seeds; it renders in the same batches of 4.
     one = noiseppo("train", *TINY, "render_batch=4", "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
 
     # After every update both ranks held the very same policy (a fingerprint of every weight).
-    assert [r["rank_param_spread"] for r in rows(tmp_path / "two")] == [0.0, 0.0, 0.0]
-    a, _ = load_state(tmp_path / "two" / "checkpoint")
+    assert [r["rank_param_spread"] for r in rows(two_processes)] == [0.0, 0.0, 0.0]
+    a, _ = load_state(two_processes / "checkpoint")
     b, meta = load_state(tmp_path / "one" / "checkpoint")
     assert meta["iteration"] == 3 and a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
     assert a["policy.cell_weight"].abs().sum() > 0, "the policy moved"
-    for r2, r1 in zip(rows(tmp_path / "two"), rows(tmp_path / "one"), strict=True):
+    for r2, r1 in zip(rows(two_processes), rows(tmp_path / "one"), strict=True):
         assert r2["reward_mean"] == r1["reward_mean"], "the two processes scored the same batch"
         assert r2["policy_kl"] == pytest.approx(r1["policy_kl"], rel=1e-4, abs=1e-9)
 
@@ -76,3 +84,43 @@ def test_one_failing_rank_stops_every_rank_with_its_message(noiseppo, tmp_path: 
     assert not [line for line in result.stderr.splitlines() if 'File "' in line and "/noiseppo/" in line]
     state, meta = load_state(tmp_path / "run" / "checkpoint")  # rank 0 had written iteration 0
     assert meta["iteration"] == 0
+
+
+KILLED_REWARD = """
+import os, signal, time
+from noiseppo.rewards import get_reward
+
+shapes, calls = get_reward("shapes"), 0
+
+def reward(images, prompts):
+    global calls
+    calls += 1
+    once = not os.path.exists(os.environ["KILLED_AT"])  # not again in the resumed run
+    if os.environ.get("RANK") == "1" and calls == 2 and once:  # iteration 2, after checkpoint 1
+        open(os.environ["KILLED_AT"], "w").write(str(time.time()))
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer does: no handler, no goodbye
+    return shapes(images, prompts)
+"""
+
+
+def test_a_killed_rank_stops_the_job_and_resume_is_bit_identical(noiseppo, two_processes: Path, tmp_path: Path) -> None:
+    """torchrun's agent watches its workers: when one dies it stops the others and names the
+    dead one, long before the process group's time-out (dist_timeout, 1800 s)."""
+    (tmp_path / "killed_reward.py").write_text(KILLED_REWARD)
+    env = {"PYTHONPATH": str(tmp_path), "KILLED_AT": str(tmp_path / "killed_at")}
+    run = tmp_path / "run"
+    result = launch(noiseppo, "train", *TINY, "--reward", "killed_reward:reward", "--out", run, env=env)
+    stopped = time.time() - float((tmp_path / "killed_at").read_text())
+    print(f"the job stopped {stopped:.1f} s after the SIGKILL")
+    assert result.returncode != 0 and stopped < 60, stopped
+    assert re.search(r"rank\s*: 1 \(local_rank: 1\)\s+exitcode\s*: -9 .*\(SIGKILL\)", result.stderr), result.stderr[
+        -3000:
+    ]
+    assert load_state(run / "checkpoint")[1]["iteration"] == 1
+
+    resumed = launch(noiseppo, "train", "--resume", run, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    mine, theirs = load_state(run / "checkpoint"), load_state(two_processes / "checkpoint")
+    assert mine[1]["iteration"] == theirs[1]["iteration"] == 3
+    assert all(torch.equal(mine[0][k], theirs[0][k]) for k in theirs[0]), "bit-identical to the uninterrupted run"
+    assert [r["reward_mean"] for r in rows(run)] == [r["reward_mean"] for r in rows(two_processes)]

@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,9 @@ from noiseppo.checkpoint import WEIGHTS_NAME, load_state
 from noiseppo.cli import main
 from noiseppo.policy import NoisePolicy, load_policy
 from noiseppo.presets import resolve
-from noiseppo.rewards import REWARDS
+from noiseppo.rewards import REWARDS, get_reward
+from noiseppo.rewards.http import TOKEN_ENV, make_server
+from servers import serving
 from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
 
 DOC = Path(__file__).parents[1] / "docs" / "hostile_inputs.md"
@@ -82,6 +85,9 @@ class Case:
     """Once the patch is undone, ``--resume`` finishes the run."""
     out: str | None = "{w}/out"
     """Given as ``--out`` (None: the command takes none)."""
+    server: dict | None = None
+    """``make_server`` keywords: a Shapes reward server runs in a thread during the command,
+    and ``{server}`` in the arguments is its URL."""
 
 
 def files(**contents: str | bytes) -> Callable[[Path, Path], None]:
@@ -172,6 +178,13 @@ def reward(name: str, scores: Callable[[int], object]) -> Callable[[pytest.Monke
 def absent(module: str) -> Callable[[pytest.MonkeyPatch], None]:
     """``import module`` fails as if its package were not installed (even where it is)."""
     return lambda mp: mp.setitem(sys.modules, module, None)
+
+
+def token_env(value: str | None) -> Callable[[pytest.MonkeyPatch], None]:
+    """``NOISEPPO_REWARD_TOKEN`` set to ``value``, or unset (whatever the shell running the tests holds)."""
+    if value is None:
+        return lambda mp: mp.delenv(TOKEN_ENV, raising=False)
+    return lambda mp: mp.setenv(TOKEN_ENV, value)
 
 
 def crash(n: int) -> object:
@@ -313,6 +326,11 @@ CASES: dict[str, Case] = {
     "unknown policy readout": Case(
         [*TRAIN, "readout=pixel"], "config: readout must be 'shared' or 'cell', got 'pixel'"
     ),
+    "unknown learning-rate schedule": Case(
+        [*TRAIN, "lr_schedule=linear"], "config: lr_schedule must be 'constant' or 'cosine', got 'linear'"
+    ),
+    "final learning rate above lr": Case([*TRAIN, "lr_final=2"], "config: lr_final must be in [0, 1], got 2.0"),
+    "Adam momentum of 1": Case([*TRAIN, "adam_beta1=1"], "config: adam_beta1 must be in [0, 1), got 1.0"),
     "zero query scale": Case([*TRAIN, "query_std=0"], "config: 'query_std' must be a finite number > 0, got 0.0"),
     "more prompts per iteration than prompts": Case(
         [*TRAIN, "--prompts", "{w}/one.txt"],
@@ -418,6 +436,45 @@ CASES: dict[str, Case] = {
         [*TRAIN, "--reward", "http://127.0.0.1:9/score#retries=0"],
         "reward server http://127.0.0.1:9/score: no scores after 1 try (",
         left=0,
+    ),
+    "reward URL token that cannot be a bearer token": Case(
+        [*TRAIN, "--reward", "http://127.0.0.1:9/score#token=a%20b"],
+        "reward 'http://127.0.0.1:9/score': #token: a token may hold only letters, digits and - . _ ~ + / "
+        "(then = padding)",
+    ),
+    "empty reward token in the environment": Case(
+        [*TRAIN, "--reward", "http://127.0.0.1:9/score"],
+        "NOISEPPO_REWARD_TOKEN: the token is empty",
+        patch=token_env(""),
+    ),
+    "reward server that wants a token": Case(
+        [*TRAIN, "--reward", "{server}"],
+        "refused the batch (HTTP 401: this server needs a bearer token (the reward URL's #token=... or "
+        "NOISEPPO_REWARD_TOKEN))",
+        patch=token_env(None),
+        left=0,
+        server={"token": "s3cret"},
+    ),
+    "reward server that gets the wrong token": Case(
+        [*TRAIN, "--reward", "{server}#token=guess"],
+        "refused the batch (HTTP 401: wrong bearer token)",
+        left=0,
+        server={"token": "s3cret"},
+    ),
+    "batch over the reward server's body limit": Case(
+        [*TRAIN, "--reward", "{server}"],
+        "MB is over this server's limit of 0.001 MB (--max-body-mb); send fewer images per request (render_batch))",
+        patch=token_env(None),
+        left=0,
+        server={"max_body_mb": 0.001},
+    ),
+    "reward server limit that is not positive": Case(
+        ["reward-server", "--reward", "shapes", "--max-body-mb", "0"],
+        "argument --max-body-mb: must be a finite number > 0, got '0' (see 'noiseppo reward-server --help')",
+        out=None,
+    ),
+    "empty reward server token": Case(
+        ["reward-server", "--reward", "shapes", "--token", ""], "--token: the token is empty", out=None
     ),
     "diffusers model folder that is not a pipeline": Case(
         [*TRAIN, "--backend", "diffusers", "--model", "{w}/model"],
@@ -548,8 +605,8 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
 
 
-def fill(text: str, w: Path) -> str:
-    return text.replace("{w}", str(w))
+def fill(text: str, w: Path, server: str = "") -> str:
+    return text.replace("{w}", str(w)).replace("{server}", server)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -562,12 +619,16 @@ def test_hostile_input_gets_one_line_exit_2_and_leaves_nothing_half_written(
         case.setup(w, tiny_run)
     if case.patch is not None:
         case.patch(monkeypatch)
-    args = [fill(a, w) for a in case.args] + (["--out", fill(case.out, w)] if case.out else [])
-    before = snapshot(w)
-    capsys.readouterr()
+    with ExitStack() as stack:
+        url = ""
+        if case.server is not None:
+            url = stack.enter_context(serving(make_server(get_reward("shapes"), **case.server)))
+        args = [fill(a, w, url) for a in case.args] + (["--out", fill(case.out, w)] if case.out else [])
+        before = snapshot(w)
+        capsys.readouterr()
 
-    code = main(args)
-    err = capsys.readouterr().err
+        code = main(args)
+        err = capsys.readouterr().err
 
     assert code == 2, err
     assert "Traceback" not in err
@@ -640,9 +701,9 @@ def test_the_source_never_unpickles() -> None:
 
 
 def table_rows() -> dict[str, list[str]]:
-    """The table of docs/hostile_inputs.md: case → its cells."""
+    """The table of docs/hostile_inputs.md (its section "The table"): case → its cells."""
     rows = {}
-    for line in DOC.read_text().splitlines():
+    for line in DOC.read_text().split("\n## The table\n", 1)[1].split("\n## ", 1)[0].splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.startswith("|") and len(cells) >= 4 and not set(cells[0]) <= set("- ") and cells[0] != "case":
             rows[cells[0]] = cells

@@ -80,6 +80,7 @@ def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path
     # DDPO's tracker on, so its remembered rewards must survive the resume too.
     overrides = ["iterations=4", f"eval_prompts={eval_file}", "eval_every=2", "adv_buffer=32", "adv_min_count=4"]
     overrides.append("advantages=zscore")  # the tracker normalises z-scores; ranks need no memory
+    overrides.append("lr_schedule=cosine")  # the learning rate is a function of the iteration: resumed exactly
     config = resolve("tiny", overrides=overrides)
     train_module.train(config, tmp_path / "straight", quiet=True)
 
@@ -192,6 +193,15 @@ def test_presets_resolve_and_validate() -> None:
     assert resolve("tiny", overrides=["lr=1e-2", "learn_sigma=true"]).learn_sigma is True
     with pytest.raises(UserError, match="'iterations' must be >= 1"):
         resolve("tiny", overrides=["iterations=0"])
+
+
+def test_cosine_learning_rate_falls_from_lr_toward_lr_final() -> None:
+    config = resolve("tiny", overrides=["lr=1e-3", "lr_schedule=cosine", "lr_final=0.1", "iterations=4"])
+    rates = [train_module.learning_rate(config, i) for i in range(4)]
+    assert rates[0] == pytest.approx(1e-3) and rates[2] == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False)) and rates[-1] > 1e-4
+    constant = resolve("tiny", overrides=["lr=1e-3"])
+    assert {train_module.learning_rate(constant, i) for i in range(4)} == {1e-3}
 
 
 def test_antithetic_noises_come_in_mirrored_pairs() -> None:

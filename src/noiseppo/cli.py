@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,16 @@ def _int_at_least(minimum: int):
         return value
 
     return convert
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got '{text}'")
+    return value
 
 
 def _prompts_from_args(args: argparse.Namespace) -> list[str]:
@@ -266,12 +278,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reward_server(args: argparse.Namespace) -> int:
     from noiseppo.rewards import get_reward
-    from noiseppo.rewards.http import make_server
+    from noiseppo.rewards.http import TOKEN_ENV, checked_token, is_loopback, make_server, redacted
 
+    # Checked before the reward loads (seconds for a large model), and never printed.
+    token = checked_token(args.token, "--token")
+    if token is None:
+        token = checked_token(os.environ.get(TOKEN_ENV), TOKEN_ENV)
     reward = get_reward(args.reward)
-    server = make_server(reward, args.host, args.port)
+    server = make_server(
+        reward, args.host, args.port, token=token, max_body_mb=args.max_body_mb, read_timeout=args.read_timeout,
+        queue_timeout=args.queue_timeout,
+    )  # fmt: skip
     host, port = server.server_address[:2]
-    print(f"serving reward '{args.reward}' at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    if token is None and not is_loopback(args.host):
+        print(
+            f"noiseppo: warning: serving on {args.host} without a token: anyone who can reach port {port} can "
+            f"use this reward (give --token or set {TOKEN_ENV})",
+            file=sys.stderr,
+            flush=True,
+        )
+    needs = "bearer token required; " if token else ""
+    shown = redacted(args.reward)  # a reward URL's fragment may hold its token
+    print(f"serving reward '{shown}' at http://{host}:{port}/ ({needs}GET /health; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -428,6 +456,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--reward", required=True, help="a reward name, as for train (noiseppo list rewards)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=_int_at_least(0), default=8000, help="port (0: any free port)")
+    serve.add_argument(
+        "--token",
+        help="require this bearer token (default: $NOISEPPO_REWARD_TOKEN, which, unlike a flag, other users "
+        "cannot read in the process list); without one, a server off loopback warns",
+    )
+    serve.add_argument(
+        "--max-body-mb",
+        type=_positive_number,
+        default=64.0,
+        help="largest request body in MiB (default %(default)g; 413 beyond)",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=_positive_number,
+        default=30.0,
+        help="seconds a client has to send its whole request (default %(default)g; 408 beyond)",
+    )
+    serve.add_argument(
+        "--queue-timeout",
+        type=_positive_number,
+        default=30.0,
+        help="seconds a request waits for the reward model while others are scored (default %(default)g; 503 beyond, "
+        "which the client retries)",
+    )
     serve.set_defaults(func=cmd_reward_server)
 
     listing = sub.add_parser("list", help="what a registry holds, one per line")

@@ -13,8 +13,12 @@ evaluates, logs and writes checkpoints; every rank loads them.
 A rank that fails (a reward that raises, a NaN batch) does not leave the others waiting:
 after each step that one rank runs on its own (rendering and scoring its slice; rank 0's
 evaluation and writes) the ranks exchange an error flag, and all of them stop with the
-failing rank's message. A rank that dies outright is caught by the process group's
-time-out (``dist_timeout``).
+failing rank's message. A rank that dies outright (SIGKILL, the OOM killer) is caught by
+torchrun's agent, which ``accelerate launch`` runs: it polls its workers, and when one exits
+it stops the others and reports the dead one by rank and signal ("rank: 1 (local_rank: 1)
+exitcode: -9 ... (SIGKILL)"), seconds later (tests/test_distributed.py). The process
+group's time-out (``dist_timeout``) remains the backstop for a rank that hangs without
+dying, and for a machine that drops off the network.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from noiseppo.ppo import Rollout, ppo_update
 from noiseppo.presets import resolve, to_yaml, validate
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward, score_with_details
+from noiseppo.rewards.http import redacted
 from noiseppo.seeds import sample_seed
 
 TRAIN_STREAM = 2**40
@@ -169,7 +170,7 @@ class Trainer:
         dropped = int((~finite).sum())
         if dropped > cfg.max_nan_fraction * len(reward):
             raise UserError(
-                f"the reward '{cfg.reward}' returned NaN for {dropped} of {len(reward)} images at iteration "
+                f"the reward '{redacted(cfg.reward)}' returned NaN for {dropped} of {len(reward)} images at iteration "
                 f"{self.iteration} (max_nan_fraction is {cfg.max_nan_fraction})"
             )
         keep = finite.nonzero().flatten()

@@ -109,6 +109,12 @@ def _checked_images(reward: Reward, images, n: int) -> None:
         raise UserError(f"the backend made images of shape {shape}, the reward reads {wanted}")
 
 
+def reward_failure(e: Exception) -> UserError:
+    """The one line for a reward that raised something other than a ``UserError``."""
+    reason = f": {str(e).strip().splitlines()[0]}" if str(e).strip() else ""
+    return UserError(f"the reward raised {e.__class__.__name__}{reason}")
+
+
 def _call(fn: Callable, images, prompts: Sequence[str]):
     """Call the reward; its failure (a crashed model, a dropped connection) stops the run with one line."""
     try:
@@ -116,8 +122,7 @@ def _call(fn: Callable, images, prompts: Sequence[str]):
     except UserError:
         raise
     except Exception as e:
-        reason = f": {str(e).strip().splitlines()[0]}" if str(e).strip() else ""
-        raise UserError(f"the reward raised {e.__class__.__name__}{reason}") from e
+        raise reward_failure(e) from e
 
 
 def _checked(raw, n: int) -> torch.Tensor:
