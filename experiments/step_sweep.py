@@ -77,7 +77,7 @@ def main() -> None:
         timings[steps]["eval_s"] = time.time() - start
         print(format_table(step_rows), flush=True)
         if args.ship:
-            ship(run, steps)
+            ship(run, steps, args)
 
     print("\n" + format_table([r for r in rows if r["metric"] != "reward"]))
     if len(rows) > 3:
@@ -91,7 +91,7 @@ def _iteration(run: Path) -> int:
     return latest_step(run / "checkpoint") or 0
 
 
-def ship(run: Path, steps: int) -> None:
+def ship(run: Path, steps: int, args: argparse.Namespace) -> None:
     """Copy a run's policy into the package, with its training config and a one-line description."""
     target = SHIPPED_POLICIES / f"shapes-steps{steps}"
     with replaced_folder(target) as tmp:
@@ -105,7 +105,10 @@ def ship(run: Path, steps: int) -> None:
         what = f"Shapes model at {steps} DDIM step{'s' if steps > 1 else ''}"
         if rewards and not any(rewards):  # e.g. 1 step: a blurred average scene, whatever the noise
             what += ". Every training image scored 0, so PPO had no signal and this policy is exactly N(0, I)"
-        (tmp / "README.txt").write_text(f"{what}; reproduce: python experiments/step_sweep.py --steps {steps} --ship\n")
+        command = f"python experiments/step_sweep.py --steps {steps} --seeds {args.seeds} --ship"
+        command += f" --iterations {args.iterations}" if args.iterations else ""
+        command += f" --threads {args.threads}" if args.threads else ""  # the thread count changes float sums
+        (tmp / "README.txt").write_text(f"{what}; reproduce: {command}\n")
 
 
 if __name__ == "__main__":
