@@ -3,11 +3,14 @@
 The policy reads the backend's prompt conditioning (token states, pooled vector, mask;
 frozen and detached) and outputs a mean and, optionally, a log standard deviation over
 the backend's latent shape. Learned queries, one per cell of a ``grid`` x ``grid`` map,
-attend to the prompt's tokens; a linear head turns each cell into per-channel values,
+attend to the prompt's tokens; a linear readout turns each cell into per-channel values,
 which are upsampled bilinearly to the latent resolution. So the policy expresses
-layout ("something red on the left") at little cost, and its output is smooth.
+layout ("something red on the left") at little cost, and its output is smooth. The readout
+is one map shared by every cell (``readout="shared"``, the class default, which policies
+saved before the option existed load as) or one map and bias per cell (``"cell"``, what
+``noiseppo train`` uses by default: docs/noise_ppo.md, "Making the policy learn").
 
-The head starts at zero: an untrained policy has μ = 0 and σ = 1 exactly, so its
+The readout starts at zero: an untrained policy has μ = 0 and σ = 1 exactly, so its
 latents ``μ + σ ⊙ ε`` are bit for bit the standard Gaussian noise ``ε`` of the same seed.
 Sampling is reparameterised with ε drawn from the project's seed rule, which is what
 pairs "standard" and "policy" images one-to-one.
