@@ -96,7 +96,7 @@ def test_list_presets_and_policies(noiseppo) -> None:
     results = noiseppo.many({w: ["list", w] for w in ("presets", "policies", "rewards", "backends", "prompts")})
     assert all(r.returncode == 0 for r in results.values())
     presets = dict(line.split(None, 1) for line in results["presets"].stdout.splitlines())
-    assert {"shapes", "tiny"} <= set(presets) and "10 minutes" in presets["shapes"]
+    assert {"shapes", "tiny"} <= set(presets) and "4 steps" in presets["shapes"]
     assert "shapes-steps4" in results["policies"].stdout
 
 
