@@ -116,7 +116,8 @@ class Trainer:
         )
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count, config.advantages)
         self.iteration = 0
-        self._standard_eval: dict[str, float] | None = None
+        # The frozen model's held-out scores (metric -> per-image values) and each image's prompt index.
+        self._standard_eval: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         # A fixed sample of training prompts on which the policy's size is logged.
         self._stats_conditioning = self.backend.encode(self.prompts[:: max(1, len(self.prompts) // 64)])
 
@@ -245,7 +246,7 @@ class Trainer:
             self._standard_eval = scores(None)
         standard, clusters = self._standard_eval
         policy_side, _ = scores(self.policy.latents_fn("sample"))
-        row: dict[str, float] = {}
+        row: dict[str, float] = {"eval_pairs": float(len(clusters))}
         for key, after in policy_side.items():
             before = standard[key]
             finite = np.isfinite(before) & np.isfinite(after)
@@ -366,9 +367,9 @@ def train(config: TrainConfig | None, out: str | Path, resume: bool = False, qui
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
     """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds,
     with the paired difference's 95% cluster-bootstrap interval (resampling prompts)."""
-    n = len(load_prompts(cfg.eval_prompts)) * cfg.eval_seeds
     lines = [
-        f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt ({n} pairs), {cfg.steps} steps:",
+        f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt ({row['eval_pairs']:.0f} pairs), "
+        f"{cfg.steps} steps:",
         f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}{'95% CI':>20}",
     ]
     for key in (k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")):
