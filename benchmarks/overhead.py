@@ -19,12 +19,53 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from noiseppo.presets import resolve
-from noiseppo.sampling import standard_noise
+from noiseppo.sampling import encode_distinct, standard_noise
 from noiseppo.train import Trainer
+
+
+def sync(device: str) -> None:
+    """CUDA runs asynchronously: stop a clock only when the GPU is done."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def sampling_clock(trainer: Trainer) -> Callable[[], float]:
+    """Seconds to render one training batch with standard noise: encode, noise, render, in
+    chunks of ``render_batch`` as training renders them, and nothing else."""
+    config, backend = trainer.config, trainer.backend
+    batch = config.prompts_per_iteration * config.samples_per_prompt
+    prompts = [p for p in trainer.prompts[: config.prompts_per_iteration] for _ in range(config.samples_per_prompt)]
+
+    def sampling() -> float:
+        sync(config.device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            for i in range(0, batch, config.render_batch):
+                chunk = prompts[i : i + config.render_batch]
+                eps = standard_noise(backend.latent_shape, range(i, i + len(chunk)))
+                backend.generate(eps, encode_distinct(backend, chunk), config.steps, trainer.guidance)
+        sync(config.device)
+        return time.perf_counter() - start
+
+    return sampling
+
+
+def training_clock(trainer: Trainer) -> Callable[[], float]:
+    """Seconds of one whole PPO iteration (``Trainer.step``)."""
+
+    def training() -> float:
+        sync(trainer.config.device)
+        start = time.perf_counter()
+        trainer.step()
+        sync(trainer.config.device)
+        return time.perf_counter() - start
+
+    return training
 
 
 def main() -> None:
@@ -42,38 +83,17 @@ def main() -> None:
     backend, policy = trainer.backend, trainer.policy
     batch = config.prompts_per_iteration * config.samples_per_prompt
     prompts = [p for p in trainer.prompts[: config.prompts_per_iteration] for _ in range(config.samples_per_prompt)]
-
-    def sync() -> None:  # CUDA runs asynchronously: stop the clock only when the GPU is done
-        if torch.device(args.device).type == "cuda":
-            torch.cuda.synchronize()
-
-    def sampling() -> float:
-        sync()
-        start = time.perf_counter()
-        with torch.no_grad():
-            for i in range(0, batch, config.render_batch):
-                chunk = prompts[i : i + config.render_batch]
-                eps = standard_noise(backend.latent_shape, range(i, i + len(chunk)))
-                backend.generate(eps, backend.encode(chunk), config.steps, trainer.guidance)
-        sync()
-        return time.perf_counter() - start
-
-    def training() -> float:
-        sync()
-        start = time.perf_counter()
-        trainer.step()
-        sync()
-        return time.perf_counter() - start
+    sampling, training = sampling_clock(trainer), training_clock(trainer)
 
     cond = backend.encode(prompts)
     eps = standard_noise(backend.latent_shape, range(batch))
 
     def policy_forward() -> float:
-        sync()
+        sync(args.device)
         start = time.perf_counter()
         with torch.no_grad():
             policy.latents_fn("sample")(cond, eps)
-        sync()
+        sync(args.device)
         return time.perf_counter() - start
 
     training(), sampling(), policy_forward()  # warm-up: first calls pay for allocation

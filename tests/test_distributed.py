@@ -16,7 +16,8 @@ import torch
 from noiseppo.checkpoint import load_state
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
-TINY = ["--preset", "tiny", "iterations=3", "eval_prompts=", "threads=1"]
+# Two chunks of 2 images per rank: each rank scores its first chunk while it renders its second.
+TINY = ["--preset", "tiny", "iterations=3", "eval_prompts=", "threads=1", "render_batch=2"]
 
 
 def launch(noiseppo, *args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,8 +43,8 @@ def two_processes(noiseppo, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_two_processes_train_like_one(noiseppo, two_processes: Path, tmp_path: Path) -> None:
-    # One process with the same global batch and seeds; it renders in the same batches of 4.
-    one = noiseppo("train", *TINY, "render_batch=4", "--out", tmp_path / "one")
+    # One process with the same global batch and seeds; it renders in the same batches of 2.
+    one = noiseppo("train", *TINY, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
 
     # After every update both ranks held the very same policy (a fingerprint of every weight).
@@ -96,7 +97,7 @@ def reward(images, prompts):
     global calls
     calls += 1
     once = not os.path.exists(os.environ["KILLED_AT"])  # not again in the resumed run
-    if os.environ.get("RANK") == "1" and calls == 2 and once:  # iteration 2, after checkpoint 1
+    if os.environ.get("RANK") == "1" and calls == 3 and once:  # iteration 2 (2 chunks each), after checkpoint 1
         open(os.environ["KILLED_AT"], "w").write(str(time.time()))
         os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer does: no handler, no goodbye
     return shapes(images, prompts)

@@ -50,7 +50,8 @@ def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Pat
         out,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["eval.json", "gain.png", "grid_steps1.png", "grid_steps2.png"]
+    names = ["eval.json", "gain.png", "grid_steps1.png", "grid_steps2.png", "report.html"]
+    assert sorted(p.name for p in out.iterdir()) == names
     report = json.loads((out / "eval.json").read_text())
     assert report["seeds"] == 2 and report["reward"] == "shapes" and report["guidance"] == 1.0
     rows = report["results"]

@@ -42,6 +42,7 @@ from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
 DOC = Path(__file__).parents[1] / "docs" / "hostile_inputs.md"
 TRAIN = ["train", "--preset", "tiny", "eval_prompts="]  # 2 iterations of 8 images, no held-out pass
 SAMPLE = ["sample", "--prompt", "a red circle", "--n", "1", "--steps", "1"]
+GOLDEN = ["golden", "--noises", "2", "--steps", "1", "--top-k", "1"]
 SHORT_PROMPTS = ["--prompts", "{w}/short.txt", "--reward", "jpeg_compressibility"]  # for the tiny pipelines
 MARKER = "MARKER"  # created by Bomb if anything ever unpickles one
 PICKLERS = {"pickle", "_pickle", "cPickle", "dill", "joblib", "shelve", "marshal"}
@@ -117,6 +118,19 @@ def png(name: str) -> Callable[[Path, Path], None]:
 
     def setup(w: Path, run: Path) -> None:
         Image.new("RGB", (32, 32), (255, 0, 0)).save(w / name)
+
+    return setup
+
+
+def golden_outputs(**runs: tuple[str, str]) -> Callable[[Path, Path], None]:
+    """A setup that writes ``noiseppo golden`` outputs {w}/NAME for NAME=(steps, seed): 2 prompts x 2 noises."""
+
+    def setup(w: Path, run: Path) -> None:
+        (w / "two.txt").write_text("a red circle\na blue square\n")
+        for name, (steps, seed) in runs.items():
+            args = [*GOLDEN[:3], "--steps", steps, "--seed", seed, "--top-k", "1", "--splits", "10"]
+            assert main([*args, "--bootstrap", "100", "--permutations", "100", "--prompts", str(w / "two.txt"),
+                         "--out", str(w / name)]) == 0  # fmt: skip
 
     return setup
 
@@ -263,7 +277,8 @@ CASES: dict[str, Case] = {
         [*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes, diffusers, sd3, flux)"
     ),
     "unknown reward": Case(
-        [*TRAIN, "--reward", "clip-score"], "unknown reward 'clip-score' (known: shapes, shapes-correct, "
+        [*TRAIN, "--reward", "clip-score"],
+        "unknown reward 'clip-score' (did you mean 'clip_score'? known: shapes, shapes-correct, ",
     ),
     "reward whose extra is not installed (imagereward)": Case(
         ["score", "--reward", "imagereward", "--prompt", "a red circle", "{w}/a.png"],
@@ -281,11 +296,27 @@ CASES: dict[str, Case] = {
         patch=absent("hpsv2"),
         out=None,
     ),
-    "unknown preset": Case(["train", "--preset", "tinny"], "unknown preset 'tinny' (known: shapes, tiny)"),
+    "unknown preset": Case(
+        ["train", "--preset", "tinny"], "unknown preset 'tinny' (did you mean 'tiny'? known: shapes, tiny)"
+    ),
     "unknown prompt set": Case(
         [*TRAIN, "--prompts", "shapes-dev"],
-        "unknown prompt set 'shapes-dev' (known: shapes-train, shapes-test, animals, counting, colour-binding; "
-        "or give a .txt or .jsonl file)",
+        "unknown prompt set 'shapes-dev' (did you mean 'shapes-test'? known: shapes-train, shapes-test, animals, "
+        "counting, colour-binding; or give a .txt or .jsonl file)",
+    ),
+    # -- did you mean: every registry answers a near miss with its nearest name (issue 19)
+    "mistyped backend": Case(
+        [*TRAIN, "--backend", "diffuser"],
+        "unknown backend 'diffuser' (did you mean 'diffusers'? known: shapes, diffusers, sd3, flux)",
+    ),
+    "mistyped scheduler": Case(
+        [*TRAIN, "scheduler=eular"],
+        "unknown scheduler 'eular' (did you mean 'euler'? known: ddim, euler, dpm, default)",
+    ),
+    "mistyped shipped policy": Case(
+        [*SAMPLE, "--policy", "shapes-step4"],
+        "'shapes-step4' is neither a run folder, a policy folder nor a shipped policy (did you mean 'shapes-steps4'? "
+        "shipped: shapes-steps1, shapes-steps2, shapes-steps4, shapes-steps8, shapes-steps16)",
     ),
     "mistyped config key": Case(
         [*TRAIN, "minibach=4"], "override: unknown config key 'minibach' (did you mean 'minibatch'?)"
@@ -300,7 +331,7 @@ CASES: dict[str, Case] = {
     "value of the wrong type": Case([*TRAIN, "lr=fast"], "override: 'lr' must be a float, got 'fast'"),
     "NaN value": Case([*TRAIN, "kl_coef=nan"], "override: 'kl_coef' must be a float other than NaN, got 'nan'"),
     "malformed YAML": Case(
-        [*TRAIN, "--config", "{w}/bad.yaml"], "bad.yaml:2: malformed YAML (", files(**{"bad.yaml": "lr: [1, 2\n"})
+        [*TRAIN, "--config", "{w}/bad.yaml"], "bad.yaml:1: malformed YAML (", files(**{"bad.yaml": "lr: [1, 2\n"})
     ),
     "config file that is not a mapping": Case(
         [*TRAIN, "--config", "{w}/list.yaml"],
@@ -378,6 +409,23 @@ CASES: dict[str, Case] = {
         ["train", "--resume", "{w}/out"],
         "out: not a run folder to resume (needs config.yaml and checkpoint/)",
         files(out__keep="mine\n"),
+        out=None,
+    ),
+    # -- resume and extend (issue 19): only a larger iterations
+    "resume of a folder that does not exist": Case(
+        ["train", "--resume", "{w}/nope"], "nope: run folder does not exist", out=None
+    ),
+    "resume with another setting": Case(
+        ["train", "--resume", "{w}/run", "lr=1e-4", "--seed", "3"],
+        "--resume RUN_DIR continues a run with its saved config; of the settings it takes only iterations=N, "
+        "not --seed, lr",
+        run_with("config.yaml", lambda p: None),
+        out=None,
+    ),
+    "resume with fewer iterations": Case(
+        ["train", "--resume", "{w}/run", "iterations=2"],
+        "run: iterations=2 is fewer than the run's 3; a resumed run can only be extended",
+        run_with("config.yaml", lambda p: p.write_text(p.read_text().replace("iterations: 1\n", "iterations: 3\n"))),
         out=None,
     ),
     "sample output folder that is not empty": Case(
@@ -590,6 +638,113 @@ CASES: dict[str, Case] = {
         "config.yaml: cannot read the config (UnicodeDecodeError)",
         pickle_at("config.yaml"),
     ),
+    # -- noiseppo golden (issue 14): refused before anything renders or is written
+    "golden with one noise": Case(["golden", "--noises", "1"], "--noises: need at least 2 noises to compare, got 1"),
+    "golden with one prompt": Case(
+        [*GOLDEN, "--prompts", "{w}/one.txt"],
+        "--prompts: need at least 2 prompts to compare noises across, got 1",
+        files(**{"one.txt": "a red circle\n"}),
+    ),
+    "golden step list that is not numbers": Case(
+        ["golden", "--steps", "1,two"], "--steps: expected comma-separated whole numbers, got '1,two'"
+    ),
+    "golden step count of zero": Case(["golden", "--steps", "0,4"], "--steps: every value must be >= 1, got '0,4'"),
+    "golden noises that do not match the steps": Case(
+        ["golden", "--steps", "1,2,4", "--noises", "8,8"],
+        "--noises: give one number for every step count or one per step count (3), got '8,8'",
+    ),
+    "golden top-k above half the noises": Case(
+        ["golden", "--noises", "4", "--top-k", "3"], "--top-k: must be between 1 and half the fewest noises (2), got 3"
+    ),
+    "golden policy trained for another latent shape": Case(
+        [*GOLDEN, "--prompts", "{w}/two.txt", "--policy", "{w}/policy"],
+        "the policy makes latents of shape (4, 8, 8), backend 'shapes' takes (3, 32, 32)",
+        lambda w, run: (
+            files(**{"two.txt": "a red circle\na blue square\n"})(w, run),
+            NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16).save_pretrained(w / "policy"),
+        ),
+    ),
+    "golden policy test with a template of one prompt": Case(
+        [*GOLDEN, "--prompts", "{w}/two.txt", "--policy", "shapes-steps4"],
+        "prompt 0 ('single' template): the policy comparison needs another prompt of its template and one of "
+        "another template; give more prompts or no --policy",
+        files(**{"two.txt": "a red circle\ntwo blue squares\n"}),
+    ),
+    "golden --from a folder without golden.json": Case(
+        ["golden", "--from", "{w}"], "not a noiseppo golden output folder (no golden.json)"
+    ),
+    "golden --from with rendering flags": Case(
+        ["golden", "--from", "{w}", "--steps", "4"],
+        "--from re-analyses a previous run's renders; --steps cannot change them",
+    ),
+    "golden --from the same step count twice": Case(
+        ["golden", "--top-k", "1", "--from", "{w}/a", "--from", "{w}/a"],
+        "step count 1 is also in another folder",
+        golden_outputs(a=("1", "0")),
+    ),
+    "golden --from runs of two experiments": Case(
+        ["golden", "--top-k", "1", "--from", "{w}/a", "--from", "{w}/b"],
+        "its seed differs from that of",
+        golden_outputs(a=("1", "0"), b=("2", "1")),
+    ),
+    # -- noiseppo compare and search (issue 13): refused before anything is written
+    "compare with an unknown method": Case(
+        ["compare", "--methods", "standard,best-of-four"],
+        "--methods: unknown method 'best-of-four' (known: standard, best-of-N, search@B, noise-ppo, ",
+    ),
+    "search budget below one generation": Case(
+        ["search", "--prompt", "a red circle", "--budget", "8"],
+        "--budget 8 is below one generation of --group 16 renders per prompt",
+    ),
+    "search with an unknown reward": Case(
+        ["search", "--prompt", "a red circle", "--reward", "clip-score"], "unknown reward 'clip-score' ("
+    ),
+    "search with a reward server that refuses the connection": Case(
+        [
+            "search",
+            "--prompt",
+            "a red circle",
+            "--budget",
+            "2",
+            "--group",
+            "2",
+            "--steps",
+            "1",
+            "--reward",
+            "http://127.0.0.1:9/score#retries=0",
+        ],
+        "reward server http://127.0.0.1:9/score: no scores after 1 try (",
+    ),  # fmt: skip
+    # -- noiseppo report (issue 15): refused before anything renders or is written
+    "report of a folder that is neither a run nor an eval": Case(
+        ["report", "{w}/notes"],
+        "notes: neither a run folder (config.yaml, from noiseppo train) nor an eval folder "
+        "(eval.json, from noiseppo eval)",
+        files(**{"notes__todo.txt": "look at the run\n"}),
+        out=None,
+    ),
+    "report of a folder that does not exist": Case(
+        ["report", "{w}/missing"], "missing: no such folder (give a run folder or an eval folder)", out=None
+    ),
+    "report of an eval.json that is not one": Case(
+        ["report", "{w}/ev"],
+        "ev/eval.json: not an eval.json of noiseppo eval (no 'results' list)",
+        files(**{"ev__eval.json": '{"results": 3}'}),
+        out=None,
+    ),
+    "report written over a folder": Case(
+        ["report", "{w}/run", "--out", "{w}/run"],
+        "run: is a folder; give the report's file name, e.g. ",
+        lambda w, run: shutil.copytree(run, w / "run"),
+        out=None,
+    ),
+    "report into a folder that does not exist": Case(
+        ["report", "{w}/run", "--out", "{w}/no-such-folder/page.html"],
+        "no-such-folder: folder of the report does not exist",
+        lambda w, run: shutil.copytree(run, w / "run"),
+        out=None,
+    ),
+    # -- end of noiseppo report
 }
 
 

@@ -109,8 +109,8 @@ def test_unknown_extension(tmp_path):
 
 def test_unknown_set_name():
     assert user_error("shapes-dev") == (
-        "unknown prompt set 'shapes-dev' (known: shapes-train, shapes-test, animals, counting, colour-binding; "
-        "or give a .txt or .jsonl file)"
+        "unknown prompt set 'shapes-dev' (did you mean 'shapes-test'? known: shapes-train, shapes-test, animals, "
+        "counting, colour-binding; or give a .txt or .jsonl file)"
     )
 
 

@@ -38,7 +38,9 @@ def test_cli_two_iterations_write_the_documented_run_folder(noiseppo, tmp_path: 
     correct = next(line for line in table if line.startswith("correct")).split()
     low, high = (float(x) for x in " ".join(correct[4:]).strip("[]").split(", "))
     assert low <= float(correct[3]) <= high
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint", "config.yaml", "metrics.jsonl", "policy", "tb"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint", "config.yaml", "metrics.jsonl", "policy", "report.html", "run.json", "tb"
+    ]  # fmt: skip
     # Iterations 0, 1 and 2 were checkpointed; the newest two are kept, behind the pointer.
     assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["latest.json", "step-00000001", "step-00000002"]
     newest = run / "checkpoint" / "step-00000002"
@@ -129,7 +131,7 @@ def test_bad_configs_get_one_line_and_exit_2(noiseppo, tmp_path: Path) -> None:
     cases = {
         "unknown preset 'nope' (known: shapes, tiny)": ["--preset", "nope"],
         "unknown.yaml: unknown config key 'learning_rate'": ["--config", unknown_key],
-        "bad.yaml:2: malformed YAML": ["--config", bad_yaml],
+        "bad.yaml:1: malformed YAML": ["--config", bad_yaml],  # its last line, not the one after
         "list.yaml: expected a mapping of config keys, got list": ["--config", not_mapping],
         "override: unknown config key 'nope'": ["nope=1"],
         "override: 'lr' must be a float, got 'fast'": ["lr=fast"],

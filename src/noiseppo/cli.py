@@ -12,12 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
-
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING, NoReturn
 
 from noiseppo.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +59,9 @@ def _prompts_from_args(args: argparse.Namespace) -> list[str]:
 
 
 def _load_image(path: str) -> np.ndarray:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as im:
             # Transparent pixels lie on the Shapes world's white, not on black.
@@ -72,6 +75,8 @@ def _load_image(path: str) -> np.ndarray:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from noiseppo.rewards import get_reward
 
     reward = get_reward(args.reward)
@@ -131,12 +136,14 @@ def cmd_shapes_render(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from noiseppo.backends import get_backend
     from noiseppo.files import new_output_dir
-    from noiseppo.grid import captioned_grid, to_pil
-    from noiseppo.sampling import sample
+    from noiseppo.grid import Block, Cell, grid_pages, save_pages, to_pil
+    from noiseppo.overlap import score_while_rendering
+    from noiseppo.sampling import sample_batches
     from noiseppo.shapes.verifier import verify
 
     prompts = _prompts_from_args(args)
@@ -145,7 +152,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from noiseppo.policy import load_policy
 
         policy = load_policy(args.policy)
-    _backend_defaults_from_policy(args)
+    trained = _backend_defaults_from_policy(args)
     backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
     latents_fn = None
@@ -155,12 +162,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
         check_policy(policy, backend)
         latents_fn = policy.latents_fn(args.policy_mode)
     guidance = backend.default_guidance if args.guidance is None else args.guidance
+    _warn_if_mismatched(trained, [args.steps], guidance, args.scheduler, backend.default_guidance)
     with new_output_dir(args.out) as tmp:
-        samples = sample(backend, prompts, args.n, args.steps, guidance, args.seed, args.batch, latents_fn)
-        images = torch.stack([s.image for s in samples])
-        verdicts = verify(images, [s.prompt for s in samples]) if backend.name == "shapes" else None
+        batches = sample_batches(backend, prompts, args.n, args.steps, guidance, args.seed, args.batch, latents_fn)
+        verdicts = None
+        if backend.name == "shapes":  # the verifier checks each chunk while the next one renders
+
+            def check(chunk: list) -> tuple[list, list]:
+                return chunk, verify(torch.stack([s.image for s in chunk]), [s.prompt for s in chunk])
+
+            scored = score_while_rendering(batches, check, args.overlap_scoring)
+            samples = [s for chunk, _ in scored for s in chunk]
+            verdicts = [v for _, chunk_verdicts in scored for v in chunk_verdicts]
+        else:
+            samples = [s for chunk in batches for s in chunk]
         (tmp / "images").mkdir()
-        rows, pil_images, captions = [], [], []
+        rows, blocks = [], []
         for k, s in enumerate(samples):
             name = f"images/{k:04d}.png"
             pil = to_pil(s.image)
@@ -168,21 +185,32 @@ def cmd_sample(args: argparse.Namespace) -> int:
             row = {"file": name, "prompt": s.prompt, "seed": s.seed, "steps": args.steps, "guidance": guidance}
             if policy is not None:
                 row.update(policy=args.policy, policy_mode=args.policy_mode)
-            caption = s.prompt
+            cell = Cell(pil, f"sample {s.sample_index}")
             if verdicts is not None:
                 row.update(correct=verdicts[k].correct, partial=round(verdicts[k].partial, 4))
-                caption = f"{'OK' if verdicts[k].correct else 'x'} {s.prompt}"
+                cell.correct, cell.score = verdicts[k].correct, verdicts[k].partial
             rows.append(json.dumps(row))
-            pil_images.append(pil)
-            captions.append(caption)
+            if k == 0 or samples[k - 1].prompt_index != s.prompt_index:
+                blocks.append(Block(s.prompt, []))
+            blocks[-1].cells.append(cell)
         (tmp / "samples.jsonl").write_text("\n".join(rows) + "\n")
-        captioned_grid(pil_images, captions).save(tmp / "grid.png")
-    summary = f"wrote {len(samples)} images, samples.jsonl and grid.png to {args.out}"
+        noise = f"policy {args.policy} ({args.policy_mode})" if policy is not None else "standard noise (no policy)"
+        title = f"{noise}, {args.steps} steps, guidance {guidance:g}, seed {args.seed}"
+        grids = save_pages(grid_pages(blocks, title), tmp, "grid")
+    summary = f"wrote {len(samples)} images, samples.jsonl and {grids} to {args.out}"
     if verdicts is not None:
         summary += f"; verifier: correct {np.mean([v.correct for v in verdicts]):.3f}"
         summary += f", partial {np.mean([v.partial for v in verdicts]):.3f}"
     print(summary)
     return 0
+
+
+def _warn_if_mismatched(trained: dict, steps: list[int], guidance: float, scheduler: str, default: float) -> None:
+    from noiseppo.mismatch import mismatch_warning
+
+    warning = mismatch_warning(trained, steps, guidance, scheduler, default)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
@@ -226,6 +254,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_policy(policy, backend)
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
     guidance = backend.default_guidance if args.guidance is None else args.guidance
+    _warn_if_mismatched(trained, steps, guidance, args.scheduler, backend.default_guidance)
     header = {
         "policy": args.policy, "backend": args.backend, "model": args.model, "scheduler": args.scheduler,
         "reward": reward_name, "prompts": args.prompts, "seeds": args.seeds, "seed": args.seed,
@@ -235,14 +264,137 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with new_output_dir(args.out) as tmp:
         for s in steps:
             start = time.time()
-            result = evaluate_steps(backend, policy, reward, prompts, s, args.seeds, guidance, args.seed, args.batch)
+            result = evaluate_steps(
+                backend, policy, reward, prompts, s, args.seeds, guidance, args.seed, args.batch, args.overlap_scoring
+            )
             results.append(result)
             rows.extend(summarise(result, args.bootstrap))
             print(f"steps {s}: {time.time() - start:.0f} s", file=sys.stderr)
         write_eval(tmp, header, rows, results)
     print(format_table(rows))
-    print(f"wrote eval.json, gain.png and grid_steps*.png to {args.out}")
+    from noiseppo.report import REPORT, write_or_warn
+
+    page = f" and {REPORT}" if write_or_warn([Path(args.out)], Path(args.out) / REPORT) else ""
+    print(f"wrote eval.json, gain.png, grid_steps*.png{page} to {args.out}")
     return 0
+
+
+# -- noiseppo report (issue 15): parsing here, the page in noiseppo.report ----------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one HTML file (images inline, no script, nothing fetched) showing a run (curves, held-out
+    table, standard against policy images, config) and its evaluations (per-step table, gain plot,
+    grids). A run still in progress gets a page of what it has written so far."""
+    from noiseppo.report import REPORT, folder_kind, write
+
+    folders = [Path(f) for f in args.folders]
+    for folder in folders:  # one line for a folder that is neither, before any work
+        folder_kind(folder)
+    out = Path(args.out) if args.out else folders[0] / REPORT
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give the report's file name, e.g. {out / REPORT}")
+    write(folders, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): open it in a browser")
+    return 0
+
+
+# -- end of noiseppo report --
+
+
+# -- noiseppo golden (issue 14): parsing here, the work in noiseppo.golden_run ----------------
+def _golden_int_list(flag: str, text: str, count: int | None = None) -> list[int]:
+    """A comma-separated list of whole numbers >= 1 (``count`` of them, or 1 for all)."""
+    try:
+        values = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated whole numbers, got '{text}'") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"{flag}: every value must be >= 1, got '{text}'")
+    if count is not None and len(values) == 1:
+        values *= count
+    if count is not None and len(values) != count:
+        raise UserError(f"{flag}: give one number for every step count or one per step count ({count}), got '{text}'")
+    return values
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    from noiseppo import golden_run
+    from noiseppo.files import new_output_dir
+
+    if args.from_dir:
+        given = [f"--{f}" for f in ("prompts", "noises", "steps", "policy") if getattr(args, f) is not None]
+        if given:
+            raise UserError(f"--from re-analyses a previous run's renders; {', '.join(given)} cannot change them")
+        header, matrices, policy_raw, policy_info = golden_run.merge_cached(args.from_dir)
+        noises = header["noises"]
+    else:
+        steps = _golden_int_list("--steps", args.steps or "1,2,4,8,16")
+        if len(set(steps)) != len(steps):
+            raise UserError(f"--steps: a step count is repeated in '{args.steps}'")
+        noises = _golden_int_list("--noises", args.noises or "64", len(steps))
+        if min(noises) < 2:
+            raise UserError(f"--noises: need at least 2 noises to compare, got {min(noises)}")
+    if not 1 <= args.top_k <= min(noises) // 2:
+        raise UserError(f"--top-k: must be between 1 and half the fewest noises ({min(noises) // 2}), got {args.top_k}")
+    if not args.from_dir:
+        header, matrices, policy_raw, policy_info = _golden_render(args, steps, noises)
+    header.update(top_k=args.top_k, splits=args.splits, bootstrap=args.bootstrap, permutations=args.permutations)
+    with new_output_dir(args.out) as tmp:
+        results, policy = golden_run.analyse_all(
+            header, header["prompt_list"], matrices, policy_raw, args.top_k, args.splits, args.bootstrap,
+            args.permutations,
+        )  # fmt: skip
+        policy = None if policy is None else {**policy_info, **policy}
+        golden_run.write_outputs(tmp, header, results, policy, matrices, policy_raw, header["latent_shape"])
+    print(golden_run.format_table(results))
+    print(f"wrote golden.json, matrices.safetensors, heatmap.png, steps.png and best_noises_steps*.safetensors "
+          f"to {args.out}")  # fmt: skip
+    print(json.dumps(golden_run.summary_line(header, results, policy)))
+    return 0
+
+
+def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]) -> tuple:
+    """Check every input, then render: (header, matrices, policy scores, policy settings)."""
+    from noiseppo import golden_run
+    from noiseppo.backends import check_policy, get_backend
+    from noiseppo.policy import load_policy
+    from noiseppo.prompts import load_prompts
+    from noiseppo.rewards import get_reward
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    prompts = load_prompts(args.prompts or "shapes-test")
+    if len(prompts) < 2:
+        raise UserError(f"--prompts: need at least 2 prompts to compare noises across, got {len(prompts)}")
+    policy = load_policy(args.policy) if args.policy else None
+    args.steps = args.steps or "1,2,4,8,16"  # so that the policy's training steps do not replace it below
+    trained = _backend_defaults_from_policy(args)
+    backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
+    if policy is not None:
+        check_policy(policy, backend)
+        golden_run.partners(golden_run.prompt_templates(prompts), args.seed)  # refuses a template of one prompt
+    backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
+    reward = get_reward(args.reward)
+    guidance = backend.default_guidance if args.guidance is None else args.guidance
+    policy_steps = int(trained.get("steps", 4))
+    matrices, policy_raw, partners = golden_run.render_all(
+        backend, reward, prompts, dict(zip(steps, noises, strict=True)), args.seed, guidance, args.batch, policy,
+        args.policy_seeds, policy_steps, log=lambda line: print(line, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    metrics = list(next(iter(matrices.values())))
+    header = {
+        "backend": args.backend, "model": args.model, "scheduler": args.scheduler, "reward": args.reward,
+        "prompts": args.prompts or "shapes-test", "n_prompts": len(prompts), "seed": args.seed, "guidance": guidance,
+        "steps": steps, "noises": noises, "noise_seeds": golden_run.noise_seeds(args.seed, max(noises)),
+        "latent_shape": list(backend.latent_shape), "metrics": metrics,
+        "headline_metric": golden_run.headline_metric(metrics), "prompt_list": prompts,
+        "templates": golden_run.prompt_templates(prompts),
+    }  # fmt: skip
+    policy_info = None
+    if policy is not None:
+        policy_info = {"name": args.policy, "steps": policy_steps, "seeds": args.policy_seeds, "partners": partners}
+    return header, matrices, policy_raw, policy_info
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
@@ -261,11 +413,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from noiseppo.train import train
 
     if args.resume:
-        given = [f for f in ("out", "config") if getattr(args, f)] + (["overrides"] if args.overrides else [])
-        given += [f for f in TRAIN_FLAGS if getattr(args, f) is not None]
-        if given or args.preset is not None:
-            raise UserError("--resume RUN_DIR continues a run with its saved config; give no other settings")
-        run = train(None, args.resume, resume=True)
+        from noiseppo.extend import RunFinished, resume_iterations
+
+        given = [f"--{f}" for f in ("out", "config") if getattr(args, f)] + (["--preset"] if args.preset else [])
+        given += [f"--{f}" for f in TRAIN_FLAGS if f != "iterations" and getattr(args, f) is not None]
+        iterations = resume_iterations(args.overrides, args.iterations, given)  # the one setting it takes
+        try:
+            run = train(None, args.resume, resume=True, iterations=iterations)
+        except RunFinished as done:
+            print(done)
+            return 0
     else:
         if not args.out:
             raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
@@ -309,12 +466,80 @@ def cmd_reward_server(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- noiseppo search, ddpo and compare (issue 13: noiseppo.search, noiseppo.ddpo, noiseppo.compare) --
+def cmd_search(args: argparse.Namespace) -> int:
+    import torch
+
+    from noiseppo.backends import get_backend
+    from noiseppo.baseline_config import SearchConfig
+    from noiseppo.dataclass_args import dataclass_from_args
+    from noiseppo.files import new_output_dir
+    from noiseppo.rewards import get_reward
+    from noiseppo.rewards.http import redacted
+    from noiseppo.search import check_search, search, write_search
+
+    config = dataclass_from_args(SearchConfig, args)
+    check_search(config)  # a budget below one generation: refused before anything loads
+    prompts = _prompts_from_args(args)
+    reward = get_reward(args.reward)
+    backend = get_backend(args.backend or "shapes", args.model, args.scheduler or "default", args.device, args.dtype)
+    backend.encode(list(prompts))  # refuse bad prompts before any work or writing
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with new_output_dir(args.out) as tmp:
+        result = search(backend, reward, prompts, config)
+        header = {"backend": backend.name, "model": args.model, "reward": redacted(args.reward)}
+        write_search(tmp, result, prompts, config, header)
+    first, last = result.log[0], result.log[-1]
+    print(
+        f"searched {len(prompts)} prompt(s), {result.renders} renders each: reward {first['reward_mean']:.3f} "
+        f"(first generation) -> {last['reward_mean']:.3f} (last), best {last['best_reward_mean']:.3f}; "
+        f"wrote latents.safetensors, images/, grid.png and search.json to {args.out}"
+    )
+    return 0
+
+
+def cmd_ddpo(args: argparse.Namespace) -> int:
+    from noiseppo.baseline_config import DDPOConfig
+    from noiseppo.dataclass_args import dataclass_from_args
+    from noiseppo.ddpo import train_ddpo
+
+    summary = train_ddpo(dataclass_from_args(DDPOConfig, args), args.out, args.model)
+    print(f"tuned model written to {Path(args.out) / 'model'}")
+    print(json.dumps({k: v for k, v in summary.items() if k != "last"} | {"last": summary["last"]}))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from noiseppo.compare import format_table, parse_methods, run_compare
+    from noiseppo.files import new_output_dir
+
+    methods = parse_methods(args.methods)  # an unknown method: refused before anything runs
+    try:
+        curve = tuple(int(b) for b in args.search_curve.split(",")) if args.search_curve else ()
+    except ValueError:
+        raise UserError(f"--search-curve: expected comma-separated whole numbers, got '{args.search_curve}'") from None
+    with new_output_dir(args.out) as tmp:
+        body = run_compare(
+            methods, tmp, args.prompts, args.seeds, args.seed, args.steps, args.reward, args.preset, args.threads,
+            args.iterations, curve, args.bootstrap, say=lambda line: print(line, file=sys.stderr, flush=True),
+        )  # fmt: skip
+    print(format_table(body))
+    print(f"wrote compare.json and compare.png to {args.out}")
+    print(json.dumps({"rows": {r["method"]: round(r["correct"], 4) for r in body["rows"]}, "p3": body["p3"],
+                      "p4": body["p4"]}))  # fmt: skip
+    return 0
+
+
+# -- end of noiseppo search, ddpo and compare --
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from noiseppo.backends import BACKENDS
-    from noiseppo.policy import shipped_policies
     from noiseppo.presets import presets
     from noiseppo.prompts import PROMPT_SETS
     from noiseppo.rewards import REWARDS
+    from noiseppo.shipped import shipped_policies
 
     registries = {"prompts": PROMPT_SETS, "rewards": REWARDS, "backends": BACKENDS}
     if args.what in registries:
@@ -343,6 +568,15 @@ TRAIN_FLAGS = ("backend", "model", "reward", "prompts", "steps", "iterations", "
 """The settings people change most, also given as plain ``noiseppo train`` flags."""
 
 
+def _add_overlap_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-overlap-scoring",
+        dest="overlap_scoring",
+        action="store_false",
+        help="score each batch after it renders, on the main thread (default: while the next batch renders)",
+    )
+
+
 def _config_help() -> str:
     from noiseppo.config import TrainConfig
     from noiseppo.dataclass_args import field_docs
@@ -354,10 +588,12 @@ def _config_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import noiseppo
     from noiseppo.config import BaseTrainConfig
     from noiseppo.dataclass_args import add_dataclass_arguments
 
-    parser = _Parser(prog="noiseppo", description=__doc__.split("\n")[0])
+    # The package's docstring says what noiseppo does; this module's says what cli.py does.
+    parser = _Parser(prog="noiseppo", description=noiseppo.__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     score = sub.add_parser("score", help="score images with a reward; one JSON object per image")
@@ -385,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_base.add_argument("--device", default="cpu", help="torch device (not saved: a run may resume elsewhere)")
     train_base.set_defaults(func=cmd_train_base)
 
-    samp = sub.add_parser("sample", help="generate images with a frozen model (and, later, a noise policy)")
+    samp = sub.add_parser("sample", help="generate images with a frozen model, from standard noise or a noise policy's")
     samp.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     samp.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
     samp.add_argument("--n", type=_int_at_least(1), default=4, help="images per prompt")
@@ -404,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     samp.add_argument(
         "--policy-mode", default="sample", choices=["sample", "mean"], help="policy latents: μ + σ ⊙ ε, or μ alone"
     )
+    _add_overlap_argument(samp)
     samp.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     samp.set_defaults(func=cmd_sample)
 
@@ -418,8 +655,44 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch", type=_int_at_least(1), default=128, help="images per forward pass")
     ev.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
     _add_backend_arguments(ev)
+    _add_overlap_argument(ev)
     ev.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     ev.set_defaults(func=cmd_eval)
+
+    gold = sub.add_parser(
+        "golden",
+        help="measure the golden-noise hypothesis: shared noises x prompts (docs/golden_noise.md)",
+        description="Render every prompt from the same standard noises at each step count, score every image, "
+        "and measure how much of the reward is a noise main effect (golden noise), whether prompts agree on "
+        "which noises are good, and whether the best noises transfer to new prompts; with --policy, how "
+        "prompt-specific a policy's latents are.",
+    )
+    gold.add_argument("--prompts", help="a prompt set or a .txt/.jsonl file (default: shapes-test)")
+    gold.add_argument("--noises", help="shared noises per step count: one number, or one per --steps (default: 64)")
+    gold.add_argument("--steps", help="comma-separated step counts (default: 1,2,4,8,16)")
+    gold.add_argument(
+        "--seed", type=_int_at_least(0), default=0, help="base seed: noise j is image j of noiseppo sample --seed"
+    )
+    gold.add_argument("--guidance", type=float, help="guidance scale (default: the policy's, else the model's own)")
+    gold.add_argument("--reward", default="shapes", help="a registered reward (Shapes: correct and partial)")
+    gold.add_argument("--batch", type=_int_at_least(1), default=256, help="images per forward pass")
+    gold.add_argument("--top-k", type=_int_at_least(1), default=4, help="noises chosen in the transfer test")
+    gold.add_argument("--splits", type=_int_at_least(10), default=200, help="random prompt halves of the transfer test")
+    gold.add_argument("--bootstrap", type=_int_at_least(100), default=1000, help="bootstrap resamples")
+    gold.add_argument("--permutations", type=_int_at_least(100), default=1000, help="permutations of the rank tests")
+    gold.add_argument("--policy", help="also measure this policy's prompt-specificity (run folder or shipped name)")
+    gold.add_argument("--policy-seeds", type=_int_at_least(1), default=8, help="seeds per prompt of the policy test")
+    gold.add_argument(
+        "--from",
+        dest="from_dir",
+        metavar="DIR",
+        action="append",
+        help="re-analyse the renders of a previous --out (repeatable: merge the step counts of several)",
+    )
+    gold.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
+    _add_backend_arguments(gold)
+    gold.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    gold.set_defaults(func=cmd_golden)
 
     tr = sub.add_parser(
         "train",
@@ -432,7 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--preset", help="a shipped preset (noiseppo list presets; default: shapes)")
     tr.add_argument("--config", help="a YAML file of config keys, applied over the preset")
     tr.add_argument("--out", help="run folder to create (must not exist or be empty)")
-    tr.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    tr.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR exactly where it stopped; with iterations=N (more than it has), train "
+        "it further to N iterations (no other setting)",
+    )
     tr.add_argument("--backend", help="a registered backend (noiseppo list backends)")
     tr.add_argument("--model", help="model folder or hub id of the frozen model")
     tr.add_argument(
@@ -482,6 +760,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_reward_server)
 
+    # -- noiseppo search, ddpo and compare (issue 13) --
+    from noiseppo.baseline_config import SearchConfig
+
+    srch = sub.add_parser(
+        "search",
+        help="per-prompt black-box noise search: a free low-resolution mean per prompt, within a render budget",
+        description="Optimise a free low-resolution noise mean per prompt with any black-box reward (an "
+        "evolution strategy), never rendering more than --budget images per prompt.",
+    )
+    srch.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+    srch.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
+    srch.add_argument(
+        "--reward", default="shapes", help="a registered reward, module:function, http://HOST:PORT/PATH or W*A+W*B"
+    )
+    add_dataclass_arguments(srch, SearchConfig)
+    _add_backend_arguments(srch)
+    srch.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
+    srch.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    srch.set_defaults(func=cmd_search)
+
+    from noiseppo.baseline_config import DDPOConfig
+
+    ddpo = sub.add_parser(
+        "ddpo",
+        help="DDPO on the embedded Shapes model: fine-tunes a copy of the denoiser (a baseline)",
+        description="DDPO (Black et al. 2023, importance-sampled PPO over the DDIM eta=1 steps) on a copy of the "
+        "Shapes denoiser, with a Noise PPO preset's reward, prompts and render budget.",
+    )
+    add_dataclass_arguments(ddpo, DDPOConfig)
+    ddpo.add_argument("--model", help="Shapes model folder to start from (default: the shipped model; never modified)")
+    ddpo.add_argument("--out", required=True, help="run folder (must not exist or be empty)")
+    ddpo.set_defaults(func=cmd_ddpo)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="best-of-N, noise search, DDPO and Noise PPO on the same held-out prompts and seeds: compare.json",
+    )
+    cmp.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated: standard, best-of-N, search@B, noise-ppo, noise-ppo+best-of-N, policy:NAME, ddpo, "
+        "ddpo@ITERATIONS",
+    )
+    cmp.add_argument("--prompts", default="shapes-test", help="held-out prompts: a prompt set or a file")
+    cmp.add_argument("--seeds", type=_int_at_least(1), default=4, help="images per prompt (paired across methods)")
+    cmp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (pairs with noiseppo sample)")
+    cmp.add_argument("--steps", type=_int_at_least(1), default=4, help="sampling steps of the frozen model")
+    cmp.add_argument("--reward", default="shapes", help="the reward every method optimises and picks with")
+    cmp.add_argument("--preset", default="shapes", help="the Noise PPO preset (and DDPO's budget)")
+    cmp.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
+    cmp.add_argument(
+        "--iterations",
+        type=_int_at_least(0),
+        default=0,
+        help="Noise PPO's iterations, and plain ddpo's (0: the preset's; a smaller budget for a short run)",
+    )
+    cmp.add_argument(
+        "--search-curve", default="32,64,128,256,512", help="renders per prompt at which search is also evaluated"
+    )
+    cmp.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
+    cmp.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    cmp.set_defaults(func=cmd_compare)
+    # -- end of noiseppo search, ddpo and compare --
+
+    # -- noiseppo report (issue 15) --
+    rep = sub.add_parser("report", help="one self-contained HTML page of a run and its evaluations")
+    rep.description = cmd_report.__doc__
+    rep.add_argument("folders", nargs="+", metavar="RUN_OR_EVAL_DIR", help="a run folder, then any eval folders")
+    rep.add_argument("--out", help="the HTML file to write (default: FIRST_DIR/report.html)")
+    rep.set_defaults(func=cmd_report)
+    # -- end of noiseppo report --
+
     listing = sub.add_parser("list", help="what a registry holds, one per line")
     listing.add_argument("what", choices=["presets", "rewards", "backends", "prompts", "policies"])
     listing.set_defaults(func=cmd_list)
@@ -489,12 +839,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from noiseppo.interrupt import EXIT_STATUS, Interrupted
+
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except UserError as e:
         print(f"noiseppo: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # it says what was kept
+        print(f"noiseppo: {e}", file=sys.stderr)
+        return EXIT_STATUS
+    except KeyboardInterrupt:
+        print(f"noiseppo: {_interrupted(args)}", file=sys.stderr)
+        return EXIT_STATUS
+
+
+def _interrupted(args: argparse.Namespace | None) -> str:
+    """The line for a Ctrl-C that came outside a training loop (which says more itself)."""
+    out = getattr(args, "out", None)
+    if getattr(args, "command", None) == "train":
+        from noiseppo.checkpoint import has_state
+
+        run = args.resume or out
+        if run and has_state(Path(run) / "checkpoint"):
+            return f"interrupted; the run's checkpoint is kept: `noiseppo train --resume {run}` continues"
+        return "interrupted before the run began; nothing to resume"
+    if out and getattr(args, "shapes_command", None) != "train-base":  # written to a temporary folder
+        return f"interrupted; nothing written to {out}"
+    return "interrupted"
 
 
 def entry_point() -> NoReturn:

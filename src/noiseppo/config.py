@@ -90,6 +90,11 @@ class TrainConfig:
     Needs an even ``samples_per_prompt``."""
     render_batch: int = 128
     """Images per forward pass of the frozen model (memory, not learning)."""
+    overlap_scoring: bool = True
+    """Score each chunk of ``render_batch`` images on a background thread while the next chunk
+    renders (``noiseppo.overlap``): a reward as slow as the model then costs little wall time.
+    The rewards and the run are the same bit for bit either way; false scores after each chunk on
+    the main thread (for a reward that must run there). Needs several chunks per iteration."""
 
     # The policy.
     grid: int = 8

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import re
 import textwrap
 from typing import Any, TypeVar, get_type_hints
 
@@ -21,7 +22,8 @@ T = TypeVar("T")
 
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of dataclass ``cls``."""
+    """The docstring under each field of dataclass ``cls``, as plain text for ``--help`` (RST
+    ````literal```` markup dropped: the terminal shows it verbatim)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
@@ -33,7 +35,7 @@ def field_docs(cls: type) -> dict[str, str]:
             and isinstance(following.value, ast.Constant)
             and isinstance(following.value.value, str)
         ):
-            docs[node.target.id] = " ".join(following.value.value.split())
+            docs[node.target.id] = re.sub(r"``(.+?)``", r"\1", " ".join(following.value.value.split()))
     return docs
 
 

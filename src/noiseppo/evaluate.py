@@ -28,10 +28,11 @@ import torch
 from PIL import Image
 
 from noiseppo.backends.base import Backend
-from noiseppo.grid import captioned_grid, to_pil
+from noiseppo.grid import Block, Cell, prompt_grid, to_pil
+from noiseppo.overlap import score_while_rendering
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards import Reward, score_with_details
-from noiseppo.sampling import LatentsFn, Sample, sample
+from noiseppo.sampling import LatentsFn, Sample, sample_batches
 
 SIDES = ("standard", "policy", "policy_mu")
 
@@ -69,14 +70,22 @@ def score_side(
     seed: int,
     batch: int,
     latents_fn: LatentsFn | None,
+    overlap: bool = True,
 ) -> tuple[dict[str, np.ndarray], list[Sample]]:
     """Render one side (standard noise, or a policy's latents) and score every image:
-    ``reward`` plus the reward's numeric details, one value per image."""
-    samples = sample(backend, prompts, seeds, steps, guidance, seed, batch, latents_fn)
-    images = torch.stack([s.image for s in samples])
-    rewards, details = score_with_details(reward, images, [s.prompt for s in samples])
-    metrics = {"reward": rewards.numpy().astype(np.float64)}
-    metrics.update({k: np.asarray(v, dtype=np.float64) for k, v in details.items()})
+    ``reward`` plus the reward's numeric details, one value per image. Each chunk of ``batch``
+    images is scored while the next one renders (``noiseppo.overlap``) unless ``overlap`` is off."""
+
+    def score(chunk: list[Sample]) -> tuple[list[Sample], torch.Tensor, dict[str, list[float]]]:
+        images = torch.stack([s.image for s in chunk])
+        return chunk, *score_with_details(reward, images, [s.prompt for s in chunk])
+
+    batches = sample_batches(backend, prompts, seeds, steps, guidance, seed, batch, latents_fn)
+    scored = score_while_rendering(batches, score, overlap)
+    samples = [s for chunk, _, _ in scored for s in chunk]
+    metrics = {"reward": torch.cat([r for _, r, _ in scored]).numpy().astype(np.float64)}
+    for key in scored[0][2] if scored else ():
+        metrics[key] = np.asarray([v for _, _, details in scored for v in details[key]], dtype=np.float64)
     return metrics, samples
 
 
@@ -90,12 +99,13 @@ def evaluate_steps(
     guidance: float,
     seed: int = 0,
     batch: int = 128,
+    overlap: bool = True,
 ) -> StepResult:
     """Render and score the three sides at one step count, paired by seed."""
     fns = {"standard": None, "policy": policy.latents_fn("sample"), "policy_mu": policy.latents_fn("mean")}
     scores, images = {}, {}
     for side, fn in fns.items():
-        scores[side], samples = score_side(backend, reward, prompts, steps, seeds, guidance, seed, batch, fn)
+        scores[side], samples = score_side(backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap)
         images[side] = [s.image for s in samples]
     prompt_index = np.array([s.prompt_index for s in samples])
     return StepResult(steps, scores, prompt_index, images, [s.prompt for s in samples])
@@ -130,18 +140,20 @@ def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
     return rows
 
 
-def side_by_side(result: StepResult, max_prompts: int = 16) -> Image.Image:
-    """Standard and policy images of the same seed next to each other, first seed of each prompt."""
+def side_by_side(result: StepResult, title: str, max_prompts: int = 16) -> Image.Image:
+    """Standard and policy images of the same seed next to each other, first seed of each prompt,
+    with the verifier's verdict (else the reward) under each."""
     firsts = [k for k in range(len(result.prompts)) if k == 0 or result.prompt_index[k] != result.prompt_index[k - 1]]
-    images, captions = [], []
-    metric = "correct" if "correct" in result.scores["standard"] else "reward"
+    blocks = []
     for k in firsts[:max_prompts]:
+        cells = []
         for side in ("standard", "policy"):
-            value = result.scores[side][metric][k]
-            verdict = ("OK" if value else "x") if metric == "correct" else f"{value:.2f}"
-            images.append(to_pil(result.images[side][k]))
-            captions.append(f"{side}: {verdict} {result.prompts[k]}")
-    return captioned_grid(images, captions, columns=8)
+            scores = result.scores[side]
+            verdict = bool(scores["correct"][k]) if "correct" in scores else None
+            score = float(scores.get("partial", scores["reward"])[k])
+            cells.append(Cell(to_pil(result.images[side][k]), side, verdict, score))
+        blocks.append(Block(result.prompts[k], cells))
+    return prompt_grid(blocks, title)
 
 
 def plot_gain(rows: list[dict], path: Path) -> None:
@@ -170,13 +182,13 @@ def plot_gain(rows: list[dict], path: Path) -> None:
 
 def format_table(rows: list[dict]) -> str:
     head = f"{'steps':>5} {'metric':<9}{'n':>6}{'standard':>10}{'policy':>9}{'delta':>8}{'95% CI':>18}"
-    head += f"{'mu':>8}{'delta':>8}"
+    head += f"{'policy_mu':>10}{'delta_mu':>9}"  # the policy's mean μ(c) alone, as in eval.json
     lines = [head]
     for r in rows:
         ci = f"[{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"
         lines.append(
             f"{r['steps']:>5} {r['metric']:<9}{r['n']:>6}{r['standard']:>10.3f}{r['policy']:>9.3f}"
-            f"{r['delta']:>+8.3f}{ci:>18}{r['policy_mu']:>8.3f}{r['delta_mu']:>+8.3f}"
+            f"{r['delta']:>+8.3f}{ci:>18}{r['policy_mu']:>10.3f}{r['delta_mu']:>+9.3f}"
         )
     return "\n".join(lines)
 
@@ -188,4 +200,5 @@ def write_eval(folder: Path, header: dict, rows: list[dict], results: list[StepR
         [r for r in rows if r["metric"] != "reward" or len({x["metric"] for x in rows}) == 1], folder / "gain.png"
     )
     for result in results:
-        side_by_side(result).save(folder / f"grid_steps{result.steps}.png")
+        title = f"{header['policy']} against standard noise, same seed, {result.steps} steps"
+        side_by_side(result, title).save(folder / f"grid_steps{result.steps}.png")

@@ -32,7 +32,10 @@ from torch import nn
 from noiseppo.backends.base import Backend, Conditioning
 from noiseppo.checkpoint import load_pretrained
 from noiseppo.errors import UserError
+from noiseppo.names import closest
 from noiseppo.sampling import LatentsFn, standard_noise
+from noiseppo.shipped import SHIPPED_POLICIES, shipped_policies
+from noiseppo.shipped import training_config as training_config  # re-exported: its old home
 
 LOG_2PI = math.log(2 * math.pi)
 Mode = Literal["sample", "mean"]
@@ -197,7 +200,16 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         """Initial latents for a diffusers pipeline: ``pipe(prompts, latents=policy.latents_for(pipe,
         prompts, generator=g))``. The prompts are encoded as the ``diffusers`` backend encodes them
         in training; ε comes from ``generator`` as the pipeline would draw it, or from ``seeds`` by
-        noiseppo's seed rule. See ``noiseppo.backends.diffusers.policy_latents_for``."""
+        noiseppo's seed rule. See ``noiseppo.backends.diffusers.policy_latents_for``.
+
+        ``pipe`` may also be a noiseppo backend (``get_backend("shapes")``, the embedded model,
+        which has no diffusers pipeline): then the latents go to ``backend.generate(latents,
+        backend.encode(prompts), steps, guidance)`` (README, "Python API")."""
+        from diffusers import DiffusionPipeline
+
+        is_backend = all(hasattr(pipe, a) for a in ("encode", "generate", "latent_shape"))
+        if is_backend and not isinstance(pipe, DiffusionPipeline):
+            return _backend_latents(self, pipe, prompts, generator, seeds, mode)
         from noiseppo.backends.diffusers import policy_latents_for
 
         return policy_latents_for(self, pipe, prompts, generator, seeds, mode)
@@ -239,18 +251,6 @@ def policy_latents(
     return policy.latents_fn(mode)(backend.encode(list(prompts)), eps)
 
 
-SHIPPED_POLICIES = Path(__file__).resolve().parent / "weights" / "policies"
-
-
-def shipped_policies() -> dict[str, str]:
-    """Name → one-line description of each policy shipped in the package."""
-    found = {}
-    for folder in sorted(SHIPPED_POLICIES.glob("*/")):
-        info = folder / "README.txt"
-        found[folder.name] = info.read_text().splitlines()[0] if info.exists() else ""
-    return found
-
-
 def load_policy(name_or_path: str | Path) -> NoisePolicy:
     """A policy from a run folder (its ``policy/``), a policy folder, or a shipped name."""
     path = Path(name_or_path)
@@ -262,25 +262,33 @@ def load_policy(name_or_path: str | Path) -> NoisePolicy:
             except (UserError, OSError, ValueError, RuntimeError) as exc:
                 reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
                 raise UserError(f"{folder}: cannot load the policy: {reason}") from None
-    known = ", ".join(shipped_policies()) or "none"
+    shipped = shipped_policies()
+    guess = closest(str(name_or_path), shipped)
+    hint = f"did you mean '{guess}'? " if guess is not None else ""
     raise UserError(
-        f"'{name_or_path}' is neither a run folder, a policy folder nor a shipped policy (shipped: {known})"
+        f"'{name_or_path}' is neither a run folder, a policy folder nor a shipped policy "
+        f"({hint}shipped: {', '.join(shipped) or 'none'})"
     )
 
 
-def training_config(name_or_path: str | Path) -> dict | None:
-    """The training config a policy came with (backend, model, steps, ...), if it has one."""
-    import yaml
-
-    path = Path(name_or_path)
-    for candidate in (
-        path / "config.yaml",
-        path / "train_config.yaml",
-        SHIPPED_POLICIES / str(name_or_path) / "train_config.yaml",
-    ):
-        if candidate.is_file():
-            return yaml.safe_load(candidate.read_text())
-    return None
+def _backend_latents(
+    policy: NoisePolicy,
+    backend: Backend,
+    prompts: str | Sequence[str],
+    generator: torch.Generator | None,
+    seeds: Sequence[int] | None,
+    mode: Mode,
+) -> torch.Tensor:
+    """``NoisePolicy.latents_for`` on a noiseppo backend: ε from ``seeds`` by the seed rule (what
+    ``noiseppo sample`` draws) or from ``generator``."""
+    check_compatible(policy, backend)
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if seeds is not None and generator is not None:
+        raise UserError("give a generator or seeds, not both")
+    if seeds is not None:
+        return policy_latents(policy, backend, prompts, seeds, mode)
+    eps = torch.randn(len(prompts), *backend.latent_shape, generator=generator)
+    return policy.latents_fn(mode)(backend.encode(prompts), eps)
 
 
 def check_compatible(policy: NoisePolicy, backend: Backend) -> None:

@@ -10,7 +10,6 @@ never parsed as YAML: ``model=0.10`` stays the string "0.10" and ``iterations=01
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -19,6 +18,7 @@ import yaml
 
 from noiseppo.config import TrainConfig
 from noiseppo.errors import UserError
+from noiseppo.names import closest, unknown_name
 
 PRESETS_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_PRESET = "shapes"
@@ -36,8 +36,8 @@ def presets() -> dict[str, str]:
 def _convert(key: str, value: Any, where: str) -> Any:
     kinds = get_type_hints(TrainConfig)
     if key not in kinds:
-        close = difflib.get_close_matches(key, kinds, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "see 'noiseppo train --help'"
+        close = closest(key, kinds)
+        hint = f"did you mean '{close}'?" if close else "see 'noiseppo train --help'"
         raise UserError(f"{where}: unknown config key '{key}' ({hint})")
     kind = kinds[key]
     if kind is bool:
@@ -68,14 +68,17 @@ def _convert(key: str, value: Any, where: str) -> Any:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read the config ({e.__class__.__name__})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
+        # An error at the end of the stream (an unclosed bracket) is marked on the empty line
+        # after the last newline: name the file's last line instead.
+        line = f":{min(mark.line + 1, max(1, len(text.splitlines())))}" if mark is not None else ""
         problem = getattr(e, "problem", None) or "malformed YAML"
         raise UserError(f"{path}{line}: malformed YAML ({problem})") from None
     if data is None:
@@ -93,7 +96,7 @@ def resolve(
 ) -> TrainConfig:
     """The config of a run, each layer overriding the one before it."""
     if preset not in presets():
-        raise UserError(f"unknown preset '{preset}' (known: {', '.join(presets())})")
+        raise unknown_name("preset", preset, presets())
     values = _read_yaml(PRESETS_DIR / f"{preset}.yaml")
     if config_file:
         values.update(_read_yaml(Path(config_file)))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from noiseppo.errors import UserError
+from noiseppo.names import unknown_name
 from noiseppo.shapes import splits
 
 SHIPPED = Path(__file__).resolve().parent / "prompt_sets"
@@ -67,8 +68,7 @@ def load_prompts(name_or_path: str) -> list[str]:
     path = Path(name_or_path)
     if path.suffix not in _READERS:
         if not path.exists():
-            known = ", ".join(PROMPT_SETS)
-            raise UserError(f"unknown prompt set '{name_or_path}' (known: {known}; or give a .txt or .jsonl file)")
+            raise unknown_name("prompt set", name_or_path, PROMPT_SETS, "or give a .txt or .jsonl file")
         raise UserError(f"{path}: unsupported prompt file type '{path.suffix}' (use .txt or .jsonl)")
     try:
         text = path.read_text(encoding="utf-8")

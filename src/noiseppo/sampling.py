@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -29,7 +30,17 @@ LatentsFn = Callable[[Conditioning, torch.Tensor], torch.Tensor]
 """Maps (conditioning, standard noise eps) to the latents to render; identity by default."""
 
 
-def sample(
+def encode_distinct(backend: Backend, prompts: Sequence[str]) -> Conditioning:
+    """``backend.encode(prompts)``, with each distinct prompt encoded once and the rows expanded:
+    a batch of P prompts x K samples costs the text encoder P rows, not P·K."""
+    distinct = list(dict.fromkeys(prompts))
+    if len(distinct) == len(prompts):
+        return backend.encode(list(prompts))
+    row = {p: k for k, p in enumerate(distinct)}
+    return backend.encode(distinct).select([row[p] for p in prompts])
+
+
+def sample_batches(
     backend: Backend,
     prompts: Sequence[str],
     n: int,
@@ -38,18 +49,22 @@ def sample(
     seed: int,
     batch: int = 64,
     latents_fn: LatentsFn | None = None,
-) -> list[Sample]:
-    """Render ``n`` samples of each prompt; sample j of prompt i uses ``sample_seed(seed, i, j)``."""
+) -> Iterator[list[Sample]]:
+    """Render ``n`` samples of each prompt, ``batch`` images per forward pass, one list per pass
+    (lazily: each ``next`` renders); sample j of prompt i uses ``sample_seed(seed, i, j)``."""
     jobs = [(i, j, p, sample_seed(seed, i, j)) for i, p in enumerate(prompts) for j in range(n)]
-    out: list[Sample] = []
     for start in range(0, len(jobs), batch):
         chunk = jobs[start : start + batch]
-        conditioning = backend.encode([p for _, _, p, _ in chunk])
+        conditioning = encode_distinct(backend, [p for _, _, p, _ in chunk])
         eps = standard_noise(backend.latent_shape, [s for *_, s in chunk])
         latents = eps if latents_fn is None else latents_fn(conditioning, eps)
         images = backend.generate(latents, conditioning, steps, guidance).cpu()
-        out.extend(
+        yield [
             Sample(i, j, text, s, image)
             for (i, j, _, s), text, image in zip(chunk, conditioning.prompts, images, strict=True)
-        )
-    return out
+        ]
+
+
+def sample(*args: Any, **kwargs: Any) -> list[Sample]:
+    """All of ``sample_batches`` (the same arguments) in one list."""
+    return [s for chunk in sample_batches(*args, **kwargs) for s in chunk]

@@ -19,13 +19,17 @@ The run folder::
     checkpoint/      step-NNNNNNNN/{state.safetensors, state.json} and latest.json: policy, optimizer,
                      advantage stats, iteration (noiseppo.checkpoint: crash-safe, checksummed)
     policy/          the latest policy (NoisePolicy.save_pretrained), what eval/sample --policy load
+    run.json         the git revision and start time (noiseppo.provenance)
+    report.html      the run's page (noiseppo.report): at the end, and at checkpoints at most once a minute
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -33,20 +37,34 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from noiseppo import report
 from noiseppo.advantages import PerPromptStats
 from noiseppo.backends import get_backend
-from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.checkpoint import (
+    has_state,
+    latest_step,
+    load_state,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_state,
+)
 from noiseppo.config import TrainConfig
 from noiseppo.distributed import Ranks
 from noiseppo.errors import UserError
-from noiseppo.evaluate import paired_bootstrap, score_side
+from noiseppo.evaluate import score_side
+from noiseppo.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
 from noiseppo.files import replaced_folder, truncate_jsonl
+from noiseppo.interrupt import Interrupted, Snapshot
+from noiseppo.overlap import score_while_rendering
+from noiseppo.paired import paired_row
 from noiseppo.policy import NoisePolicy, gaussian_log_prob
 from noiseppo.ppo import Rollout, ppo_update
 from noiseppo.presets import resolve, to_yaml, validate
 from noiseppo.prompts import load_prompts
+from noiseppo.provenance import write_run_info
 from noiseppo.rewards import get_reward, score_with_details
 from noiseppo.rewards.http import redacted
+from noiseppo.sampling import encode_distinct
 from noiseppo.seeds import sample_seed
 
 TRAIN_STREAM = 2**40
@@ -139,29 +157,45 @@ class Trainer:
 
         t0 = time.perf_counter()
         with torch.no_grad():
-            cond = self.backend.encode(prompts)
+            cond = encode_distinct(self.backend, prompts)
             mean, log_sigma = self.policy(cond)
             latents = mean + torch.exp(log_sigma) * eps.to(mean)
             old_logprob = gaussian_log_prob(latents, mean, log_sigma, cfg.logprob)
-        timings = {"time_sampling": time.perf_counter() - t0, "time_reward": 0.0}
+        # time_reward is the reward's own time; time_reward_wait the part of it the run waited for
+        # (with overlap on, only what rendering could not hide).
+        timings = {"time_sampling": time.perf_counter() - t0, "time_reward": 0.0, "time_reward_wait": 0.0}
 
         def render_and_score() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             mine = ranks.share(len(prompts))
-            rewards, fields = [], {}
-            for start in range(mine.start, mine.stop, cfg.render_batch):
-                chunk = range(start, min(start + cfg.render_batch, mine.stop))
-                t1 = time.perf_counter()
-                with torch.no_grad():
-                    z, c = latents[chunk.start : chunk.stop], cond.select(chunk)
-                    images = self.backend.generate(z, c, cfg.steps, self.guidance)
+            rendering = 0.0
+
+            def chunks() -> Iterator[tuple[range, torch.Tensor]]:  # each next() renders one chunk
+                nonlocal rendering
+                for start in range(mine.start, mine.stop, cfg.render_batch):
+                    chunk = range(start, min(start + cfg.render_batch, mine.stop))
+                    t1 = time.perf_counter()
+                    with torch.no_grad():
+                        z, c = latents[chunk.start : chunk.stop], cond.select(chunk)
+                        images = self.backend.generate(z, c, cfg.steps, self.guidance)
+                    rendering += time.perf_counter() - t1
+                    yield chunk, images
+
+            def score(item: tuple[range, torch.Tensor]) -> tuple[torch.Tensor, dict[str, list[float]]]:
                 t2 = time.perf_counter()
-                scores, details = score_with_details(self.reward, images, [prompts[i] for i in chunk])
-                rewards.append(scores)
+                result = score_with_details(self.reward, item[1], [prompts[i] for i in item[0]])
+                timings["time_reward"] += time.perf_counter() - t2  # only the scoring thread adds here
+                return result
+
+            t3 = time.perf_counter()
+            scored = score_while_rendering(chunks(), score, cfg.overlap_scoring)
+            timings["time_sampling"] += rendering
+            timings["time_reward_wait"] = time.perf_counter() - t3 - rendering
+            fields: dict[str, list[float]] = {}
+            for _, details in scored:
                 for key, values in details.items():
                     fields.setdefault(key, []).extend(values)
-                timings["time_sampling"] += t2 - t1
-                timings["time_reward"] += time.perf_counter() - t2
-            return torch.cat(rewards), {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
+            rewards = torch.cat([scores for scores, _ in scored])
+            return rewards, {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
 
         local_reward, local_fields = ranks.run(render_and_score)
         reward = ranks.gather(local_reward.to(ranks.device)).cpu()
@@ -238,7 +272,7 @@ class Trainer:
         def scores(latents_fn) -> tuple[dict[str, np.ndarray], np.ndarray]:
             metrics, samples = score_side(
                 self.backend, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance, EVAL_SEED,
-                cfg.render_batch, latents_fn,
+                cfg.render_batch, latents_fn, cfg.overlap_scoring,
             )  # fmt: skip
             return metrics, np.array([s.prompt_index for s in samples])
 
@@ -246,15 +280,7 @@ class Trainer:
             self._standard_eval = scores(None)
         standard, clusters = self._standard_eval
         policy_side, _ = scores(self.policy.latents_fn("sample"))
-        row: dict[str, float] = {"eval_pairs": float(len(clusters))}
-        for key, after in policy_side.items():
-            before = standard[key]
-            finite = np.isfinite(before) & np.isfinite(after)
-            row[f"eval_{key}"] = float(np.mean(after[finite]))
-            row[f"eval_standard_{key}"] = float(np.mean(before[finite]))
-            low, high = paired_bootstrap(after[finite] - before[finite], clusters[finite], resamples=2000)
-            row[f"eval_delta_{key}_ci95_low"], row[f"eval_delta_{key}_ci95_high"] = low, high
-        return row
+        return paired_row(standard, policy_side, clusters)
 
     # -- state on disk -------------------------------------------------------------------
     def save(self, run: Path) -> None:
@@ -281,6 +307,8 @@ class Trainer:
 
 def _open_run(out: Path, resume: bool) -> TrainConfig | None:
     if resume:
+        if not out.exists():
+            raise UserError(f"{out}: run folder does not exist")
         if not (out / "config.yaml").is_file() or not has_state(out / "checkpoint"):
             raise UserError(f"{out}: not a run folder to resume (needs config.yaml and checkpoint/)")
         return resolve(config_file=str(out / "config.yaml"))
@@ -291,41 +319,62 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
     return None
 
 
-def train(config: TrainConfig | None, out: str | Path, resume: bool = False, quiet: bool = False) -> Path:
+def train(
+    config: TrainConfig | None,
+    out: str | Path,
+    resume: bool = False,
+    quiet: bool = False,
+    iterations: int | None = None,
+) -> Path:
     """Train a noise policy into run folder ``out`` (or resume it); returns ``out``.
+
+    ``iterations`` (with ``resume``) extends the run to that many iterations
+    (``noiseppo.extend``); a resumed run that has done all of its iterations raises
+    ``RunFinished``. Ctrl-C checkpoints the last finished iteration and raises
+    ``Interrupted`` (``noiseppo.interrupt``).
 
     Under ``accelerate launch`` every process runs this; rank 0 alone evaluates, logs and
     writes, inside ``ranks.run`` so that its failure stops every rank with its message.
     """
     out = Path(out)
     saved = _open_run(out, resume)
+    before = saved
+    if saved is not None and iterations is not None:
+        saved = extended(saved, iterations, out)
     config = saved if saved is not None else config
     assert config is not None
+    if resume and (latest_step(out / "checkpoint") or 0) >= config.iterations:
+        # Finished, if its checkpoint verifies (else load_state refuses it, or falls back to an
+        # older step and the run goes on): said before the backend loads, there is nothing to do.
+        done = int(load_state(out / "checkpoint")[1]["iteration"])
+        if done >= config.iterations:
+            raise RunFinished(finished_notice(out, done))
     trainer = Trainer(config)  # every input is checked here, before the folder is touched
     ranks = trainer.ranks
     if resume:
         trainer.load(out)
     cfg = config
     quiet = quiet or not ranks.is_main
-    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
     say = (lambda *a: None) if quiet else print
-    say(
-        f"batch: {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} samples = {batch} images per "
-        f"iteration, {batch // cfg.minibatch} minibatches of {cfg.minibatch} x {cfg.epochs} epochs; "
-        f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps, "
-        f"guidance {trainer.guidance}"
-        + (f"; {ranks.world} processes render {batch // ranks.world} images each" if ranks.world > 1 else "")
-    )
+    # config.yaml holds the guidance the run uses, not 0 for "the backend's default".
+    resolved = dataclasses.replace(cfg, guidance=trainer.guidance)
+    is_extension = before is not None and before.iterations != cfg.iterations
+    if is_extension:
+        say(extension_notice(out, before, cfg, trainer.iteration))
+    say(batch_arithmetic(cfg, trainer.guidance, ranks.world))
 
     def start() -> tuple:
         first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
         if not resume:
             out.mkdir(exist_ok=True)
             tmp = out / ".config.yaml.tmp"
-            tmp.write_text(to_yaml(config))
+            tmp.write_text(to_yaml(resolved))
             tmp.replace(out / "config.yaml")
+            write_run_info(out)  # the git revision, for the report
             trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
         truncate_jsonl(out / "metrics.jsonl", "iteration", trainer.iteration)
+        if is_extension:
+            record_extension(out, before, cfg, trainer.iteration, to_yaml(resolved))
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
@@ -336,27 +385,55 @@ def train(config: TrainConfig | None, out: str | Path, resume: bool = False, qui
 
     last_eval, writer, wandb_run = ranks.run(start if ranks.is_main else lambda: (None, None, None))
 
+    reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
+
     def finish_iteration(row: dict[str, float]) -> dict[str, float] | None:
+        nonlocal reported
         done, evaluated = trainer.iteration, None
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-            evaluated = trainer.evaluate()
+            t0 = time.perf_counter()
+            evaluated = trainer.evaluate()  # {} without held-out prompts
+            if evaluated:
+                evaluated["time_eval"] = time.perf_counter() - t0
             row.update(evaluated)
         _log(out, writer, wandb_run, row, quiet=True)
+        if evaluated:  # the last one's line is the held-out table, printed at the end
+            _show_held_out(writer, trainer, row, quiet or done == cfg.iterations)
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
             trainer.save(out)
+            # The last page is written at the end; the others at most once a CHECKPOINT_INTERVAL_S.
+            if done < cfg.iterations and time.monotonic() - reported >= report.CHECKPOINT_INTERVAL_S:
+                _write_report(out, trainer)
+                reported = time.monotonic()
         return evaluated
 
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
     with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
         while trainer.iteration < cfg.iterations:
-            row = trainer.step()
-            evaluated = ranks.run(partial(finish_iteration, row) if ranks.is_main else lambda: None)
-            last_eval = evaluated or last_eval
-            bar.update(1)
-            kl = f"{row['policy_kl']:.1e}"
-            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=kl, clip=f"{row['clipfrac']:.2f}")
+            kept_at, kept, finished = trainer.iteration, None, False
+            try:
+                kept = Snapshot(policy=trainer.policy, optimizer=trainer.optimizer, stats=trainer.stats)
+                row = trainer.step()
+                evaluated = ranks.run(partial(finish_iteration, row) if ranks.is_main else lambda: None)
+                finished = True  # logged (and checkpointed if due): the iteration counts
+                last_eval = evaluated or last_eval
+                bar.update(1)
+                kl = f"{row['policy_kl']:.1e}"
+                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=kl, clip=f"{row['clipfrac']:.2f}")
+            except KeyboardInterrupt:  # anywhere in the iteration: keep the last finished one
+                if kept is not None and not finished:
+                    kept.restore()
+                    trainer.iteration = kept_at
+                if ranks.is_main:
+                    trainer.save(out)
+                raise Interrupted(
+                    f"interrupted at iteration {trainer.iteration} of {cfg.iterations} (checkpoint saved); "
+                    f"`noiseppo train --resume {out}` continues"
+                ) from None
     if not quiet and cfg.eval_prompts:
         print(held_out_table(last_eval or trainer.evaluate(), cfg))
+    if ranks.is_main and _write_report(out, trainer):
+        say(f"report: {out / 'report.html'} (curves, held-out table, standard against policy images)")
     if writer is not None:
         writer.close()
     if wandb_run is not None:
@@ -377,6 +454,40 @@ def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
         ci = f"[{row[f'eval_delta_{key}_ci95_low']:+.3f}, {row[f'eval_delta_{key}_ci95_high']:+.3f}]"
         lines.append(f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}{ci:>20}")
     return "\n".join(lines)
+
+
+def batch_arithmetic(cfg: TrainConfig, guidance: float | None, world: int = 1) -> str:
+    """The batch line printed at start-up (and shown in the report)."""
+    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
+    return (
+        f"batch: {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} samples = {batch} images per "
+        f"iteration, {batch // cfg.minibatch} minibatches of {cfg.minibatch} x {cfg.epochs} epochs; "
+        f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps"
+        + (f", guidance {guidance}" if guidance is not None else "")
+        + (f"; {world} processes render {batch // world} images each" if world > 1 else "")
+    )
+
+
+def _show_held_out(writer, trainer: Trainer, row: dict[str, float], quiet: bool) -> None:
+    """A periodic held-out evaluation as one line above the progress bar and, in TensorBoard
+    beside its scalars, as sample images: standard noise against the policy (noiseppo.showcase)."""
+    from noiseppo import showcase
+    from noiseppo.grid import prompt_grid
+
+    if not quiet:
+        tqdm.write(report.held_out_line(row))
+    cfg, step = trainer.config, int(row["iteration"])
+    blocks = showcase.side_by_side(
+        trainer.backend, trainer.policy, trainer.reward, trainer.eval_prompts, cfg.steps, trainer.guidance, EVAL_SEED
+    )
+    grid = prompt_grid(blocks, f"iteration {step}: standard noise | policy, same seed (held-out prompts)")
+    writer.add_image("held_out/standard_vs_policy", np.asarray(grid), step, dataformats="HWC")
+
+
+def _write_report(out: Path, trainer: Trainer) -> bool:
+    """RUN_DIR/report.html from what the run has written so far; a failure is a warning line."""
+    live = report.Live(trainer.backend, trainer.policy, trainer.reward, trainer.iteration)
+    return report.write_or_warn([out], out / report.REPORT, live)
 
 
 def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> None:

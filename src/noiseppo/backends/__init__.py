@@ -1,19 +1,39 @@
-"""The backend registry: frozen generators behind one small interface (see ``base``)."""
+"""The backend registry: frozen generators behind one small interface (see ``base``).
+
+Importing this module imports neither torch nor diffusers (``noiseppo list backends`` and
+``--help`` stay fast): the builders import them, and ``DTYPES``, ``Backend`` and
+``Conditioning`` are resolved on first use (``__getattr__`` below).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from noiseppo.backends.base import Backend, Conditioning
 from noiseppo.errors import UserError
+from noiseppo.names import unknown_name
 
 if TYPE_CHECKING:
+    import torch
+
+    from noiseppo.backends.base import Backend
     from noiseppo.policy import NoisePolicy
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+"""What ``--dtype`` takes; ``DTYPES`` maps them to torch dtypes."""
+
+
+def __getattr__(name: str) -> Any:
+    """The names that need torch, imported on first use (PEP 562)."""
+    if name == "DTYPES":
+        import torch
+
+        return {key: getattr(torch, key) for key in DTYPE_NAMES}
+    if name in ("Backend", "Conditioning"):
+        from noiseppo.backends import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _shapes(model: str | None, scheduler: str, device: str, dtype: torch.dtype) -> Backend:
@@ -37,7 +57,10 @@ def _pipeline(name: str, example: str) -> Callable[..., Backend]:
 
 
 BACKENDS: dict[str, tuple[Callable[..., Backend], str]] = {
-    "shapes": (_shapes, "the embedded Shapes model (pixel-space DiT, v-prediction), offline"),
+    "shapes": (
+        _shapes,
+        "the embedded Shapes model (a pixel-space U-Net with a transformer bottleneck, v-prediction), offline",
+    ),
     "diffusers": (
         _pipeline("diffusers", "stabilityai/sd-turbo"),
         "a diffusers SD 1.x/2.x or SDXL pipeline (SD-Turbo, SDXL-Turbo) from --model",
@@ -58,15 +81,19 @@ def get_backend(
 ) -> Backend:
     """Build the registered backend ``name``; ``model`` is a folder or hub id (backend default if None)."""
     if name not in BACKENDS:
-        raise UserError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
-    if dtype not in DTYPES:
-        raise UserError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
+        raise unknown_name("backend", name, BACKENDS)
+    if dtype not in DTYPE_NAMES:
+        raise unknown_name("dtype", dtype, DTYPE_NAMES)
     checked_device(device)
-    return BACKENDS[name][0](model, scheduler, device, DTYPES[dtype])
+    import torch
+
+    return BACKENDS[name][0](model, scheduler, device, getattr(torch, dtype))
 
 
 def checked_device(device: str) -> torch.device:
     """``device`` as a torch device, or one line: not a device, or a GPU this machine lacks."""
+    import torch
+
     try:
         torch_device = torch.device(device)
     except RuntimeError:

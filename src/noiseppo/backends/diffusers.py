@@ -23,7 +23,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.backends.base import SCHEDULERS, Conditioning
 from noiseppo.backends.pipeline import PipelineBackend, masked_mean, policy_latents_for
-from noiseppo.errors import UserError
+from noiseppo.names import unknown_name
 
 __all__ = ["DiffusersBackend", "policy_latents_for"]  # policy_latents_for: what NoisePolicy.latents_for calls
 
@@ -44,7 +44,7 @@ class DiffusersBackend(PipelineBackend):
     def scheduler_class(cls, name: str) -> type[SchedulerMixin]:
         """ddim, euler or dpm, on the pipeline's own schedule config."""
         if name not in SCHEDULERS:
-            raise UserError(f"unknown scheduler '{name}' (known: {', '.join([*SCHEDULERS, 'default'])})")
+            raise unknown_name("scheduler", name, [*SCHEDULERS, "default"])
         return SCHEDULERS[name]
 
     @staticmethod

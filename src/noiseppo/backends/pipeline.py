@@ -204,7 +204,7 @@ def backend_for(pipe: DiffusionPipeline) -> type[PipelineBackend]:
         if type(pipe).__name__ in backend.pipeline_classes:
             return backend
     known = ", ".join(name for backend in pipeline_backends() for name in backend.pipeline_classes)
-    raise UserError(f"latents_for takes a {known}, got a {type(pipe).__name__}")
+    raise UserError(f"latents_for takes a {known}, or a noiseppo backend (get_backend), got a {type(pipe).__name__}")
 
 
 def check_width(policy: NoisePolicy, width: int, conditioning: str) -> None:

@@ -17,6 +17,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from noiseppo.backends.base import SCHEDULERS, Conditioning, check_generate_args
 from noiseppo.checkpoint import load_pretrained, read_json
 from noiseppo.errors import UserError
+from noiseppo.names import unknown_name
 from noiseppo.shapes.grammar import parse
 from noiseppo.shapes.model import ShapesDenoiser, ShapesTextEncoder
 
@@ -31,7 +32,7 @@ def make_scheduler(name: str, train_config: dict) -> SchedulerMixin:
     ``default`` is DDIM, which the model was evaluated and shipped with."""
     name = "ddim" if name == "default" else name
     if name not in SCHEDULERS:
-        raise UserError(f"unknown scheduler '{name}' (known: {', '.join([*SCHEDULERS, 'default'])})")
+        raise unknown_name("scheduler", name, [*SCHEDULERS, "default"])
     return SCHEDULERS[name].from_config(train_config, timestep_spacing="trailing")
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from noiseppo.errors import UserError
-from noiseppo.rewards.shapes import ShapesReward
+from noiseppo.names import unknown_name
 
 if TYPE_CHECKING:
     import torch
@@ -31,11 +31,11 @@ def _ours(module: str, name: str) -> Reward:
 
 REWARDS: dict[str, tuple[Callable[[], Reward], str]] = {
     "shapes": (
-        lambda: ShapesReward("partial"),
+        lambda: _ours("shapes", "ShapesReward")("partial"),
         "Shapes verifier, fraction of the prompt's constraints met (0-1)",
     ),
     "shapes-correct": (
-        lambda: ShapesReward("correct"),
+        lambda: _ours("shapes", "ShapesReward")("correct"),
         "Shapes verifier, 1 if every constraint of the prompt holds, else 0",
     ),
     "jpeg_compressibility": (
@@ -97,7 +97,7 @@ def get_reward(name: str) -> Reward:
         from noiseppo.rewards.function import load_function
 
         return load_function(name)
-    raise UserError(f"unknown reward '{name}' (known: {', '.join(REWARDS)}; or {REWARD_FORMS})")
+    raise unknown_name("reward", name, REWARDS, f"or {REWARD_FORMS}")
 
 
 def _checked_images(reward: Reward, images, n: int) -> None:

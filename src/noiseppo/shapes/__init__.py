@@ -3,10 +3,28 @@
 See docs/shapes.md for the specification (the benchmark's contract).
 """
 
-from noiseppo.shapes.grammar import COLOURS, RELATIONS, SHAPES, PromptError, ShapesPrompt, all_prompts, parse
-from noiseppo.shapes.render import ShapesDataset, render, render_scene
-from noiseppo.shapes.scene import SceneObject, Verdict, check
-from noiseppo.shapes.verifier import detect, verify
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "grammar": ("COLOURS", "RELATIONS", "SHAPES", "PromptError", "ShapesPrompt", "all_prompts", "parse"),
+    "render": ("ShapesDataset", "render", "render_scene"),
+    "scene": ("SceneObject", "Verdict", "check"),
+    "verifier": ("detect", "verify"),
+}
+"""Submodule → the names this package re-exports from it. They are imported on first use
+(PEP 562), so reading the grammar or the prompt splits does not import numpy and PIL
+(``noiseppo list prompts`` stays fast)."""
+
+
+def __getattr__(name: str) -> Any:
+    for module, names in _EXPORTS.items():
+        if name in names:
+            return getattr(importlib.import_module(f"noiseppo.shapes.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "COLOURS",

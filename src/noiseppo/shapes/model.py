@@ -1,4 +1,4 @@
-"""The embedded Shapes text-to-image model: a word-level text encoder and a small DiT.
+"""The embedded Shapes text-to-image model: a word-level text encoder and a lean U-Net.
 
 Both are diffusers ``ModelMixin``/``ConfigMixin`` subclasses, so ``save_pretrained`` and
 ``from_pretrained`` (safetensors + config.json) come for free.

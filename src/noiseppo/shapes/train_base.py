@@ -36,6 +36,7 @@ from noiseppo.checkpoint import (
 from noiseppo.config import BaseTrainConfig
 from noiseppo.errors import UserError
 from noiseppo.files import truncate_jsonl
+from noiseppo.interrupt import Interrupted, deferred_sigint
 from noiseppo.shapes.grammar import COLOURS, SHAPES, all_prompts
 from noiseppo.shapes.model import BOS, PAD, ShapesDenoiser, ShapesTextEncoder
 from noiseppo.shapes.render import ShapesDataset
@@ -131,52 +132,61 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str 
         progress = (step - config.warmup) / max(1, config.steps - config.warmup)
         return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
+    def checkpoint(done: int) -> None:
+        tensors = {f"te.{k}": v for k, v in text_encoder.state_dict().items()}
+        tensors.update({f"den.{k}": v for k, v in denoiser.state_dict().items()})
+        tensors.update({f"ema.{i}": p for i, p in enumerate(ema.shadow_params)})
+        opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
+        tensors.update(opt_tensors)
+        tensors["rng"] = generator.get_state()
+        meta = {"step": done, "ema_step": ema.optimization_step, "optimizer": opt_meta}
+        save_state(out / "checkpoint", tensors, meta, done)
+
     dataset = ShapesDataset([p.text for p in all_prompts()], seed=config.seed)
     metrics = (out / "metrics.jsonl").open("a")
-    started = time.time()
-    for step in range(start, config.steps):
-        items = [dataset[step * config.batch + i] for i in range(config.batch)]
-        drop = torch.rand(config.batch, generator=generator) < config.uncond_prob
-        prompts = ["" if d else p for d, (p, _) in zip(drop.tolist(), items, strict=True)]
-        x0 = _to_tensor([im for _, im in items])
-        noise = torch.randn(x0.shape, generator=generator)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (config.batch,), generator=generator)
-        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
-        noisy = scheduler.add_noise(x0, noise, t)
-        target = scheduler.get_velocity(x0, noise, t)
+    with metrics, deferred_sigint() as interrupted:  # Ctrl-C: this step finishes, is checkpointed, then stops
+        started = time.time()
+        for step in range(start, config.steps):
+            items = [dataset[step * config.batch + i] for i in range(config.batch)]
+            drop = torch.rand(config.batch, generator=generator) < config.uncond_prob
+            prompts = ["" if d else p for d, (p, _) in zip(drop.tolist(), items, strict=True)]
+            x0 = _to_tensor([im for _, im in items])
+            noise = torch.randn(x0.shape, generator=generator)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (config.batch,), generator=generator)
+            x0, noise, t = x0.to(device), noise.to(device), t.to(device)
+            noisy = scheduler.add_noise(x0, noise, t)
+            target = scheduler.get_velocity(x0, noise, t)
 
-        states, pooled, mask = text_encoder.encode(prompts)
-        loss = torch.nn.functional.mse_loss(denoiser(noisy, t, states, pooled, mask), target)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        ema.step(params)
+            states, pooled, mask = text_encoder.encode(prompts)
+            loss = torch.nn.functional.mse_loss(denoiser(noisy, t, states, pooled, mask), target)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            ema.step(params)
 
-        row: dict[str, float] = {"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm.item()}
-        row["lr"] = lr_at(step)
-        row["elapsed_s"] = time.time() - started
-        done = step + 1
-        if done % config.eval_every == 0 or done == config.steps:
-            row.update(_eval_ema(text_encoder, denoiser, scheduler, ema, params, config, device))
-            # Keep every evaluated model: the one to ship is chosen by quality, not recency.
-            export(text_encoder, denoiser, scheduler, ema, params, out / "snapshots" / f"step-{done}")
-        if done % 50 == 0 or "eval_correct" in row:
-            print(json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
-        metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            tensors = {f"te.{k}": v for k, v in text_encoder.state_dict().items()}
-            tensors.update({f"den.{k}": v for k, v in denoiser.state_dict().items()})
-            tensors.update({f"ema.{i}": p for i, p in enumerate(ema.shadow_params)})
-            opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-            tensors.update(opt_tensors)
-            tensors["rng"] = generator.get_state()
-            meta = {"step": done, "ema_step": ema.optimization_step, "optimizer": opt_meta}
-            save_state(out / "checkpoint", tensors, meta, done)
-    metrics.close()
+            row: dict[str, float] = {"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm.item()}
+            row["lr"] = lr_at(step)
+            row["elapsed_s"] = time.time() - started
+            done = step + 1
+            if done % config.eval_every == 0 or done == config.steps:
+                row.update(_eval_ema(text_encoder, denoiser, scheduler, ema, params, config, device))
+                # Keep every evaluated model: the one to ship is chosen by quality, not recency.
+                export(text_encoder, denoiser, scheduler, ema, params, out / "snapshots" / f"step-{done}")
+            if done % 50 == 0 or "eval_correct" in row:
+                print(json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+            stop = interrupted()  # read once: a Ctrl-C between two reads would skip the checkpoint
+            if done % config.checkpoint_every == 0 or done == config.steps or stop:
+                checkpoint(done)
+            if stop and done < config.steps:
+                raise Interrupted(
+                    f"interrupted at step {done} of {config.steps} (checkpoint saved); "
+                    f"`noiseppo shapes train-base --out {out} --resume` continues"
+                )
     return export(text_encoder, denoiser, scheduler, ema, params, out / "model")
 
 

@@ -1,0 +1,434 @@
+"""``noiseppo compare``: every baseline and Noise PPO on the same held-out prompts, seeds and reward.
+
+Methods (``--methods``, comma-separated):
+
+* ``standard``: the frozen model with N(0, I) noise (the reference every Δ is paired with);
+* ``best-of-N``: N standard-noise candidates per image, the reward picks one (``noiseppo.best_of_n``);
+  N renders and N reward calls per image, and the reward at inference is an oracle;
+* ``search@B``: per-prompt black-box search (``noiseppo.search``) with B renders per prompt, run
+  *on the held-out prompts themselves* (a test-time method), then evaluated on fresh seeds;
+* ``noise-ppo``: trains the default preset (``noiseppo train``) in this run, then its policy samples;
+  ``noise-ppo+best-of-N``: best-of-N of that policy's samples;
+* ``policy:NAME``: a shipped or saved policy, not trained here (e.g. ``policy:shapes-steps4``);
+* ``ddpo`` / ``ddpo@I``: DDPO (``noiseppo.ddpo``) at the preset's budget or for I iterations,
+  evaluated with its tuned weights (DDIM η = 0, the same initial noise).
+
+Every method is scored on ``--prompts`` x ``--seeds`` images whose noise is ``noiseppo sample
+--seed``'s, so each row pairs with ``standard`` image by image; intervals are 95% cluster
+bootstraps over prompts. ``compare.json`` (docs/baselines.md documents it)::
+
+    {"prompts": "shapes-test", "seeds": 4, "seed": 0, "steps": 4, "reward": "shapes", "metric": "correct",
+     "pairs": 592, "methods": [...],
+     "rows": [{"method": "best-of-4", "renders_train": 0, "renders_per_image": 4,
+               "reward_calls_per_image": 4, "oracle_at_inference": true, "train_wall_s": 0.0,
+               "peak_rss_mb": null, "weights_change": false, "n": 592,
+               "correct": 0.41, "correct_ci95_low": 0.37, "correct_ci95_high": 0.45,
+               "delta": 0.17, "delta_ci95_low": 0.14, "delta_ci95_high": 0.20, "partial": 0.70,
+               "note": "..."}, ...],
+     "search_curve": [{"renders_per_prompt": 32, "correct": ..., "correct_ci95_low": ..., ...}, ...],
+     "curves": {"noise-ppo": [{"iteration": 40, "train_time_s": ..., "eval_correct": ...}], "ddpo": [...]},
+     "p3": {...}, "p4": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from noiseppo.backends.shapes import ShapesBackend
+from noiseppo.baseline_config import DDPOConfig, SearchConfig
+from noiseppo.best_of_n import render_candidates
+from noiseppo.errors import UserError
+from noiseppo.evaluate import paired_bootstrap, score_side
+from noiseppo.memory import PeakRSS
+from noiseppo.prompts import load_prompts
+from noiseppo.rewards import get_reward
+
+PATTERNS = {
+    "standard": r"standard",
+    "best-of": r"best-of-(\d+)",
+    "search": r"search@(\d+)",
+    "noise-ppo": r"noise-ppo",
+    "noise-ppo+best-of": r"noise-ppo\+best-of-(\d+)",
+    "policy": r"policy:(.+)",
+    "ddpo": r"ddpo(?:@(\d+))?",
+}
+KNOWN = "standard, best-of-N, search@B, noise-ppo, noise-ppo+best-of-N, policy:NAME, ddpo, ddpo@ITERATIONS"
+SEARCH_CURVE = (32, 64, 128, 256, 512)
+TOP_KEYS = ("prompts", "seeds", "seed", "steps", "reward", "metric", "pairs", "methods", "standard", "rows",
+            "search_curve", "curves", "p3", "p4")  # fmt: skip
+"""The keys of compare.json (docs/baselines.md documents each)."""
+ROW_KEYS = ("method", "renders_train", "renders_per_image", "reward_calls_per_image", "oracle_at_inference",
+            "train_wall_s", "peak_rss_mb", "rss_rise_mb", "weights_change", "note", "n", "correct",
+            "correct_ci95_low", "correct_ci95_high", "delta", "delta_ci95_low", "delta_ci95_high")  # fmt: skip
+"""The keys of every row."""
+OPTIONAL_ROW_KEYS = ("reward", "partial", "trajectory_bytes_per_sample")
+"""Keys some rows add: the reward's mean and its numeric details (Shapes: partial); DDPO's stored bytes."""
+
+
+@dataclass
+class Method:
+    name: str
+    kind: str
+    arg: str | None
+
+
+def parse_methods(text: str) -> list[Method]:
+    """The methods of ``--methods``; an unknown or malformed one is refused by name."""
+    methods = []
+    for name in (m.strip() for m in text.split(",")):
+        for kind, pattern in PATTERNS.items():
+            match = re.fullmatch(pattern, name)
+            if match:
+                arg = match.group(1) if match.groups() else None
+                if kind in ("best-of", "noise-ppo+best-of", "search") and int(arg) < 1:
+                    raise UserError(f"--methods: '{name}' needs a count >= 1")
+                methods.append(Method(name, kind, arg))
+                break
+        else:
+            raise UserError(f"--methods: unknown method '{name}' (known: {KNOWN})")
+    if len({m.name for m in methods}) != len(methods):
+        raise UserError("--methods: a method is named twice")
+    return methods
+
+
+def mean_ci(values: np.ndarray, clusters: np.ndarray, resamples: int) -> tuple[float, float, float]:
+    """Mean of ``values`` and its 95% cluster-bootstrap interval over prompts."""
+    low, high = paired_bootstrap(values, clusters, resamples)
+    return float(values.mean()), low, high
+
+
+def score_row(metrics: dict, standard: dict, clusters: np.ndarray, resamples: int, metric: str) -> dict:
+    values, base = metrics[metric], standard[metric]
+    finite = np.isfinite(values) & np.isfinite(base)
+    mean, low, high = mean_ci(values[finite], clusters[finite], resamples)
+    d_low, d_high = paired_bootstrap(values[finite] - base[finite], clusters[finite], resamples)
+    row = {"n": int(finite.sum()), metric: mean, f"{metric}_ci95_low": low, f"{metric}_ci95_high": high}
+    row.update(delta=float((values[finite] - base[finite]).mean()), delta_ci95_low=d_low, delta_ci95_high=d_high)
+    row.update({k: float(np.nanmean(v)) for k, v in metrics.items() if k != metric})
+    return row
+
+
+def noise_ppo_curve(run: Path) -> list[dict]:
+    """(iteration, training wall time so far, held-out correct) at each of the run's evaluations."""
+    import yaml
+
+    batch_size = yaml.safe_load((run / "config.yaml").read_text())
+    batch = batch_size["prompts_per_iteration"] * batch_size["samples_per_prompt"]
+    curve, elapsed = [], 0.0
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "samples_per_s" in row:
+            elapsed += batch / row["samples_per_s"]
+        if "eval_correct" in row:
+            curve.append({"iteration": row["iteration"], "train_time_s": elapsed, "eval_correct": row["eval_correct"]})
+    return curve
+
+
+def p3(rows: dict[str, dict], per_image: dict[str, dict], clusters: np.ndarray, resamples: int) -> dict:
+    """Each policy at 1x inference (``noise-ppo``, ``policy:NAME``) against best-of-N: the paired
+    difference to each N, the largest N whose correct-rate the policy reaches, and the Ns whose
+    paired interval holds 0."""
+    out: dict = {}
+    best = sorted((n for n in rows if re.fullmatch(r"best-of-\d+", n)), key=lambda n: int(n.split("-")[-1]))
+    for policy in (n for n in rows if n == "noise-ppo" or n.startswith("policy:")):
+        ours = per_image[policy]["correct"]
+        entry: dict = {"correct": rows[policy]["correct"], "against": [], "matches_best_of_n": None}
+        for name in best:
+            theirs = per_image[name]["correct"]
+            low, high = paired_bootstrap(ours - theirs, clusters, resamples)
+            delta = float((ours - theirs).mean())
+            entry["against"].append({"method": name, "correct": rows[name]["correct"], "delta": delta,
+                                     "ci95_low": low, "ci95_high": high})  # fmt: skip
+            if delta >= 0:
+                entry["matches_best_of_n"] = int(name.split("-")[-1])
+        entry["indistinguishable_from"] = [
+            a["method"] for a in entry["against"] if a["ci95_low"] <= 0 <= a["ci95_high"]
+        ]
+        out[policy] = entry
+    return out
+
+
+def p4(curves: dict[str, list[dict]], rows: dict[str, dict]) -> dict:
+    """Noise PPO against DDPO: the wall-time and peak-memory ratios at which Noise PPO first
+    reaches DDPO's final held-out correct-rate, or where each ends."""
+    if "noise-ppo" not in curves or "ddpo" not in curves or not curves["ddpo"]:
+        return {}
+    ddpo_name = next(n for n in rows if n.startswith("ddpo"))
+    final = curves["ddpo"][-1]
+    out = {
+        "ddpo_final": final,
+        "noise_ppo_final": curves["noise-ppo"][-1],
+        "peak_rss_ratio_noise_ppo_over_ddpo": rows["noise-ppo"]["peak_rss_mb"] / rows[ddpo_name]["peak_rss_mb"],
+        "peak_rss_above_start_ratio": rows["noise-ppo"]["rss_rise_mb"] / max(rows[ddpo_name]["rss_rise_mb"], 1e-9),
+    }
+    reached = next((c for c in curves["noise-ppo"] if c["eval_correct"] >= final["eval_correct"]), None)
+    out["noise_ppo_reaches_ddpo_final"] = reached
+    if reached is not None:
+        out["wall_time_ratio_noise_ppo_over_ddpo"] = reached["train_time_s"] / max(final["train_time_s"], 1e-9)
+    out["wall_time_ratio_at_ends"] = curves["noise-ppo"][-1]["train_time_s"] / max(final["train_time_s"], 1e-9)
+    return out
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    rows = result["rows"]
+    y = np.arange(len(rows))
+    means = np.array([r["correct"] for r in rows])
+    err = np.array(
+        [[r["correct"] - r["correct_ci95_low"] for r in rows], [r["correct_ci95_high"] - r["correct"] for r in rows]]
+    )
+    left.barh(y, means, xerr=err, capsize=3, color="#7a9cc6")
+    left.set_yticks(y, [r["method"] for r in rows])
+    left.invert_yaxis()
+    left.set_xlabel(f"held-out correct at {result['steps']} steps (95% CI)")
+    curve = result["search_curve"]
+    if curve:
+        xs = [c["renders_per_prompt"] for c in curve]
+        ms = np.array([c["correct"] for c in curve])
+        e = np.array(
+            [
+                [c["correct"] - c["correct_ci95_low"] for c in curve],
+                [c["correct_ci95_high"] - c["correct"] for c in curve],
+            ]
+        )
+        right.errorbar(xs, ms, yerr=e, marker="o", capsize=3, label="search (fresh seeds)")
+        right.axhline(result["standard"]["correct"], color="grey", linewidth=0.8, label="standard")
+        right.set_xscale("log", base=2)
+        right.set_xlabel("search renders per prompt")
+        right.set_ylabel("held-out correct")
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_compare(
+    methods: list[Method],
+    out: Path,
+    prompts_name: str = "shapes-test",
+    seeds: int = 4,
+    seed: int = 0,
+    steps: int = 4,
+    reward_name: str = "shapes",
+    preset: str = "shapes",
+    threads: int = 0,
+    iterations: int = 0,
+    search_curve: tuple[int, ...] = SEARCH_CURVE,
+    resamples: int = 10_000,
+    say=print,
+) -> dict:
+    """Run every method into ``out`` (an existing, empty temporary folder) and return compare.json's body."""
+    from noiseppo.ddpo import train_ddpo
+    from noiseppo.policy import load_policy
+    from noiseppo.presets import resolve
+    from noiseppo.search import mean_latents_fn, search
+    from noiseppo.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    backend = ShapesBackend.from_pretrained()
+    reward = get_reward(reward_name)
+    prompts = load_prompts(prompts_name)
+    texts = backend.encode(prompts).prompts
+    policies = {m.arg: load_policy(m.arg) for m in methods if m.kind == "policy"}  # refuse a bad name first
+
+    def evaluate(latents_fn=None, view=backend) -> dict:
+        metrics, _ = score_side(view, reward, prompts, steps, seeds, 1.0, seed, 128, latents_fn)
+        return metrics
+
+    standard_metrics, samples = score_side(backend, reward, prompts, steps, seeds, 1.0, seed, 128, None)
+    clusters = np.array([s.prompt_index for s in samples])
+    rows: dict[str, dict] = {}
+    per_image: dict[str, dict] = {"standard": standard_metrics}
+    curves: dict[str, list[dict]] = {}
+    search_points: list[dict] = []
+    base = {
+        "renders_train": 0,
+        "renders_per_image": 1,
+        "reward_calls_per_image": 0,
+        "oracle_at_inference": False,
+        "train_wall_s": 0.0,
+        "peak_rss_mb": None,
+        "rss_rise_mb": None,
+        "weights_change": False,
+        "note": "",
+    }
+
+    def add(name: str, metrics: dict, **info) -> None:
+        per_image[name] = metrics
+        rows[name] = {
+            "method": name,
+            **base,
+            **info,
+            **score_row(metrics, standard_metrics, clusters, resamples, "correct"),
+        }
+        r = rows[name]
+        say(
+            f"{name}: correct {r['correct']:.3f} [{r['correct_ci95_low']:.3f}, {r['correct_ci95_high']:.3f}], "
+            f"delta {r['delta']:+.3f} [{r['delta_ci95_low']:+.3f}, {r['delta_ci95_high']:+.3f}]"
+        )
+
+    def timed(fn):
+        with PeakRSS() as peak:
+            start = time.perf_counter()
+            value = fn()
+            wall = time.perf_counter() - start
+        return value, {
+            "train_wall_s": wall,
+            "peak_rss_mb": peak.peak_bytes / 2**20,
+            "rss_rise_mb": (peak.peak_bytes - peak.start_bytes) / 2**20,
+        }
+
+    policy_fns = {}
+    held_out = (f"eval_prompts={prompts_name}", f"eval_seeds={seeds}")  # the trainers' curves use these images
+    if iterations:
+        held_out += (f"iterations={iterations}",)
+    for m in methods:
+        if m.kind == "noise-ppo" or (m.kind == "noise-ppo+best-of" and "noise-ppo" not in policy_fns):
+            config = resolve(preset, overrides=[*held_out, *([f"threads={threads}"] if threads else [])])
+            _, cost = timed(lambda config=config: train(config, out / "noise-ppo", quiet=True))
+            policy_fns["noise-ppo"] = (load_policy(out / "noise-ppo").latents_fn("sample"), cost, config)
+            curves["noise-ppo"] = noise_ppo_curve(out / "noise-ppo")
+            cost["train_wall_s"] = curves["noise-ppo"][-1]["train_time_s"]  # without the held-out passes
+    for m in methods:
+        if m.kind == "standard":
+            add(m.name, standard_metrics, note="the frozen model's own noise")
+        elif m.kind == "noise-ppo":
+            fn, cost, config = policy_fns["noise-ppo"]
+            renders = config.iterations * config.prompts_per_iteration * config.samples_per_prompt
+            add(
+                m.name,
+                evaluate(fn),
+                renders_train=renders,
+                **cost,
+                note=f"preset '{preset}', trained in this run (training prompts {config.prompts})",
+            )
+        elif m.kind == "policy":
+            add(m.name, evaluate(policies[m.arg].latents_fn("sample")), note="a saved policy, not trained here")
+    for m in methods:
+        if m.kind == "ddpo":
+            # DDPO's own held-out pass is off: the table's evaluation below is the same images, once.
+            config = DDPOConfig(
+                preset=preset, iterations=int(m.arg) if m.arg else iterations, threads=threads, eval=False
+            )
+            summary, cost = timed(lambda config=config: train_ddpo(config, out / "ddpo", None, True, held_out))
+            cost["train_wall_s"] = summary["train_time_s"]  # without the held-out passes
+            tuned = ShapesBackend.from_pretrained(out / "ddpo" / "model")
+            metrics = evaluate(view=tuned)
+            final = {"iteration": summary["iterations"], "train_time_s": summary["train_time_s"]}
+            curves["ddpo"] = [{**final, "eval_correct": float(np.nanmean(metrics["correct"]))}]
+            add(
+                m.name,
+                metrics,
+                renders_train=summary["renders"],
+                **cost,
+                weights_change=True,
+                trajectory_bytes_per_sample=summary["trajectory_bytes_per_sample"],
+                note=f"{summary['renders']} trajectories, {summary['stochastic_steps']} stochastic steps each",
+            )
+    best_ns = {int(m.arg) for m in methods if m.kind == "best-of"}
+    if best_ns:
+        cands = render_candidates(backend, reward, prompts, seeds, max(best_ns), steps, 1.0, seed)
+        for n in sorted(best_ns):
+            add(
+                f"best-of-{n}",
+                cands.best(n),
+                renders_per_image=n,
+                reward_calls_per_image=n,
+                oracle_at_inference=True,
+                note="the reward picks at inference: an oracle a deployed model usually lacks",
+            )
+    for m in methods:
+        if m.kind == "noise-ppo+best-of":
+            fn, cost, config = policy_fns["noise-ppo"]
+            n = int(m.arg)
+            cands = render_candidates(backend, reward, prompts, seeds, n, steps, 1.0, seed, latents_fn=fn)
+            renders = config.iterations * config.prompts_per_iteration * config.samples_per_prompt
+            add(
+                m.name,
+                cands.best(n),
+                renders_train=renders,
+                renders_per_image=n,
+                reward_calls_per_image=n,
+                oracle_at_inference=True,
+                train_wall_s=cost["train_wall_s"],
+                note="best-of-N of the policy's samples",
+            )
+    budgets = sorted({int(m.arg) for m in methods if m.kind == "search"})
+    if budgets:
+        cfg = SearchConfig(budget=max(budgets), steps=steps, seed=seed)
+        points = sorted({b for b in (*search_curve, *budgets) if cfg.group <= b <= cfg.budget})
+        result, cost = timed(lambda: search(backend, reward, prompts, cfg, snapshot_at=points))
+        seconds = {row["renders"]: row["time_s"] for row in result.log}
+        for b in points:
+            metrics = evaluate(mean_latents_fn(result.snapshots[b], texts, backend.latent_shape))
+            used = b // cfg.group * cfg.group
+            point = {
+                "renders_per_prompt": b,
+                "search_time_s": seconds[used],
+                **score_row(metrics, standard_metrics, clusters, resamples, "correct"),
+            }
+            search_points.append(point)
+            if b in budgets:
+                add(
+                    f"search@{b}",
+                    metrics,
+                    renders_train=used * len(prompts),
+                    train_wall_s=seconds[used],
+                    peak_rss_mb=cost["peak_rss_mb"],
+                    rss_rise_mb=cost["rss_rise_mb"],
+                    note="searched on the held-out prompts themselves (test-time), evaluated on fresh seeds",
+                )
+    order = [m.name for m in methods]
+    body = {
+        "prompts": prompts_name,
+        "seeds": seeds,
+        "seed": seed,
+        "steps": steps,
+        "reward": reward_name,
+        "metric": "correct",
+        "pairs": len(clusters),
+        "methods": order,
+        "standard": rows.get("standard")
+        or score_row(standard_metrics, standard_metrics, clusters, resamples, "correct"),
+        "rows": [rows[name] for name in order],
+        "search_curve": search_points,
+        "curves": curves,
+    }
+    body["p3"] = p3(rows, per_image, clusters, resamples)
+    body["p4"] = p4(curves, rows)
+    (out / "compare.json").write_text(json.dumps(body, indent=1))
+    plot(body, out / "compare.png")
+    return body
+
+
+def format_table(body: dict) -> str:
+    lines = [
+        "| method | renders for training | renders / reward calls per image | training wall time | peak RSS | "
+        f"held-out correct at {body['steps']} steps [95% CI] | Δ vs standard [95% CI] | weights change |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in body["rows"]:
+        oracle = " (oracle reward)" if r["oracle_at_inference"] else ""
+        rss = f"{r['peak_rss_mb']:.0f} MB" if r["peak_rss_mb"] else "-"
+        cost = f"{r['renders_per_image']} / {r['reward_calls_per_image']}{oracle}"
+        correct = f"{r['correct']:.3f} [{r['correct_ci95_low']:.3f}, {r['correct_ci95_high']:.3f}]"
+        delta = f"{r['delta']:+.3f} [{r['delta_ci95_low']:+.3f}, {r['delta_ci95_high']:+.3f}]"
+        weights = "yes (a copy)" if r["weights_change"] else "no"
+        lines.append(
+            f"| {r['method']} | {r['renders_train']:,} | {cost} | {r['train_wall_s']:.0f} s | {rss} | {correct} "
+            f"| {delta} | {weights} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""A fixed handful of held-out prompts drawn with standard noise and with a policy, on the same seeds.
+
+What the run report's side-by-side grid and TensorBoard's sample images show. The prompts are
+spread evenly over the held-out set and the seeds follow the held-out evaluation's rule
+(``sample_seed(EVAL_SEED, i, j)`` for sample j of held-out prompt i), so every image here is one
+the held-out evaluation scored, and the standard one is what ``noiseppo sample --seed 0`` draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from noiseppo.backends.base import Backend
+from noiseppo.grid import Block, Cell, to_pil
+from noiseppo.policy import NoisePolicy
+from noiseppo.rewards import Reward, score_with_details
+from noiseppo.sampling import encode_distinct, standard_noise
+from noiseppo.seeds import sample_seed
+
+PROMPTS = 6
+"""Held-out prompts shown."""
+SEEDS = 2
+"""Seeds per prompt shown."""
+
+
+def spread(prompts: Sequence[str], n: int = PROMPTS) -> list[int]:
+    """Indices of ``n`` prompts spread evenly over ``prompts`` (all of them if there are fewer)."""
+    if len(prompts) <= n:
+        return list(range(len(prompts)))
+    return [round(k * (len(prompts) - 1) / (n - 1)) for k in range(n)] if n > 1 else [0]
+
+
+@torch.no_grad()
+def side_by_side(
+    backend: Backend,
+    policy: NoisePolicy,
+    reward: Reward,
+    prompts: Sequence[str],
+    steps: int,
+    guidance: float,
+    seed: int,
+    n_prompts: int = PROMPTS,
+    n_seeds: int = SEEDS,
+) -> list[Block]:
+    """One block per chosen prompt: for each seed, the standard image then the policy's, each with
+    the reward's verdict (Shapes: correct, and the partial score; otherwise the reward)."""
+    jobs = [(i, j, sample_seed(seed, i, j)) for i in spread(prompts, n_prompts) for j in range(n_seeds)]
+    texts = [prompts[i] for i, _, _ in jobs]
+    conditioning = encode_distinct(backend, texts)
+    eps = standard_noise(backend.latent_shape, [s for *_, s in jobs])
+    sides = {"standard": eps, "policy": policy.latents_fn("sample")(conditioning, eps)}
+    cells: dict[str, list[Cell]] = {}
+    for side, latents in sides.items():
+        images = backend.generate(latents, conditioning, steps, guidance).cpu()
+        scores, details = score_with_details(reward, images, texts)
+        correct, partial = details.get("correct"), details.get("partial", scores.tolist())
+        cells[side] = [
+            Cell(to_pil(image), side, None if correct is None else bool(correct[k]), float(partial[k]))
+            for k, image in enumerate(images)
+        ]
+    blocks: list[Block] = []
+    for k, (i, j, _) in enumerate(jobs):
+        if j == 0:
+            blocks.append(Block(prompts[i], []))
+        blocks[-1].cells += [cells["standard"][k], cells["policy"][k]]
+    return blocks

@@ -1,0 +1,206 @@
+"""Best-of-N, per-prompt noise search, DDPO and ``noiseppo compare`` (issue 13), on tiny settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+from safetensors.torch import load_file
+
+from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend
+from noiseppo.baseline_config import SearchConfig
+from noiseppo.best_of_n import candidate_seed, render_candidates
+from noiseppo.cli import main
+from noiseppo.compare import OPTIONAL_ROW_KEYS, ROW_KEYS, TOP_KEYS
+from noiseppo.ddpo import ddim_step_with_logprob, step_std
+from noiseppo.rewards import get_reward
+from noiseppo.sampling import sample, standard_noise
+from noiseppo.search import mean_latents_fn, search
+from noiseppo.seeds import sample_seed
+
+PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow circle"]
+DOC = Path(__file__).parents[1] / "docs" / "baselines.md"
+
+
+@pytest.fixture(scope="module")
+def backend() -> ShapesBackend:
+    return ShapesBackend.from_pretrained()
+
+
+class Counting:
+    """The backend, counting the images it renders."""
+
+    def __init__(self, inner: ShapesBackend):
+        self.inner, self.rendered = inner, 0
+        self.name, self.latent_shape, self.default_guidance = inner.name, inner.latent_shape, inner.default_guidance
+
+    def encode(self, prompts):
+        return self.inner.encode(prompts)
+
+    def generate(self, latents, conditioning, steps, guidance):
+        self.rendered += len(latents)
+        return self.inner.generate(latents, conditioning, steps, guidance)
+
+
+def test_best_of_n_is_the_arg_max_of_the_reward_on_sample_seeds(backend: ShapesBackend) -> None:
+    reward = get_reward("shapes")
+    cands = render_candidates(backend, reward, PROMPTS, 2, 4, 4, 1.0, seed=3, batch=8, keep_images=True)
+    # Candidate 0 is exactly noiseppo sample's image of the same seed: best-of-1 is standard sampling.
+    plain = sample(backend, PROMPTS, 2, 4, 1.0, 3, 8)
+    assert all(torch.equal(a, s.image) for a, s in zip(cands.images[0], plain, strict=True))
+    standard = reward(torch.stack([s.image for s in plain]), [s.prompt for s in plain]).numpy()
+    assert np.array_equal(cands.best(1)["reward"], standard)
+    # Each candidate k renders `sample` under its own base seed, never one of the evaluation's own seeds.
+    scores = []
+    for k in range(4):
+        images = [s.image for s in sample(backend, PROMPTS, 2, 4, 1.0, candidate_seed(3, k), 8)]
+        assert all(torch.equal(a, b) for a, b in zip(cands.images[k], images, strict=True))
+        scores.append(reward(torch.stack(images), [p for p in PROMPTS for _ in range(2)]).numpy())
+    own = {sample_seed(3, i, j) for i in range(3) for j in range(64)}
+    assert not own & {sample_seed(candidate_seed(3, k), i, j) for k in (1, 2, 3) for i in range(3) for j in range(2)}
+    scores = np.stack(scores)
+    for n in (1, 2, 4):
+        chosen = cands.pick(n)
+        assert np.array_equal(chosen, scores[:n].argmax(0))
+        assert np.array_equal(cands.best(n)["reward"], scores[:n].max(0))
+    assert (cands.best(4)["reward"] >= cands.best(2)["reward"]).all()
+
+
+def test_search_never_renders_more_than_its_budget_and_is_deterministic(backend: ShapesBackend) -> None:
+    counting = Counting(backend)
+    config = SearchConfig(budget=20, group=8, steps=2, seed=5, batch=16)
+    result = search(counting, get_reward("shapes"), PROMPTS, config, snapshot_at=(8, 12, 16))
+    assert counting.rendered == len(PROMPTS) * 16 <= len(PROMPTS) * config.budget  # 2 generations of 8; 4 unused
+    assert result.renders == 16 and [r["renders"] for r in result.log] == [8, 16]
+    assert sorted(result.snapshots) == [8, 12, 16] and torch.equal(result.snapshots[16], result.cells)
+    assert torch.equal(result.snapshots[8], result.snapshots[12])  # a budget of 12 stops after one generation
+    assert result.cells.abs().sum() > 0
+
+    again = search(backend, get_reward("shapes"), PROMPTS, config)
+    assert torch.equal(again.cells, result.cells) and torch.equal(again.best_latents, result.best_latents)
+    assert np.array_equal(again.best_reward, result.best_reward)
+    shorter = search(backend, get_reward("shapes"), PROMPTS, SearchConfig(budget=8, group=8, steps=2, seed=5))
+    assert torch.equal(shorter.cells, result.snapshots[8])  # the budget-8 search is the first generation of this one
+    other = search(backend, get_reward("shapes"), PROMPTS, SearchConfig(budget=8, group=8, steps=2, seed=6))
+    assert not torch.equal(other.cells, shorter.cells)
+
+    # The best latents render to the best images again, and the best reward is the max of what was seen.
+    images = backend.generate(result.best_latents, backend.encode(PROMPTS), 2, 1.0)
+    assert torch.allclose(images, result.best_images, atol=1e-4)
+    rescored = get_reward("shapes")(images, PROMPTS).numpy()
+    assert np.allclose(rescored, result.best_reward)
+    assert all(1 <= r <= 16 for r in result.best_render)
+
+    # The searched mean pairs with noiseppo sample's seeds: z = up(m) + ε of the same seed.
+    fn = mean_latents_fn(result.cells, PROMPTS, backend.latent_shape)
+    eps = standard_noise(backend.latent_shape, [sample_seed(0, 1, 0)])
+    z = fn(backend.encode([PROMPTS[1]]), eps)
+    up = torch.nn.functional.interpolate(result.cells[1:2], size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.allclose(z - eps, up, atol=1e-6)
+
+
+def test_search_cli_writes_latents_images_and_a_log(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "s"
+    args = ["search", "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--budget", "20", "--group", "4"]
+    assert main([*args, "--steps", "2", "--out", str(out)]) == 0
+    log = json.loads((out / "search.json").read_text())
+    assert log["renders_per_prompt"] == 20 and [r["renders"] for r in log["log"]] == [4, 8, 12, 16, 20]
+    assert [p["prompt"] for p in log["prompts"]] == PROMPTS[:2]
+    tensors = load_file(out / "latents.safetensors")
+    assert tensors["best_latents"].shape == (2, 3, 32, 32) and tensors["cells"].shape == (2, 3, 8, 8)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["0000.png", "0001.png"]
+    assert (out / "grid.png").is_file()
+    assert "searched 2 prompt(s), 20 renders each" in capsys.readouterr().out
+
+
+def test_ddim_eta_1_step_log_prob_matches_torch_normal(backend: ShapesBackend) -> None:
+    scheduler = DDIMScheduler.from_config(backend.train_scheduler_config, timestep_spacing="trailing")
+    scheduler.set_timesteps(4)
+    g = torch.Generator().manual_seed(0)
+    x, out, noise = (torch.randn(3, 3, 32, 32, generator=g) for _ in range(3))
+    stochastic = 0
+    for t in scheduler.timesteps:
+        prev_x, lp, mean, std = ddim_step_with_logprob(scheduler, out, t, x, 1.0, noise=noise)
+        # The sample is diffusers' own DDIM step at eta 1 with this variance noise.
+        expected = scheduler.step(out, t, x, eta=1.0, variance_noise=noise).prev_sample
+        assert torch.allclose(prev_x, expected, atol=1e-6)
+        prev_t = int(t) - 1000 // 4
+        a_t = scheduler.alphas_cumprod[int(t)]
+        a_prev = scheduler.alphas_cumprod[prev_t] if prev_t >= 0 else scheduler.final_alpha_cumprod
+        assert std == pytest.approx(float(((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()), rel=1e-5)
+        if std > 0:
+            stochastic += 1
+            normal = torch.distributions.Normal(mean, std).log_prob(prev_x).flatten(1).mean(1)
+            assert torch.allclose(lp, normal, atol=1e-5)
+            # The PPO pass scores a given x_prev: the same number.
+            _, again, _, _ = ddim_step_with_logprob(scheduler, out, t, x, 1.0, prev_x=prev_x)
+            assert torch.allclose(again, lp)
+    assert stochastic == 3  # the last step, to alpha-bar 1, is deterministic
+    assert step_std(scheduler, int(scheduler.timesteps[-1]), 1.0) == 0.0
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_ddpo_cli_tunes_a_copy_first_ratio_1_and_leaves_the_shipped_model_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    before = _digest(DEFAULT_MODEL)
+    out = tmp_path / "ddpo"
+    assert main(["ddpo", "--preset", "tiny", "--no-eval", "--threads", "1", "--out", str(out)]) == 0
+    assert _digest(DEFAULT_MODEL) == before
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    for row in rows:  # each iteration's first ratio, before its first optimizer step, is 1
+        assert row["first_ratio_dev"] < 1e-5
+        assert row["grad_norm"] > 0
+    shipped = load_file(DEFAULT_MODEL / "denoiser" / "diffusion_pytorch_model.safetensors")
+    tuned = load_file(out / "model" / "denoiser" / "diffusion_pytorch_model.safetensors")
+    assert shipped.keys() == tuned.keys()
+    assert any(not torch.equal(shipped[k], tuned[k]) for k in shipped)
+    summary = json.loads((out / "ddpo.json").read_text())
+    assert summary["renders"] == 2 * 2 * 4 and summary["stochastic_steps"] == 3
+    assert summary["trajectory_bytes_per_sample"] == 5 * 3 * 32 * 32 * 4 + 4 * 4  # x_T..x_0 and 4 log-probs
+    ShapesBackend.from_pretrained(out / "model")  # a model folder noiseppo sample --model reads
+    assert "tuned model written to" in capsys.readouterr().out
+
+
+def test_compare_json_follows_its_documented_schema(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "p.txt").write_text("a red circle\ntwo blue squares\n")
+    out = tmp_path / "c"
+    methods = "standard,best-of-1,best-of-3,noise-ppo,noise-ppo+best-of-2,search@16,ddpo@1"
+    args = ["compare", "--methods", methods, "--prompts", str(tmp_path / "p.txt"), "--seeds", "2", "--preset", "tiny"]
+    assert main([*args, "--search-curve", "16", "--bootstrap", "100", "--threads", "1", "--out", str(out)]) == 0
+    body = json.loads((out / "compare.json").read_text())
+    assert set(body) == set(TOP_KEYS)
+    assert body["methods"] == methods.split(",") and [r["method"] for r in body["rows"]] == body["methods"]
+    assert body["pairs"] == 4
+    for row in body["rows"]:
+        assert set(ROW_KEYS) <= set(row), row["method"]
+        assert row["n"] == 4 and row["correct_ci95_low"] <= row["correct"] <= row["correct_ci95_high"]
+    rows = {r["method"]: r for r in body["rows"]}
+    assert rows["standard"]["delta"] == 0 and rows["best-of-1"]["correct"] == rows["standard"]["correct"]
+    assert rows["best-of-3"]["renders_per_image"] == 3 and rows["best-of-3"]["oracle_at_inference"]
+    assert rows["best-of-3"]["reward"] >= rows["best-of-1"]["reward"]
+    assert rows["search@16"]["renders_train"] == 2 * 16 and not rows["search@16"]["weights_change"]
+    assert rows["ddpo@1"]["weights_change"] and rows["ddpo@1"]["renders_train"] == 8
+    assert rows["noise-ppo"]["renders_train"] == 16 and rows["noise-ppo"]["peak_rss_mb"] > 0
+    assert [p["renders_per_prompt"] for p in body["search_curve"]] == [16]
+    p3 = body["p3"]["noise-ppo"]
+    assert [a["method"] for a in p3["against"]] == ["best-of-1", "best-of-3"] and "matches_best_of_n" in p3
+    assert p3["against"][0]["delta"] == pytest.approx(rows["noise-ppo"]["correct"] - rows["best-of-1"]["correct"])
+    assert body["p4"]["ddpo_final"]["iteration"] == 1 and "wall_time_ratio_at_ends" in body["p4"]
+    assert (out / "compare.png").is_file()
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last)["rows"]["standard"] == round(rows["standard"]["correct"], 4)
+    # docs/baselines.md documents exactly these keys.
+    documented = set(re.findall(r"^\| `(\w+)` \|", DOC.read_text(), re.M))
+    assert documented == set(TOP_KEYS) | set(ROW_KEYS) | set(OPTIONAL_ROW_KEYS)

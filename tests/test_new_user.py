@@ -1,0 +1,371 @@
+"""What a new user trips over (issue 19), through the real CLI: Ctrl-C, "did you mean",
+training a run further, the Python API on the Shapes model, the mismatch warning, the resolved
+guidance in config.yaml, a fast start-up, and the help texts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from noiseppo.checkpoint import latest_step, load_state
+from noiseppo.cli import main
+from noiseppo.evaluate import format_table
+from noiseppo.names import closest, natural_key
+from noiseppo.policy import load_policy, policy_latents
+from noiseppo.sampling import standard_noise
+
+README = Path(__file__).parents[1] / "README.md"
+TINY = ["train", "--preset", "tiny", "eval_prompts=", "threads=1"]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # lines reach the file at once
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupted(command: list[str], ready: Callable[[], bool], folder: Path) -> subprocess.CompletedProcess[str]:
+    """Start ``command``, wait until ``ready()`` shows that it has started its work, send SIGINT
+    (what Ctrl-C sends) and wait for it to end. Output goes to files: a pipe could fill up."""
+    out, err = folder / "stdout.txt", folder / "stderr.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        # A shell's background job starts with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
+        proc = subprocess.Popen(
+            command, stdout=stdout, stderr=stderr, text=True, env=ONE_THREAD, preexec_fn=_default_sigint
+        )
+        deadline = time.monotonic() + 180
+        while not ready():
+            assert proc.poll() is None, f"ended before it was interrupted: {err.read_text()}"
+            assert time.monotonic() < deadline, "never became ready"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=180)
+    return subprocess.CompletedProcess(command, proc.returncode, out.read_text(), err.read_text())
+
+
+def the_one_line(stderr: str) -> str:
+    """stderr holds one line besides the progress bar (which redraws with carriage returns)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("noise ppo", "steps "))]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def kept_at(result: subprocess.CompletedProcess[str], pattern: str, folder: Path) -> int:
+    """Exit status 130 and one line matching ``pattern``, whose groups are the count of finished
+    iterations (or steps) and the run folder; returns that count."""
+    assert result.returncode == 130, result.stderr
+    line = the_one_line(result.stderr)
+    match = re.fullmatch(pattern, line)
+    assert match and match[2] == str(folder), line
+    return int(match[1])
+
+
+def rows(run: Path) -> list[dict]:
+    """The rows of ``run``'s metrics.jsonl (train's and train-base's)."""
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def logged(run: Path, n: int) -> Callable[[], bool]:
+    """Whether ``run`` has logged ``n`` rows: complete lines only, a row may be half written."""
+    path = run / "metrics.jsonl"
+    return lambda: path.exists() and path.read_text().count("\n") >= n
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_in_train_checkpoints_the_last_finished_iteration_and_resume_continues_exactly(
+    noiseppo, tmp_path: Path
+) -> None:
+    args = [*TINY, "iterations=12"]
+    reference = subprocess.Popen(
+        noiseppo.command(*args, "--out", tmp_path / "reference"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env=ONE_THREAD,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    result = interrupted(noiseppo.command(*args, "--out", run), logged(run, 2), tmp_path)
+
+    pattern = r"noiseppo: interrupted at iteration (\d+) of 12 \(checkpoint saved\); `noiseppo train --resume (.+)` "
+    done = kept_at(result, pattern + "continues", run)
+    assert 1 <= done < 12  # with 2 rows logged, iteration 1 at least had finished (2 may have been mid-checkpoint)
+    assert latest_step(run / "checkpoint") == done and load_state(run / "checkpoint")[1]["iteration"] == done
+
+    resumed = noiseppo("train", "--resume", run)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"policy written to {run / 'policy'}" in resumed.stdout
+    assert reference.wait(timeout=300) == 0
+    a, b = load_state(run / "checkpoint")[0], load_state(tmp_path / "reference" / "checkpoint")[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "the interrupted run differs"
+    assert [r["reward_mean"] for r in rows(run)] == [r["reward_mean"] for r in rows(tmp_path / "reference")]
+
+
+def test_ctrl_c_in_sample_and_eval_leaves_nothing(noiseppo, tmp_path: Path) -> None:
+    def started(out: Path) -> Callable[[], bool]:  # new_output_dir's temporary folder exists
+        return lambda: any(p.name.startswith(f".{out.name}.partial-") for p in tmp_path.iterdir())
+
+    commands = {
+        "sample": ["sample", "--prompts", "shapes-test", "--n", "8", "--steps", "50", "--batch", "8"],
+        "eval": ["eval", "--policy", "shapes-steps4", "--seeds", "8", "--batch", "8"],
+    }
+    outs = {name: tmp_path / f"{name}-out" for name in commands}
+    for name in commands:
+        (tmp_path / name).mkdir()  # each command's stdout and stderr
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return interrupted(noiseppo.command(*commands[name], "--out", outs[name]), started(outs[name]), tmp_path / name)
+
+    with ThreadPoolExecutor(2) as pool:  # both at once: each start-up imports torch
+        results = dict(zip(commands, pool.map(run, commands), strict=True))
+    for name, result in results.items():
+        out = outs[name]
+        assert result.returncode == 130, result.stderr
+        assert the_one_line(result.stderr) == f"noiseppo: interrupted; nothing written to {out}"
+        assert not out.exists()
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary folder was left"
+
+
+def test_ctrl_c_in_train_base_finishes_the_step_checkpoints_it_and_resume_continues(noiseppo, tmp_path: Path) -> None:
+    out = tmp_path / "base"
+    tiny = ["--steps", "100000", "--batch", "4", "--dim", "32", "--depth", "1", "--text-dim", "16", "--warmup", "2"]
+    tiny += ["--checkpoint-every", "100000", "--eval-every", "100000", "--threads", "1"]
+    command = noiseppo.command("shapes", "train-base", "--out", out, *tiny)
+    result = interrupted(command, logged(out, 3), tmp_path)
+
+    pattern = r"noiseppo: interrupted at step (\d+) of 100000 \(checkpoint saved\); `noiseppo shapes train-base "
+    done = kept_at(result, pattern + r"--out (.+) --resume` continues", out)
+    assert latest_step(out / "checkpoint") == done == len(rows(out)), "the checkpoint is the last logged step"
+    assert [r["step"] for r in rows(out)] == list(range(1, done + 1))
+
+    again = interrupted(
+        [*noiseppo.command("shapes", "train-base", "--out", out, "--resume")],
+        logged(out, done + 1),  # a step past the checkpoint
+        tmp_path,
+    )
+    assert again.returncode == 130 and f"resumed at step {done}\n" in again.stdout, again.stderr
+    assert latest_step(out / "checkpoint") > done
+    assert [r["step"] for r in rows(out)] == list(range(1, latest_step(out / "checkpoint") + 1))
+
+
+# -- did you mean ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["train", "--preset", "shape", "--out", "x"], "unknown preset 'shape' (did you mean 'shapes'?"),
+        (
+            [*TINY, "--prompts", "shapes-tset", "--out", "x"],
+            "unknown prompt set 'shapes-tset' (did you mean 'shapes-test'?",
+        ),
+        (["eval", "--policy", "shapes-step4", "--out", "x"], "(did you mean 'shapes-steps4'? shipped: shapes-steps1,"),
+        (
+            [*TINY, "--reward", "shapes_correct", "--out", "x"],
+            "unknown reward 'shapes_correct' (did you mean 'shapes-correct'?",
+        ),
+        ([*TINY, "--backend", "shape", "--out", "x"], "unknown backend 'shape' (did you mean 'shapes'?"),
+        ([*TINY, "scheduler=dpmm", "--out", "x"], "unknown scheduler 'dpmm' (did you mean 'dpm'?"),
+        ([*TINY, "--dtype", "float23", "--out", "x"], "unknown dtype 'float23' (did you mean 'float32'?"),
+        ([*TINY, "iteration=3", "--out", "x"], "unknown config key 'iteration' (did you mean 'iterations'?)"),
+    ],
+)
+def test_every_registry_suggests_the_nearest_name(args, hint, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("noiseppo: error: ") and hint in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_no_suggestion_for_a_name_near_nothing() -> None:
+    assert closest("sdxl-turbo", ["shapes", "diffusers", "sd3", "flux"]) is None
+    assert closest("tinny", ["shapes", "tiny"]) == "tiny"
+
+
+# -- training a run further -----------------------------------------------------------------------
+
+
+def test_extending_a_constant_lr_run_is_bit_for_bit_the_longer_run(tmp_path: Path, capsys) -> None:
+    assert main([*TINY, "iterations=3", "--out", str(tmp_path / "three")]) == 0
+    assert main([*TINY, "--out", str(tmp_path / "two")]) == 0  # the preset's 2 iterations
+    capsys.readouterr()
+
+    assert main(["train", "--resume", str(tmp_path / "two"), "iterations=3"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{tmp_path / 'two'}: extending from 2 to 3 iterations at iteration 2\n" in printed
+
+    weights = "policy/diffusion_pytorch_model.safetensors"
+    extended, longer = load_file(tmp_path / "two" / weights), load_file(tmp_path / "three" / weights)
+    assert all(torch.equal(extended[k], longer[k]) for k in longer), "extending 2 by 1 must equal 3 from the start"
+    a, b = load_state(tmp_path / "two" / "checkpoint")[0], load_state(tmp_path / "three" / "checkpoint")[0]
+    assert all(torch.equal(a[k], b[k]) for k in b), "and so must the optimizer state"
+
+    config = (tmp_path / "two" / "config.yaml").read_text()
+    assert "iterations: 3\n" in config and "# extended from 2 to 3 iterations at iteration 2\n" in config
+    event = [r for r in rows(tmp_path / "two") if r.get("event") == "extended"]
+    assert event == [{"iteration": 2, "event": "extended", "iterations_before": 2, "iterations": 3, "lr_next": 1e-3}]
+    assert [r["reward_mean"] for r in rows(tmp_path / "two") if "reward_mean" in r] == [
+        r["reward_mean"] for r in rows(tmp_path / "three")
+    ]
+
+    # Finished now: --resume says so in one line and loads nothing.
+    assert main(["train", "--resume", str(tmp_path / "two")]) == 0
+    out = capsys.readouterr().out
+    assert out == (
+        f"{tmp_path / 'two'}: already finished (3 of 3 iterations), nothing to do; to train it further: "
+        f"noiseppo train --resume {tmp_path / 'two'} iterations=N, with N > 3\n"
+    )
+
+
+def test_extending_a_cosine_run_recomputes_the_schedule_and_says_so(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "cosine"
+    assert main([*TINY, "lr_schedule=cosine", "lr_final=0.1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--iterations", "6"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    # lr(i) = lr * (f + (1 - f) * (1 + cos(pi * i / iterations)) / 2), lr 1e-3, f = lr_final 0.1: the 2-iteration
+    # schedule ended at lr(1 of 2) = 5.5e-4; over 6 iterations, iteration index 2 takes lr(2 of 6) = 7.75e-4.
+    assert line.startswith(f"{run}: extending from 2 to 6 iterations at iteration 2; the cosine learning rate")
+    assert "now spans 6 iterations: iteration 3 takes 0.000775 (the old schedule ended at 0.00055)" in line
+    lrs = [r["lr"] for r in rows(run) if "lr" in r]
+    cosine = [1e-3 * (0.1 + 0.45 * (1 + math.cos(math.pi * i / 6))) for i in range(2, 6)]
+    assert lrs == pytest.approx([1e-3, 5.5e-4, *cosine])
+
+
+# -- the Python API on the Shapes model -----------------------------------------------------------
+
+
+def readme_block(section: str) -> str:
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", text, re.S)[1]
+
+
+def test_the_readme_python_example_runs_offline_and_gives_the_policys_images(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(readme_block("Python API"), "README.md", "exec"), namespace)  # the block as a reader runs it
+
+    backend, policy, prompts = namespace["backend"], namespace["policy"], namespace["prompts"]
+    assert backend.name == "shapes"
+    expected = policy_latents(policy, backend, prompts, [0, 1])
+    assert torch.equal(namespace["latents"], expected)
+    assert not torch.equal(expected, standard_noise(backend.latent_shape, [0, 1])), "a trained policy moves ε"
+    images = namespace["images"]
+    assert images.shape == (len(prompts), 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+    printed = capsys.readouterr().out
+    from noiseppo.shapes.verifier import verify
+
+    partial = torch.tensor([float(v.partial) for v in verify(images, prompts)], dtype=torch.float32)
+    assert printed.strip() == str(partial), printed
+    assert (tmp_path / "policy.png").is_file()
+
+
+def test_latents_for_on_a_backend_matches_policy_latents_and_refuses_both_noise_sources() -> None:
+    from noiseppo.backends import get_backend
+    from noiseppo.errors import UserError
+
+    backend, policy = get_backend("shapes"), load_policy("shapes-steps2")
+    prompts = ["a red circle", "two blue squares"]
+    assert torch.equal(
+        policy.latents_for(backend, prompts, seeds=[3, 4]), policy_latents(policy, backend, prompts, [3, 4])
+    )
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    eps = torch.randn(2, *backend.latent_shape, generator=g2)
+    assert torch.equal(
+        policy.latents_for(backend, prompts, generator=g1), policy.latents_fn()(backend.encode(prompts), eps)
+    )
+    with pytest.raises(UserError, match="give a generator or seeds, not both"):
+        policy.latents_for(backend, prompts, generator=g1, seeds=[0, 1])
+
+
+# -- warnings and config.yaml ---------------------------------------------------------------------
+
+
+def test_sample_warns_when_the_sampler_differs_from_the_policys_training(tmp_path, capsys) -> None:
+    base = ["sample", "--policy", "shapes-steps2", "--prompt", "a red circle", "--n", "1"]
+    assert main([*base, "--out", str(tmp_path / "same")]) == 0  # its own 2 steps, guidance and scheduler
+    assert "warning" not in capsys.readouterr().err
+    assert main([*base, "--steps", "8", "--guidance", "2", "--scheduler", "euler", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "noiseppo: warning: the policy runs at steps 8 (trained at 2); guidance 2 (trained at 1); scheduler euler "
+        "(trained with default); a policy is tuned to the sampler it was trained with, its gain may shrink or turn "
+        "negative\n"
+    )
+
+
+def test_eval_warns_for_each_step_count_other_than_the_trained_one(tmp_path, capsys) -> None:
+    (tmp_path / "p.txt").write_text("a red circle\na blue square\n")
+    args = ["eval", "--policy", "shapes-steps2", "--prompts", str(tmp_path / "p.txt"), "--seeds", "1"]
+    assert main([*args, "--steps", "1,2", "--bootstrap", "100", "--out", str(tmp_path / "e")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "noiseppo: warning: the policy runs at steps 1 (trained at 2); a policy is tuned to the sampler it was "
+        "trained with, its gain may shrink or turn negative"
+    ]
+
+
+def test_config_yaml_holds_the_guidance_the_run_used(tmp_path, capsys) -> None:
+    assert main([*TINY, "iterations=1", "--out", str(tmp_path / "run")]) == 0
+    assert "guidance 1.0" in capsys.readouterr().out
+    assert "\nguidance: 1.0\n" in (tmp_path / "run" / "config.yaml").read_text()
+    assert main(["train", "--resume", str(tmp_path / "run"), "iterations=2"]) == 0  # and resume reads it back
+    assert "\nguidance: 1.0\n" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+# -- start-up and help ----------------------------------------------------------------------------
+
+HEAVY = ("torch", "diffusers", "numpy", "PIL", "matplotlib")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], *[["list", w] for w in
+                                  ("presets", "rewards", "backends", "prompts", "policies")]])  # fmt: skip
+def test_help_and_listings_import_no_heavy_module(args: list[str]) -> None:
+    """Behaviour, not timing (benchmarks/startup.py measures the time): in a fresh interpreter, the
+    command runs to its end and none of torch, diffusers, numpy, PIL or matplotlib was imported."""
+    code = (
+        "import sys\nfrom noiseppo.cli import main\n"
+        f"try:\n    code = main({args!r})\nexcept SystemExit as e:\n    code = e.code\n"
+        f"print('HEAVY', code, sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "HEAVY 0 []", result.stdout[-500:]
+
+
+def test_help_texts_and_tables(noiseppo, capsys) -> None:
+    runs = noiseppo.many({
+        "top": ["--help"], "train": ["train", "--help"], "sample": ["sample", "--help"],
+        "base": ["shapes", "train-base", "--help"], "policies": ["list", "policies"], "backends": ["list", "backends"],
+    })  # fmt: skip
+    assert all(r.returncode == 0 for r in runs.values())
+    top = re.sub(r"-\s+", "-", " ".join(runs["top"].stdout.split()))  # argparse wraps after a hyphen
+    assert "learn a prompt-conditioned initial-noise policy for a frozen text-to-image model" in top
+    assert "argument parsing" not in top
+    assert "``" not in runs["train"].stdout and "``" not in runs["base"].stdout
+    assert "Needs an even samples_per_prompt." in " ".join(runs["train"].stdout.split())
+    assert "later" not in runs["sample"].stdout
+    names = [line.split()[0] for line in runs["policies"].stdout.splitlines()]
+    assert names == sorted(names, key=natural_key) and names.index("shapes-steps2") < names.index("shapes-steps16")
+    assert "U-Net with a transformer bottleneck" in runs["backends"].stdout and "DiT" not in runs["backends"].stdout
+
+    row = {"steps": 4, "metric": "correct", "n": 8, "standard": 0.5, "policy": 0.75, "delta": 0.25, "ci95_low": 0.1}
+    row.update(ci95_high=0.4, policy_mu=0.625, delta_mu=0.125)
+    header, line = format_table([row]).splitlines()
+    assert header.split() == "steps metric n standard policy delta 95% CI policy_mu delta_mu".split()
+    assert line.split()[-2:] == ["0.625", "+0.125"]

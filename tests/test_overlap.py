@@ -1,0 +1,226 @@
+"""Scoring overlapped with rendering (``noiseppo.overlap``), and each distinct prompt encoded once.
+
+The overlap may change when a reward runs, never what it returns: a run is the same bit for
+bit with it on and off, an error from a reward in flight still stops the run with its one
+line and a resumable checkpoint, and no scoring thread outlives a call.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from noiseppo.cli import main
+from noiseppo.errors import UserError
+from noiseppo.evaluate import score_side
+from noiseppo.overlap import THREAD_NAME, score_while_rendering
+from noiseppo.presets import resolve
+from noiseppo.rewards import REWARDS, get_reward
+from noiseppo.shapes.verifier import verify
+from noiseppo.train import Trainer
+
+MULTI_CHUNK = ["train", "--preset", "tiny", "eval_prompts=", "render_batch=2"]  # 8 images, 4 chunks
+
+
+def scoring_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME)]
+
+
+# -- the pipeline itself ---------------------------------------------------------------------------
+def test_results_in_order_and_equal_to_the_plain_loop() -> None:
+    def batches():
+        yield from range(7)
+
+    def score(b: int) -> int:
+        return b * b
+
+    assert score_while_rendering(batches(), score) == score_while_rendering(batches(), score, overlap=False)
+    assert score_while_rendering(batches(), score) == [b * b for b in range(7)]
+    assert not scoring_threads()
+
+
+def test_the_next_batch_renders_while_the_previous_one_scores() -> None:
+    """score(i) waits for batch i+1 to be made: only an overlapped pipeline can finish."""
+    made = [threading.Event() for _ in range(5)]
+
+    def batches():
+        for i in range(4):
+            made[i].set()
+            yield i
+
+    def score(i: int) -> int:
+        if i < 3 and not made[i + 1].wait(timeout=10):
+            raise AssertionError(f"batch {i + 1} was not rendered while batch {i} was scored")
+        return i
+
+    assert score_while_rendering(batches(), score) == [0, 1, 2, 3]
+
+
+def test_at_most_one_batch_waits_behind_the_render() -> None:
+    """The queue is bounded: batch i+2 is not made before score(i) has returned."""
+    finished: list[int] = []
+    violations: list[int] = []
+
+    def batches():
+        for i in range(6):
+            if i >= 2 and i - 2 not in finished:
+                violations.append(i)
+            yield i
+
+    def score(i: int) -> int:
+        finished.append(i)
+        return i
+
+    score_while_rendering(batches(), score)
+    assert violations == []
+
+
+def test_an_error_in_flight_reaches_the_caller_and_no_thread_is_left() -> None:
+    scored: list[int] = []
+
+    def score(i: int) -> int:
+        if i == 2:
+            raise UserError("the reward raised RuntimeError: down")
+        scored.append(i)
+        return i
+
+    with pytest.raises(UserError, match="down"):
+        score_while_rendering(iter(range(10)), score)
+    assert not scoring_threads()
+    assert scored == [0, 1]  # nothing after the failing batch was scored
+
+
+def test_ctrl_c_while_a_score_is_in_flight_joins_the_thread() -> None:
+    in_flight, scored = threading.Event(), []
+
+    def batches():
+        yield 0
+        in_flight.wait(timeout=10)
+        raise KeyboardInterrupt
+
+    def score(i: int) -> int:
+        in_flight.set()
+        scored.append(i)
+        return i
+
+    with pytest.raises(KeyboardInterrupt):
+        score_while_rendering(batches(), score)
+    assert not scoring_threads()
+    assert scored == [0]  # the score in progress finished: joined, not abandoned
+
+
+# -- training -------------------------------------------------------------------------------------
+def _run(tmp_path: Path, name: str, *extra: str) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    out = tmp_path / name
+    assert main([*MULTI_CHUNK, *extra, "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return load_file(out / "policy" / "diffusion_pytorch_model.safetensors"), rows
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("time_") and k != "samples_per_s"} for r in rows]
+
+
+def test_a_run_is_the_same_bit_for_bit_with_overlap_on_and_off(tmp_path: Path) -> None:
+    on_policy, on_rows = _run(tmp_path, "on")
+    off_policy, off_rows = _run(tmp_path, "off", "overlap_scoring=false")
+    assert on_policy.keys() == off_policy.keys()
+    assert all(torch.equal(on_policy[k], off_policy[k]) for k in on_policy)
+    assert untimed(on_rows) == untimed(off_rows)
+    assert len(on_rows) == 2 and "train_correct" in on_rows[0]  # the Shapes details came back
+
+
+def test_a_reward_that_fails_in_flight_stops_the_run_resumably(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = {"n": 0}
+    shapes = get_reward("shapes")
+
+    class FailsOnThirdChunk:
+        def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("scorer fell over")
+            return shapes(images, prompts)
+
+    monkeypatch.setitem(REWARDS, "flaky", (FailsOnThirdChunk, "fails on its third call"))
+    out = tmp_path / "run"
+    assert main([*MULTI_CHUNK, "--reward", "flaky", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("noiseppo: error:") == 1
+    assert err.strip().splitlines()[-1] == "noiseppo: error: the reward raised RuntimeError: scorer fell over"
+    assert not scoring_threads()
+    # The failure came in the first iteration: the iteration-0 checkpoint resumes the run.
+    monkeypatch.setitem(REWARDS, "flaky", (lambda: shapes, "works again"))
+    assert main(["train", "--resume", str(out)]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_each_distinct_prompt_is_encoded_once_per_iteration() -> None:
+    config = resolve("tiny", overrides=["eval_prompts=", "render_batch=2"])
+    trainer = Trainer(config)
+    encoded: list[list[str]] = []
+    inner = trainer.backend.encode
+
+    def counting(prompts: list[str]):
+        encoded.append(list(prompts))
+        return inner(prompts)
+
+    trainer.backend.encode = counting  # type: ignore[method-assign]
+    trainer.step()
+    texts = [p for call in encoded for p in call]
+    assert len(texts) == config.prompts_per_iteration  # 2 distinct prompts, not 2 x 4 samples
+    assert len(set(texts)) == len(texts)
+
+
+# -- evaluation and sampling ---------------------------------------------------------------------
+def test_held_out_scores_are_the_same_with_overlap_on_and_off() -> None:
+    trainer = Trainer(resolve("tiny", overrides=["eval_prompts="]))
+    prompts = trainer.prompts[:3]
+    on, on_samples = score_side(trainer.backend, trainer.reward, prompts, 2, 3, 1.0, 0, 4, None, overlap=True)
+    off, off_samples = score_side(trainer.backend, trainer.reward, prompts, 2, 3, 1.0, 0, 4, None, overlap=False)
+    assert on.keys() == off.keys() == {"reward", "correct", "partial"}
+    assert all(np.array_equal(on[k], off[k]) for k in on)
+    images = torch.stack([s.image for s in on_samples])
+    assert torch.equal(images, torch.stack([s.image for s in off_samples]))
+    assert np.array_equal(on["correct"], [v.correct for v in verify(images, [s.prompt for s in on_samples])])
+
+
+def test_sample_writes_the_same_verdicts_with_overlap_on_and_off(tmp_path: Path) -> None:
+    prompts = [
+        "--prompt",
+        "a red circle",
+        "--prompt",
+        "a blue square above a green triangle",
+        "--prompt",
+        "two green circles",
+    ]
+    args = ["sample", *prompts, "--n", "3", "--steps", "2", "--batch", "2"]  # 9 images, 5 chunks
+    assert main([*args, "--out", str(tmp_path / "on")]) == 0
+    assert main([*args, "--out", str(tmp_path / "off"), "--no-overlap-scoring"]) == 0
+    on = (tmp_path / "on" / "samples.jsonl").read_text()
+    assert on == (tmp_path / "off" / "samples.jsonl").read_text()
+    assert len(on.splitlines()) == 9
+
+
+def test_ctrl_c_during_a_rollout_leaves_no_scoring_thread() -> None:
+    trainer = Trainer(resolve("tiny", overrides=["eval_prompts=", "render_batch=2"]))
+    inner, calls = trainer.backend.generate, {"n": 0}
+
+    def interrupted_on_third_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # chunk 2 is being scored now
+            raise KeyboardInterrupt
+        return inner(*args, **kwargs)
+
+    trainer.backend.generate = interrupted_on_third_chunk  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        trainer.step()
+    assert not scoring_threads()
+    assert trainer.iteration == 0

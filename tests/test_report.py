@@ -1,0 +1,306 @@
+"""``noiseppo report``: the self-contained HTML page of a run and of an evaluation.
+
+The page of a real tiny run (through the CLI, with a held-out evaluation) is opened in headless
+Chromium, which must load it without a single network request, paint a screenshot that is not
+blank, and hold the held-out table and the grid images in its DOM. CI installs Chromium
+(``.ci/run``), so there the browser tests run; elsewhere they skip, saying why, only when
+``chromium`` is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import noiseppo.report as report_module
+from noiseppo.cli import main
+from noiseppo.grid import MAX_HEIGHT, MAX_WIDTH
+from noiseppo.rewards import REWARDS
+from noiseppo.shapes import splits
+
+HELD_OUT = splits.test_prompts()[::12]  # 13 held-out prompts: a held-out pass of seconds
+WINDOW = (1200, 900)
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+    "--hide-scrollbars", "--mute-audio",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it and runs this test")
+    return path
+
+
+def browse(chromium: str, page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One headless Chromium run on ``page``, in a fresh profile folder."""
+    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def page_requests(net_log: Path) -> list[str]:
+    """The URLs of every network request the page made, from Chromium's net log.
+
+    A request made on behalf of a page carries the page's top-level site in its network
+    isolation key: ``file://`` for a local file. Chromium's own background requests (the
+    network-time query, the account check) carry none and are not the page's.
+    """
+    log = json.loads(net_log.read_text())
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [
+        e["params"]["url"]
+        for e in log["events"]
+        if e["type"] == start and "file://" in e["params"].get("network_isolation_key", "")
+    ]
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.links += [v or "" for k, v in attrs if k in ("src", "href", "srcset", "poster", "data")]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-iteration tiny run, through the CLI, with held-out evaluations at iterations 0,
+    1 and 2; what it printed is in ``stdout.txt`` beside it."""
+    folder = tmp_path_factory.mktemp("report")
+    (folder / "held_out.txt").write_text("\n".join(HELD_OUT) + "\n")
+    args = ["train", "--preset", "tiny", f"eval_prompts={folder / 'held_out.txt'}", "eval_every=1"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*args, "--out", str(folder / "run")]) == 0
+    (folder / "stdout.txt").write_text(printed.getvalue())
+    return folder / "run"
+
+
+def test_train_writes_a_page_that_chromium_shows_offline(run: Path, chromium: str, tmp_path: Path) -> None:
+    page = run / "report.html"
+    html = page.read_text()
+    assert page.stat().st_size < 3e6
+    # Self-contained: no script, and every link inline.
+    parsed = _Links()
+    parsed.feed(html)
+    assert "script" not in parsed.tags and "iframe" not in parsed.tags
+    assert parsed.links and all(link.startswith("data:image/png;base64,") for link in parsed.links), parsed.links
+
+    # (a) The page loads with no network request: Chromium's net log holds none of the page's.
+    net_log = tmp_path / "net.json"
+    shot = tmp_path / "shot.png"
+    w, h = WINDOW
+    loaded = browse(
+        chromium, page, tmp_path / "profile-a", f"--log-net-log={net_log}", f"--window-size={w},{h}",
+        f"--screenshot={shot}",
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert page_requests(net_log) == []
+    # (b) The screenshot has the window's size and is a page, not a blank. (Chromium's headless
+    # --screenshot and --dump-dom run on JavaScript, so they cannot show the page with it off; the
+    # page has no script to run, and its Content-Security-Policy would refuse one.)
+    with Image.open(shot) as im:
+        assert im.size == WINDOW
+        pixels = np.asarray(im.convert("RGB")).astype(np.int16)
+    ink = (np.abs(pixels - 255).sum(axis=2) > 60).mean()  # pixels well away from white
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    assert 0.02 < ink < 0.9 and colours > 50, (ink, colours)
+    # (c) The DOM holds the held-out table and the grid's images.
+    dom = browse(chromium, page, tmp_path / "profile-b", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    table = dom.stdout[dom.stdout.index('<table class="held-out"') :].split("</table>")[0]
+    assert all(f"<td>{metric}</td>" in table for metric in ("correct", "partial")) and "[" in table
+    images = dom.stdout.count('class="grid-image" src="data:image/png;base64,')
+    assert images == 6 * 2 * 2  # 6 prompts x 2 seeds x (standard, policy)
+
+
+def test_the_net_log_check_sees_a_page_that_fetches(chromium: str, tmp_path: Path) -> None:
+    """The check above can fail: a page that links a remote image and a stylesheet is caught."""
+    page = tmp_path / "fetches.html"
+    page.write_text(
+        '<!doctype html><link rel="stylesheet" href="http://style.invalid/a.css">'
+        '<p>hello</p><img src="http://images.invalid/a.png">'
+    )
+    net_log = tmp_path / "net.json"
+    assert browse(chromium, page, tmp_path / "profile", f"--log-net-log={net_log}", "--dump-dom").returncode == 0
+    assert sorted(page_requests(net_log)) == ["http://images.invalid/a.png", "http://style.invalid/a.css"]
+
+
+def test_the_run_page_holds_what_the_run_measured(run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "page.html"
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert f"wrote {out} (" in capsys.readouterr().out
+    html = out.read_text()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
+    # The held-out table repeats the last evaluation's numbers, rounded as printed.
+    assert f"{last['eval_standard_correct']:.3f}" in html and f"{last['eval_correct']:.3f}" in html
+    assert f"[{last['eval_delta_correct_ci95_low']:+.3f}, {last['eval_delta_correct_ci95_high']:+.3f}]" in html
+    assert "finished" in html and "batch: 2 prompts x 4 samples = 8 images per iteration" in html
+    revision = json.loads((run / "run.json").read_text())["git_revision"]
+    assert revision is None or revision in html
+    # Each config key, with its docstring as a tooltip.
+    assert 'title="PPO clip range ε: the ratio is clipped to [1-ε, 1+ε]."' in html
+    for title in ("reward (mean ± std over the batch)", "clipfrac", "samples/s", "held-out correct"):
+        assert f'alt="{title}"' in html, title
+    # The time split adds up to the iterations' own times plus the evaluations'.
+    batch = 2 * 4
+    wall = sum(batch / r["samples_per_s"] for r in rows if "samples_per_s" in r)
+    wall += sum(r.get("time_eval", 0.0) for r in rows)
+    assert report_module._duration(wall) in html
+
+
+def test_a_prompt_with_html_in_it_is_shown_as_text(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A user's prompt file holding markup: trained on (a diffusers model reads any text), then shown."""
+    from tiny_models import tiny_sd_pipeline
+
+    evil = "<script>alert(1)</script>"
+    (tmp_path / "prompts.txt").write_text(f"{evil}\na red cat\n")
+    pipe = tiny_sd_pipeline(tmp_path / "sd")
+    prompts = str(tmp_path / "prompts.txt")
+    args = ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(pipe), "--reward"]
+    args += ["jpeg_compressibility", "--prompts", prompts, f"eval_prompts={prompts}", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower()
+    chromium = request.getfixturevalue("chromium")  # the escaping above holds without a browser
+    dom = browse(chromium, tmp_path / "run" / "report.html", tmp_path / "profile", "--dump-dom")
+    assert '<div class="prompt">&lt;script&gt;alert(1)&lt;/script&gt;</div>' in dom.stdout
+    assert "<script" not in dom.stdout.lower()
+
+
+def test_a_run_in_progress_gets_a_page_of_what_is_there(run: Path, tmp_path: Path) -> None:
+    """Iteration 1 of 2 logged, iteration 2's row cut off half way (the writer was mid-line)."""
+    live = tmp_path / "live"
+    shutil.copytree(run, live)
+    lines = (live / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["iteration"] == 2
+    (live / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    assert main(["report", str(live)]) == 0
+    html = (live / "report.html").read_text()
+    assert "iteration 1 of 2 (in progress, or stopped" in html
+    assert "1 line(s) of metrics.jsonl are not a complete JSON row and were skipped" in html
+    kept = json.loads(lines[-2])  # the held-out table is the last whole row's: iteration 1's
+    assert kept["iteration"] == 1 and f"at iteration 1, {kept['eval_pairs']:.0f} pairs" in html
+    assert f"{kept['eval_correct']:.3f}" in html
+
+    # Just started: config.yaml written, no row yet.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shutil.copy(run / "config.yaml", fresh / "config.yaml")
+    assert main(["report", str(fresh)]) == 0
+    html = (fresh / "report.html").read_text()
+    assert "metrics.jsonl holds no row yet" in html and "iteration 0 of 2" in html
+    assert "not rendered:" in html  # no policy saved yet: said, not a crash
+
+
+class HalfBlind:
+    """A reward that cannot tell images apart and fails on the first of every batch: NaN, then 0.5s."""
+
+    def __call__(self, images, prompts: list[str]) -> list[float]:
+        return [math.nan] + [0.5] * (len(prompts) - 1)
+
+
+def test_the_page_warns_of_what_the_run_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(REWARDS, "half-blind", (HalfBlind, "NaN for one image, 0.5 for the others"))
+    args = ["train", "--preset", "tiny", "eval_prompts=", "max_nan_fraction=0.2", "--reward", "half-blind"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    html = (tmp_path / "run" / "report.html").read_text()
+    warnings = html[html.index('<ul class="warnings">') :].split("</ul>")[0]
+    assert "2 NaN rewards dropped, in 2 of 2 iterations (at most 1 at iteration 1)" in warnings
+    assert "in 2 of 2 iterations more than 25% of the prompt groups had identical rewards" in warnings
+    assert "100% of groups on average" in warnings
+
+
+def test_eval_writes_its_page_and_report_joins_run_and_eval(run: Path, tmp_path: Path) -> None:
+    held_out = run.parent / "held_out.txt"
+    ev = tmp_path / "eval"
+    args = ["eval", "--policy", str(run), "--prompts", str(held_out), "--steps", "1,2", "--seeds", "1"]
+    assert main([*args, "--bootstrap", "200", "--out", str(ev)]) == 0
+    html = (ev / "report.html").read_text()
+    results = json.loads((ev / "eval.json").read_text())["results"]
+    assert html.count('<tr><td class="num">') == len(results) == 2 * 3  # 2 step counts x 3 metrics
+    for r in results:
+        assert f"[{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]" in html
+    assert 'alt="gain against steps"' in html and 'alt="grid at 1 steps"' in html and 'alt="grid at 2 steps"' in html
+
+    both = tmp_path / "both.html"
+    assert main(["report", str(run), str(ev), "--out", str(both)]) == 0
+    html = both.read_text()
+    assert f"Run {run}" in html and f"Evaluation {ev}" in html
+
+
+def test_train_rewrites_the_page_at_checkpoints_and_a_failed_page_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(report_module, "CHECKPOINT_INTERVAL_S", 0.0)
+    pages = []
+    real = report_module.write
+
+    def write(folders, out, live=None):
+        pages.append(real(folders, out, live).read_text())
+        return out
+
+    monkeypatch.setattr(report_module, "write", write)
+    assert main(["train", "--preset", "tiny", "eval_prompts=", "--out", str(tmp_path / "run")]) == 0
+    assert len(pages) == 2  # the checkpoint of iteration 1, then the end
+    assert "iteration 1 of 2" in pages[0] and "finished" in pages[1]
+
+    def broken(folders, out, live=None):
+        raise RuntimeError("no room for the page")
+
+    monkeypatch.setattr(report_module, "write", broken)
+    capsys.readouterr()
+    assert main(["train", "--preset", "tiny", "eval_prompts=", "--out", str(tmp_path / "again")]) == 0
+    err = capsys.readouterr().err
+    assert "noiseppo: warning: " in err and "report not written (RuntimeError: no room for the page)" in err
+    assert (tmp_path / "again" / "policy").is_dir() and not (tmp_path / "again" / "report.html").exists()
+
+
+def test_periodic_evaluations_are_one_line_each_and_images_in_tensorboard(run: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    assert "held_out/standard_vs_policy" in events.Tags()["images"]
+    images = events.Images("held_out/standard_vs_policy")
+    assert [i.step for i in images] == [1, 2] and all(i.width <= MAX_WIDTH + 1 for i in images)
+    # Iteration 1's evaluation is one line; the last one's is the held-out table.
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[1])
+    printed = [line for line in (run.parent / "stdout.txt").read_text().splitlines() if "held-out at" in line]
+    assert printed == [report_module.held_out_line(row)]
+    assert printed[0].startswith(f"held-out at iteration 1, {len(HELD_OUT)} pairs: standard -> policy, correct ")
+    assert f"partial {row['eval_standard_partial']:.3f} -> {row['eval_partial']:.3f}" in printed[0]
+
+
+def test_sample_pages_a_long_grid(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "samples"
+    capsys.readouterr()
+    assert main(["sample", "--prompts", "shapes-test", "--n", "1", "--steps", "1", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    pages = sorted(out.glob("grid-*.png"))
+    assert len(pages) > 1 and f"grid-1.png ... grid-{len(pages)}.png ({len(pages)} pages)" in said
+    assert not (out / "grid.png").exists()
+    for page in pages:
+        with Image.open(page) as im:
+            assert im.height <= MAX_HEIGHT and im.width <= MAX_WIDTH + 1
