@@ -568,6 +568,14 @@ TRAIN_FLAGS = ("backend", "model", "reward", "prompts", "steps", "iterations", "
 """The settings people change most, also given as plain ``noiseppo train`` flags."""
 
 
+def _add_out_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+
+
+def _add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
+
+
 def _add_overlap_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-overlap-scoring",
@@ -611,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
     render.add_argument("--n", type=_int_at_least(1), default=1, help="scenes per prompt")
     render.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
-    render.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    _add_out_argument(render)
     render.set_defaults(func=cmd_shapes_render)
 
     train_base = shapes_sub.add_parser("train-base", help="retrain the embedded Shapes model from scratch")
@@ -641,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy-mode", default="sample", choices=["sample", "mean"], help="policy latents: μ + σ ⊙ ε, or μ alone"
     )
     _add_overlap_argument(samp)
-    samp.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    _add_out_argument(samp)
     samp.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="paired evaluation of a noise policy against standard noise")
@@ -656,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
     _add_backend_arguments(ev)
     _add_overlap_argument(ev)
-    ev.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    _add_out_argument(ev)
     ev.set_defaults(func=cmd_eval)
 
     gold = sub.add_parser(
@@ -689,9 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="re-analyse the renders of a previous --out (repeatable: merge the step counts of several)",
     )
-    gold.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
+    _add_threads_argument(gold)
     _add_backend_arguments(gold)
-    gold.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    _add_out_argument(gold)
     gold.set_defaults(func=cmd_golden)
 
     tr = sub.add_parser(
@@ -776,8 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_dataclass_arguments(srch, SearchConfig)
     _add_backend_arguments(srch)
-    srch.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
-    srch.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    _add_threads_argument(srch)
+    _add_out_argument(srch)
     srch.set_defaults(func=cmd_search)
 
     from noiseppo.baseline_config import DDPOConfig
@@ -809,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--steps", type=_int_at_least(1), default=4, help="sampling steps of the frozen model")
     cmp.add_argument("--reward", default="shapes", help="the reward every method optimises and picks with")
     cmp.add_argument("--preset", default="shapes", help="the Noise PPO preset (and DDPO's budget)")
-    cmp.add_argument("--threads", type=_int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
+    _add_threads_argument(cmp)
     cmp.add_argument(
         "--iterations",
         type=_int_at_least(0),
@@ -820,7 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--search-curve", default="32,64,128,256,512", help="renders per prompt at which search is also evaluated"
     )
     cmp.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
-    cmp.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    _add_out_argument(cmp)
     cmp.set_defaults(func=cmd_compare)
     # -- end of noiseppo search, ddpo and compare --
 

@@ -18,7 +18,7 @@ Output folder (``golden.json``'s schema is in docs/golden_noise.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,10 @@ from safetensors.torch import save_file as save_torch
 from noiseppo import golden
 from noiseppo.backends.base import Backend
 from noiseppo.errors import UserError
+from noiseppo.overlap import score_while_rendering
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards import Reward, score_with_details
-from noiseppo.sampling import standard_noise
+from noiseppo.sampling import encode_distinct, standard_noise
 from noiseppo.seeds import sample_seed
 
 KINDS = ("standard", "own", "same_template", "other_template", "generic")
@@ -66,13 +67,21 @@ def render_and_score(
 ) -> dict[str, np.ndarray]:
     """Render job ``t`` (prompt ``prompts[t]``, latents ``latents_of([t])``) for every job in
     batches and score it: metric → one value per job (the reward's details, else the reward)."""
+
+    def rendered() -> Iterator[tuple[list[str], torch.Tensor]]:  # each next() renders one batch
+        for start in range(0, len(prompts), batch):
+            jobs = np.arange(start, min(start + batch, len(prompts)))
+            conditioning = encode_distinct(backend, [prompts[t] for t in jobs])  # N noises: one row per prompt
+            images = backend.generate(latents_of(jobs).to(conditioning.pooled), conditioning, steps, guidance)
+            yield conditioning.prompts, images.cpu()
+
+    def score(item: tuple[list[str], torch.Tensor]) -> dict[str, list[float]]:
+        rewards, details = score_with_details(reward, item[1], item[0])
+        return details or {"reward": rewards.tolist()}
+
     chunks: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(prompts), batch):
-        jobs = np.arange(start, min(start + batch, len(prompts)))
-        conditioning = backend.encode([prompts[t] for t in jobs])
-        images = backend.generate(latents_of(jobs).to(conditioning.pooled), conditioning, steps, guidance).cpu()
-        rewards, details = score_with_details(reward, images, conditioning.prompts)
-        for metric, values in (details or {"reward": rewards.tolist()}).items():
+    for scored in score_while_rendering(rendered(), score):
+        for metric, values in scored.items():
             chunks.setdefault(metric, []).append(np.asarray(values, dtype=np.float64))
     return {metric: np.concatenate(parts) for metric, parts in chunks.items()}
 

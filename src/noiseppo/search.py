@@ -38,9 +38,10 @@ from noiseppo.advantages import centred_ranks
 from noiseppo.backends.base import Backend, Conditioning
 from noiseppo.baseline_config import SearchConfig
 from noiseppo.errors import UserError
+from noiseppo.evaluate import score_side
 from noiseppo.grid import Block, Cell, prompt_grid, to_pil
-from noiseppo.rewards import Reward, score_with_details
-from noiseppo.sampling import LatentsFn, sample, standard_noise
+from noiseppo.rewards import Reward
+from noiseppo.sampling import LatentsFn, standard_noise
 from noiseppo.seeds import sample_seed
 
 SEARCH_STREAM = 2**42
@@ -131,10 +132,11 @@ def search(
         rewards, eps, images = [], [], []
         for sign in (1, -1):
             fn = mean_latents_fn(cells, texts, shape, sign)
-            samples = sample(backend, texts, half, config.steps, config.guidance, base, config.batch, fn)
+            metrics, samples = score_side(
+                backend, reward, texts, config.steps, half, config.guidance, base, config.batch, fn
+            )
             batch_images = torch.stack([s.image for s in samples])
-            scores, _ = score_with_details(reward, batch_images, [s.prompt for s in samples])
-            rewards.append(scores.double().numpy().reshape(n_prompts, half))
+            rewards.append(metrics["reward"].reshape(n_prompts, half))
             eps.append(sign * standard_noise(shape, [s.seed for s in samples]).view(n_prompts, half, *shape))
             images.append(batch_images.view(n_prompts, half, *batch_images.shape[1:]))
             seeds = np.array([s.seed for s in samples]).reshape(n_prompts, half)
