@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 
 from noiseppo.presets import resolve
-from noiseppo.sampling import encode_distinct, standard_noise
+from noiseppo.sampling import encode_distinct
+from noiseppo.seeds import standard_noise
 from noiseppo.train import Trainer
 
 
@@ -92,7 +93,7 @@ def main() -> None:
         sync(args.device)
         start = time.perf_counter()
         with torch.no_grad():
-            policy.latents_fn("sample")(cond, eps)
+            policy.noise_to_latents("sample")(cond, eps)
         sync(args.device)
         return time.perf_counter() - start
 

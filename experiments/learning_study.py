@@ -121,7 +121,7 @@ def evaluate(run: Path, prompts: list[str], seeds: int) -> dict[str, float]:
     reward = get_reward(cfg.reward)
     policy = load_policy(run)
     sides = {}
-    for side, fn in (("standard", None), ("policy", policy.latents_fn("sample"))):
+    for side, fn in (("standard", None), ("policy", policy.noise_to_latents("sample"))):
         sides[side], samples = score_side(backend, reward, prompts, cfg.steps, seeds, guidance, 0, 128, fn)
     clusters = np.array([s.prompt_index for s in samples])
     out: dict[str, float] = {"n": len(clusters)}

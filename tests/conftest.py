@@ -1,7 +1,22 @@
-"""Shared fixtures: the real console script, and a batch of rendered Shapes scenes."""
+"""Shared fixtures: the command line (``noiseppo``), and a batch of rendered Shapes scenes.
+
+Every test drives the command line through the ``noiseppo`` fixture, one object with one
+result type (``subprocess.CompletedProcess``):
+
+- ``noiseppo(*args)`` runs the installed console script in a subprocess, as a user does. Use it
+  where the process itself is under test: its exit status, a signal, an environment variable
+  read at import (``HF_HUB_OFFLINE``), ``accelerate launch`` (``noiseppo.command``), or several
+  commands at once (``noiseppo.many``).
+- ``noiseppo.in_process(*args)`` calls the same entry point, ``noiseppo.cli.main``, in the test's
+  own process and captures what it prints: no start-up of torch (2-4 s of CPU each), so use it
+  for everything else. (``tests/test_hostile_inputs.py`` calls ``main`` itself, under
+  ``capsys``, for its table.)
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -29,15 +44,29 @@ NOISEPPO = Path(sys.executable).parent / "noiseppo"
 
 
 class Cli:
-    """Runs the installed ``noiseppo`` in subprocesses and captures their output."""
+    """``noiseppo ARGS``: in a subprocess (calling it), or in this process (``in_process``)."""
 
     path = NOISEPPO
 
     def command(self, *args: str | Path) -> list[str]:
         return [str(self.path), *(str(a) for a in args)]
 
-    def __call__(self, *args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*args), cwd=cwd, capture_output=True, text=True, timeout=120)
+    def __call__(
+        self, *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """The installed console script in a subprocess; ``env`` replaces the environment."""
+        return subprocess.run(self.command(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+    @staticmethod
+    def in_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        """``noiseppo.cli.main(ARGS)`` in this process, its stdout and stderr captured."""
+        from noiseppo.cli import main
+
+        argv = [str(a) for a in args]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+        return subprocess.CompletedProcess(["noiseppo", *argv], code, out.getvalue(), err.getvalue())
 
     def many(
         self, commands: dict[str, list[str | Path]], then: Callable[[], dict[str, Any]] | None = None

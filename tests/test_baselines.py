@@ -16,13 +16,12 @@ from safetensors.torch import load_file
 from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend
 from noiseppo.baseline_config import SearchConfig
 from noiseppo.best_of_n import candidate_seed, render_candidates
-from noiseppo.cli import main
 from noiseppo.compare import OPTIONAL_ROW_KEYS, ROW_KEYS, TOP_KEYS
 from noiseppo.ddpo import ddim_step_with_logprob, step_std
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import sample, standard_noise
+from noiseppo.sampling import sample
 from noiseppo.search import mean_latents_fn, search
-from noiseppo.seeds import sample_seed
+from noiseppo.seeds import sample_seed, standard_noise
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow circle"]
 DOC = Path(__file__).parents[1] / "docs" / "baselines.md"
@@ -105,10 +104,11 @@ def test_search_never_renders_more_than_its_budget_and_is_deterministic(backend:
     assert torch.allclose(z - eps, up, atol=1e-6)
 
 
-def test_search_cli_writes_latents_images_and_a_log(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_search_cli_writes_latents_images_and_a_log(noiseppo, tmp_path: Path) -> None:
     out = tmp_path / "s"
     args = ["search", "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--budget", "20", "--group", "4"]
-    assert main([*args, "--steps", "2", "--out", str(out)]) == 0
+    done = noiseppo.in_process(*args, "--steps", "2", "--out", out)
+    assert done.returncode == 0, done.stderr
     log = json.loads((out / "search.json").read_text())
     assert log["renders_per_prompt"] == 20 and [r["renders"] for r in log["log"]] == [4, 8, 12, 16, 20]
     assert [p["prompt"] for p in log["prompts"]] == PROMPTS[:2]
@@ -116,7 +116,7 @@ def test_search_cli_writes_latents_images_and_a_log(tmp_path: Path, capsys: pyte
     assert tensors["best_latents"].shape == (2, 3, 32, 32) and tensors["cells"].shape == (2, 3, 8, 8)
     assert sorted(p.name for p in (out / "images").iterdir()) == ["0000.png", "0001.png"]
     assert (out / "grid.png").is_file()
-    assert "searched 2 prompt(s), 20 renders each" in capsys.readouterr().out
+    assert "searched 2 prompt(s), 20 renders each" in done.stdout
 
 
 def test_ddim_eta_1_step_log_prob_matches_torch_normal(backend: ShapesBackend) -> None:
@@ -150,12 +150,11 @@ def _digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def test_ddpo_cli_tunes_a_copy_first_ratio_1_and_leaves_the_shipped_model_untouched(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_ddpo_cli_tunes_a_copy_first_ratio_1_and_leaves_the_shipped_model_untouched(noiseppo, tmp_path: Path) -> None:
     before = _digest(DEFAULT_MODEL)
     out = tmp_path / "ddpo"
-    assert main(["ddpo", "--preset", "tiny", "--no-eval", "--threads", "1", "--out", str(out)]) == 0
+    done = noiseppo.in_process("ddpo", "--preset", "tiny", "--no-eval", "--threads", "1", "--out", out)
+    assert done.returncode == 0, done.stderr
     assert _digest(DEFAULT_MODEL) == before
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
@@ -170,15 +169,16 @@ def test_ddpo_cli_tunes_a_copy_first_ratio_1_and_leaves_the_shipped_model_untouc
     assert summary["renders"] == 2 * 2 * 4 and summary["stochastic_steps"] == 3
     assert summary["trajectory_bytes_per_sample"] == 5 * 3 * 32 * 32 * 4 + 4 * 4  # x_T..x_0 and 4 log-probs
     ShapesBackend.from_pretrained(out / "model")  # a model folder noiseppo sample --model reads
-    assert "tuned model written to" in capsys.readouterr().out
+    assert "tuned model written to" in done.stdout
 
 
-def test_compare_json_follows_its_documented_schema(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_compare_json_follows_its_documented_schema(noiseppo, tmp_path: Path) -> None:
     (tmp_path / "p.txt").write_text("a red circle\ntwo blue squares\n")
     out = tmp_path / "c"
     methods = "standard,best-of-1,best-of-3,noise-ppo,noise-ppo+best-of-2,search@16,ddpo@1"
     args = ["compare", "--methods", methods, "--prompts", str(tmp_path / "p.txt"), "--seeds", "2", "--preset", "tiny"]
-    assert main([*args, "--search-curve", "16", "--bootstrap", "100", "--threads", "1", "--out", str(out)]) == 0
+    done = noiseppo.in_process(*args, "--search-curve", "16", "--bootstrap", "100", "--threads", "1", "--out", out)
+    assert done.returncode == 0, done.stderr
     body = json.loads((out / "compare.json").read_text())
     assert set(body) == set(TOP_KEYS)
     assert body["methods"] == methods.split(",") and [r["method"] for r in body["rows"]] == body["methods"]
@@ -199,7 +199,7 @@ def test_compare_json_follows_its_documented_schema(tmp_path: Path, capsys: pyte
     assert p3["against"][0]["delta"] == pytest.approx(rows["noise-ppo"]["correct"] - rows["best-of-1"]["correct"])
     assert body["p4"]["ddpo_final"]["iteration"] == 1 and "wall_time_ratio_at_ends" in body["p4"]
     assert (out / "compare.png").is_file()
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    last = done.stdout.strip().splitlines()[-1]
     assert json.loads(last)["rows"]["standard"] == round(rows["standard"]["correct"], 4)
     # docs/baselines.md documents exactly these keys.
     documented = set(re.findall(r"^\| `(\w+)` \|", DOC.read_text(), re.M))

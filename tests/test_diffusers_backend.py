@@ -14,10 +14,9 @@ from diffusers import DiffusionPipeline
 
 from noiseppo.backends import get_backend
 from noiseppo.backends.diffusers import DiffusersBackend
-from noiseppo.cli import main
 from noiseppo.errors import UserError
-from noiseppo.policy import NoisePolicy, policy_latents
-from noiseppo.sampling import standard_noise
+from noiseppo.policy import NoisePolicy, latents_for_seeds
+from noiseppo.seeds import standard_noise
 from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
 
 PROMPTS = ["a red cat", "two dogs", "a blue car on a road"]
@@ -63,7 +62,7 @@ def test_the_untrained_policy_gives_the_pipelines_own_images(backend: DiffusersB
     policy = NoisePolicy(latent_shape=backend.latent_shape, cond_dim=16)
     cond = backend.encode(PROMPTS)
     eps = standard_noise(backend.latent_shape, [0, 1, 2])
-    z = policy.latents_fn()(cond, eps)
+    z = policy.noise_to_latents()(cond, eps)
     assert torch.equal(z, eps)
     images = backend.generate(z, cond, 3, guidance)
     assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
@@ -103,23 +102,23 @@ def test_pickled_weights_are_never_loaded(tiny_sd: Path, tmp_path: Path) -> None
         get_backend("diffusers", str(copy))
 
 
-def test_cli_trains_and_samples_on_the_pipeline(tiny_sd: Path, tmp_path: Path, capsys) -> None:
+def test_cli_trains_and_samples_on_the_pipeline(noiseppo, tiny_sd: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     run = tmp_path / "run"
-    code = main(
-        ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sd), "--prompts", str(prompts),
+    done = noiseppo.in_process(
+        *["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sd), "--prompts", str(prompts),
          "--reward", "jpeg_compressibility", "--steps", "2", "--out", str(run), "eval_prompts=", "threads=1"]
     )  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    assert done.returncode == 0, done.stderr
     assert {"checkpoint", "config.yaml", "metrics.jsonl", "policy"} <= {p.name for p in run.iterdir()}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["iteration"] == 2 and rows[-1]["reward_mean"] < 0  # minus kB
     assert json.loads((run / "policy" / "config.json").read_text())["latent_shape"] == [4, 8, 8]
 
     out = tmp_path / "samples"
-    code = main(["sample", "--policy", str(run), "--prompt", "a red cat", "--n", "2", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    done = noiseppo.in_process("sample", "--policy", run, "--prompt", "a red cat", "--n", "2", "--out", out)
+    assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["steps"] == 2  # backend, model and steps from the policy's run
     assert rows[0]["guidance"] == 7.5  # the run's guidance 0: the pipeline's default
@@ -128,11 +127,8 @@ def test_cli_trains_and_samples_on_the_pipeline(tiny_sd: Path, tmp_path: Path, c
 
 def test_an_unknown_model_offline_is_one_line(noiseppo, tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    args = noiseppo.command("sample", "--backend", "diffusers", "--model", "noiseppo-test/no-such-model",
-                            "--prompt", "a cat", "--out", tmp_path / "out")  # fmt: skip
-    import subprocess
-
-    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    args = ["sample", "--backend", "diffusers", "--model", "noiseppo-test/no-such-model", "--prompt", "a cat"]
+    result = noiseppo(*args, "--out", tmp_path / "out", env=env)  # a process: the hub reads the setting at import
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "noiseppo: error: model 'noiseppo-test/no-such-model' is neither a local folder nor in the Hugging Face "
@@ -155,7 +151,7 @@ def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: Diffuser
     policy = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16)
     torch.nn.init.normal_(policy.head.weight, std=0.5)
     latents = policy.latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
-    expected = policy_latents(policy, backend, PROMPTS, [0, 1, 2])
+    expected = latents_for_seeds(policy, backend, PROMPTS, [0, 1, 2])
     assert torch.equal(latents, expected) and not torch.equal(latents, standard_noise((4, 8, 8), [0, 1, 2]))
     images = pipe(PROMPTS, latents=latents, num_inference_steps=2, guidance_scale=1.0, output_type="pt").images
     assert torch.equal(images, backend.generate(expected, backend.encode(PROMPTS), 2, 1.0))
@@ -171,7 +167,7 @@ def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: Diffuser
         NoisePolicy(latent_shape=(4, 8, 8), cond_dim=64).latents_for(pipe, PROMPTS)
 
 
-def test_sdxl(tiny_sdxl: Path, tmp_path: Path, capsys) -> None:
+def test_sdxl(noiseppo, tiny_sdxl: Path, tmp_path: Path) -> None:
     """Two text encoders, Euler, the U-Net's extra pooled and size inputs: the pipeline's own images."""
     backend = get_backend("diffusers", str(tiny_sdxl), "default")
     assert type(backend.pipe).__name__ == "StableDiffusionXLPipeline" and backend.default_guidance == 5.0
@@ -181,7 +177,7 @@ def test_sdxl(tiny_sdxl: Path, tmp_path: Path, capsys) -> None:
     eps = standard_noise(backend.latent_shape, [0, 1, 2])
     pipe = users_pipeline(tiny_sdxl)
     for guidance in (1.0, 3.0):
-        images = backend.generate(policy.latents_fn()(cond, eps), cond, 2, guidance)
+        images = backend.generate(policy.noise_to_latents()(cond, eps), cond, 2, guidance)
         own = pipe(PROMPTS, latents=eps, num_inference_steps=2, guidance_scale=guidance, output_type="pt").images
         assert torch.equal(images, own)
     latents = policy.latents_for(pipe, PROMPTS, generator=torch.Generator().manual_seed(3))
@@ -191,19 +187,19 @@ def test_sdxl(tiny_sdxl: Path, tmp_path: Path, capsys) -> None:
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    code = main(
-        ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sdxl), "--prompts", str(prompts),
+    done = noiseppo.in_process(
+        *["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sdxl), "--prompts", str(prompts),
          "--reward", "jpeg_incompressibility", "--steps", "2", "--iterations", "1", "--out", str(tmp_path / "run"),
          "guidance=1.5", "eval_prompts=", "threads=1"]
     )  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    assert done.returncode == 0, done.stderr
     # No scheduler given: the pipeline keeps its own (a run on a Turbo model keeps its Euler).
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["scheduler"] == "default"
     assert json.loads((tmp_path / "run" / "policy" / "config.json").read_text())["cond_dim"] == 32
-    code = main(
-        ["sample", "--policy", str(tmp_path / "run"), "--prompt", "a cat", "--n", "1", "--out", str(tmp_path / "s")]
+    done = noiseppo.in_process(
+        *["sample", "--policy", str(tmp_path / "run"), "--prompt", "a cat", "--n", "1", "--out", str(tmp_path / "s")]
     )
-    assert code == 0, capsys.readouterr().err
+    assert done.returncode == 0, done.stderr
     row = json.loads((tmp_path / "s" / "samples.jsonl").read_text())
     assert row["guidance"] == 1.5 and row["steps"] == 2  # the run's own settings
 

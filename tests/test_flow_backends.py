@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,10 +16,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from noiseppo.backends import get_backend
 from noiseppo.backends.flow import FluxBackend, SD3Backend
-from noiseppo.cli import main
 from noiseppo.errors import UserError
-from noiseppo.policy import NoisePolicy, policy_latents
-from noiseppo.sampling import standard_noise
+from noiseppo.policy import NoisePolicy, latents_for_seeds
+from noiseppo.seeds import standard_noise
 from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
 
 PROMPTS = ["a red cat", "two dogs", "a blue car"]  # within the tiny CLIP's 16 tokens
@@ -111,11 +109,10 @@ def test_sd3_conditioning_needs_no_t5(models) -> None:
 
 
 def test_an_unknown_model_offline_is_one_line(noiseppo, tmp_path: Path) -> None:
-    """The diffusers backend's line: every pipeline backend loads through ``pipeline.load_pipeline``."""
+    """The diffusers backend's line: every pipeline backend loads through ``plugin.load_pipeline``."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    args = noiseppo.command("sample", "--backend", "flux", "--model", "noiseppo-test/no-such-model",
-                            "--prompt", "a cat", "--out", tmp_path / "out")  # fmt: skip
-    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    args = ["sample", "--backend", "flux", "--model", "noiseppo-test/no-such-model", "--prompt", "a cat"]
+    result = noiseppo(*args, "--out", tmp_path / "out", env=env)  # a process: the hub reads the setting at import
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "noiseppo: error: model 'noiseppo-test/no-such-model' is neither a local folder nor in the Hugging Face "
@@ -134,7 +131,7 @@ def test_the_untrained_policy_gives_the_pipelines_own_images(models, model: str,
     policy = NoisePolicy(latent_shape=SHAPE, cond_dim=backend.cond_dim)
     cond = backend.encode(PROMPTS)
     eps = randn_tensor((3, *SHAPE), generator=torch.Generator().manual_seed(7))
-    z = policy.latents_fn()(cond, eps)
+    z = policy.noise_to_latents()(cond, eps)
     assert torch.equal(z, eps)
     images = backend.generate(z, cond, 2, guidance)
     assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
@@ -165,7 +162,7 @@ def test_latents_for_gives_a_real_pipeline_the_policys_latents(models, model: st
     policy = NoisePolicy(latent_shape=SHAPE, cond_dim=backend.cond_dim)
     torch.nn.init.normal_(policy.head.weight, std=0.5)
     latents = policy.latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
-    expected = policy_latents(policy, backend, PROMPTS, [0, 1, 2])
+    expected = latents_for_seeds(policy, backend, PROMPTS, [0, 1, 2])
     assert not torch.equal(expected, standard_noise(SHAPE, [0, 1, 2]))
     assert torch.equal(latents, backend.pipeline_latents(pipe, expected))
     images = pipe(PROMPTS, latents=latents, num_inference_steps=2, output_type="pt", **SIZE).images
@@ -201,35 +198,35 @@ def test_bad_settings_get_one_line(models, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("model", "steps", "guidance"), [("sd3", 2, 2.0), ("flux-schnell", 4, 0.0)])
-def test_cli_trains_samples_and_evaluates(models, model: str, steps: int, guidance: float, tmp_path: Path, capsys):
+def test_cli_trains_samples_and_evaluates(noiseppo, models, model: str, steps: int, guidance: float, tmp_path: Path):
     """``noiseppo train`` for 2 iterations through --model PATH, then ``sample`` and ``eval`` on the
     run, which take backend, model, steps and guidance from its config.yaml."""
     name, path = models[model]
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     run = tmp_path / "run"
-    code = main(
-        ["train", "--preset", "tiny", "--backend", name, "--model", str(path), "--prompts", str(prompts),
+    done = noiseppo.in_process(
+        *["train", "--preset", "tiny", "--backend", name, "--model", str(path), "--prompts", str(prompts),
          "--reward", "jpeg_compressibility", "--steps", str(steps), "--out", str(run), f"guidance={guidance}",
          "eval_prompts=", "threads=1"]
     )  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["iteration"] == 2 and rows[-1]["reward_mean"] < 0  # minus kB
     config = json.loads((run / "policy" / "config.json").read_text())
     assert config["latent_shape"] == list(SHAPE) and config["cond_dim"] == (32 if name == "sd3" else 24)
 
     out = tmp_path / "samples"
-    code = main(["sample", "--policy", str(run), "--prompt", "a red cat", "--n", "2", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    done = noiseppo.in_process("sample", "--policy", run, "--prompt", "a red cat", "--n", "2", "--out", out)
+    assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["steps"] == steps and rows[0]["guidance"] == guidance
 
-    code = main(
-        ["eval", "--policy", str(run), "--prompts", str(prompts), "--seeds", "2", "--bootstrap", "200",
+    done = noiseppo.in_process(
+        *["eval", "--policy", str(run), "--prompts", str(prompts), "--seeds", "2", "--bootstrap", "200",
          "--out", str(tmp_path / "eval")]
     )  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert report["backend"] == name and report["reward"] == "jpeg_compressibility"
     assert report["guidance"] == guidance and [r["steps"] for r in report["results"]] == [steps]

@@ -13,11 +13,9 @@ from scipy import stats
 
 from noiseppo import golden
 from noiseppo.backends import get_backend
-from noiseppo.checkpoint import load_tensors
-from noiseppo.cli import main
 from noiseppo.rewards import get_reward, score_with_details
-from noiseppo.sampling import standard_noise
-from noiseppo.seeds import sample_seed
+from noiseppo.safe_load import load_tensors
+from noiseppo.seeds import sample_seed, standard_noise
 
 PROMPTS = [
     "a red circle", "a blue square", "two green triangles", "two red squares", "a red circle and a blue square",
@@ -188,10 +186,11 @@ def tiny_golden(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[st
     return folder, args
 
 
-def test_golden_runs_through_the_cli_and_writes_what_it_documents(tiny_golden, capsys) -> None:
+def test_golden_runs_through_the_cli_and_writes_what_it_documents(noiseppo, tiny_golden) -> None:
     folder, args = tiny_golden
-    assert main(args) == 0, capsys.readouterr().err
-    out = capsys.readouterr().out.strip().splitlines()
+    done = noiseppo.in_process(*args)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.strip().splitlines()
     summary = json.loads(out[-1])  # the last line is one JSON object
     run = folder / "out"
     assert sorted(p.name for p in run.iterdir()) == [
@@ -237,20 +236,20 @@ def test_golden_runs_through_the_cli_and_writes_what_it_documents(tiny_golden, c
 
     # --from re-analyses the cached renders without rendering: the same figures.
     analysis = ["--top-k", "1", "--splits", "20", "--bootstrap", "100", "--permutations", "100"]
-    assert main(["golden", *analysis, "--from", str(run), "--out", str(folder / "again")]) == 0
+    assert noiseppo.in_process("golden", *analysis, "--from", run, "--out", folder / "again").returncode == 0
     redo = json.loads((folder / "again" / "golden.json").read_text())
     assert redo["results"] == doc["results"] and redo["policy"] == doc["policy"]
 
 
-def test_from_merges_the_step_counts_of_several_runs_of_one_experiment(tiny_golden, capsys) -> None:
+def test_from_merges_the_step_counts_of_several_runs_of_one_experiment(noiseppo, tiny_golden) -> None:
     folder, args = tiny_golden
     if not (folder / "out").exists():
-        assert main(args) == 0
+        assert noiseppo.in_process(*args).returncode == 0
     more = ["golden", "--prompts", str(folder / "prompts.txt"), "--noises", "2", "--steps", "3", "--top-k", "1"]
     analysis = ["--top-k", "1", "--splits", "20", "--bootstrap", "100", "--permutations", "100"]
-    assert main([*more, *analysis[2:], "--out", str(folder / "steps3")]) == 0
-    assert main(["golden", *analysis, "--from", str(folder / "steps3"), "--from", str(folder / "out"),
-                 "--out", str(folder / "merged")]) == 0  # fmt: skip
+    assert noiseppo.in_process(*more, *analysis[2:], "--out", folder / "steps3").returncode == 0
+    merge = ["golden", *analysis, "--from", folder / "steps3", "--from", folder / "out", "--out", folder / "merged"]
+    assert noiseppo.in_process(*merge).returncode == 0
     merged = json.loads((folder / "merged" / "golden.json").read_text())
     assert merged["steps"] == [1, 2, 3] and merged["noises"] == [3, 2, 2]
     first = json.loads((folder / "out" / "golden.json").read_text())
@@ -258,8 +257,3 @@ def test_from_merges_the_step_counts_of_several_runs_of_one_experiment(tiny_gold
     assert sorted(p.name for p in (folder / "merged").glob("best_noises_*")) == [
         f"best_noises_steps{s}.safetensors" for s in (1, 2, 3)
     ]
-    capsys.readouterr()
-    assert (
-        main(["golden", "--from", str(folder / "out"), "--from", str(folder / "out"), "--out", str(folder / "x")]) == 2
-    )
-    assert "step count 1 is also in another folder" in capsys.readouterr().err

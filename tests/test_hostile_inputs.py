@@ -30,12 +30,13 @@ import noiseppo.checkpoint as checkpoint_module
 import noiseppo.train as train_module
 from noiseppo.backends import BACKENDS
 from noiseppo.backends.shapes import DEFAULT_MODEL
-from noiseppo.checkpoint import WEIGHTS_NAME, load_state
+from noiseppo.checkpoint import load_state
 from noiseppo.cli import main
 from noiseppo.policy import NoisePolicy, load_policy
 from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS, get_reward
 from noiseppo.rewards.http import TOKEN_ENV, make_server
+from noiseppo.safe_load import WEIGHTS_NAME
 from servers import serving
 from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
 
@@ -89,6 +90,9 @@ class Case:
     server: dict | None = None
     """``make_server`` keywords: a Shapes reward server runs in a thread during the command,
     and ``{server}`` in the arguments is its URL."""
+    stdout: str = ""
+    """How stdout starts, for a failure that leaves nothing but came once the work had started
+    (``train``'s batch line); a command refused before that prints nothing on stdout."""
 
 
 def files(**contents: str | bytes) -> Callable[[Path, Path], None]:
@@ -113,11 +117,11 @@ def pickle_at(name: str) -> Callable[[Path, Path], None]:
     return setup
 
 
-def png(name: str) -> Callable[[Path, Path], None]:
-    """A setup that writes a 32x32 RGB image to {w}/``name``."""
+def png(name: str, size: tuple[int, int] = (32, 32)) -> Callable[[Path, Path], None]:
+    """A setup that writes an RGB image (32x32 unless ``size``, width x height) to {w}/``name``."""
 
     def setup(w: Path, run: Path) -> None:
-        Image.new("RGB", (32, 32), (255, 0, 0)).save(w / name)
+        Image.new("RGB", size, (255, 0, 0)).save(w / name)
 
     return setup
 
@@ -326,7 +330,9 @@ CASES: dict[str, Case] = {
         "typo.yaml: unknown config key 'samples_per_promt' (did you mean 'samples_per_prompt'?)",
         files(**{"typo.yaml": "samples_per_promt: 4\n"}),
     ),
-    "unknown config key": Case([*TRAIN, "colour=red"], "unknown config key 'colour' (see 'noiseppo train --help')"),
+    "unknown config key": Case(
+        [*TRAIN, "colour=red"], "override: unknown config key 'colour' (see 'noiseppo train --help')"
+    ),
     "override without =": Case([*TRAIN, "steps"], "'steps': overrides are written key=value"),
     "value of the wrong type": Case([*TRAIN, "lr=fast"], "override: 'lr' must be a float, got 'fast'"),
     "NaN value": Case([*TRAIN, "kl_coef=nan"], "override: 'kl_coef' must be a float other than NaN, got 'nan'"),
@@ -432,12 +438,13 @@ CASES: dict[str, Case] = {
         SAMPLE, "out: output path exists and is not empty; choose a new one", files(out__keep="mine\n")
     ),
     "train-base folder that is not a run": Case(
-        ["shapes", "train-base", "--steps", "1"],
+        ["shapes", "train-base", "--optimizer-steps", "1"],
         "out: exists and is not a train-base run; choose a new folder",
         files(out__keep="mine\n"),
     ),
     "train-base on a device that does not exist": Case(
-        ["shapes", "train-base", "--steps", "1", "--device", "gpu0"], "unknown device 'gpu0' (e.g. cpu, cuda, cuda:1)"
+        ["shapes", "train-base", "--optimizer-steps", "1", "--device", "gpu0"],
+        "unknown device 'gpu0' (e.g. cpu, cuda, cuda:1)",
     ),
     # -- custom rewards and backends, which fail only once the run has started
     "reward that raises": Case(
@@ -451,6 +458,7 @@ CASES: dict[str, Case] = {
         "the reward raised RuntimeError: reward server is down",
         files(**{"one.txt": "a red circle\n"}),
         patch=reward("crashes", crash),
+        stdout="batch: 2 prompts x 4 samples = 8 images per iteration",
     ),
     "reward that returns NaN": Case(
         [*TRAIN, "--reward", "nan"],
@@ -626,7 +634,7 @@ CASES: dict[str, Case] = {
         model_with("scheduler/scheduler_config.json", plain_pickle),
     ),
     "pickled train-base --init weights": Case(
-        ["shapes", "train-base", "--steps", "1", "--init", "{w}/model"],
+        ["shapes", "train-base", "--optimizer-steps", "1", "--init", "{w}/model"],
         f"model/text_encoder/{WEIGHTS_NAME}: {PICKLE_NOT_SAFETENSORS}",
         model_with(f"text_encoder/{WEIGHTS_NAME}", torch_pickle),
     ),
@@ -745,6 +753,109 @@ CASES: dict[str, Case] = {
         out=None,
     ),
     # -- end of noiseppo report
+    # -- score, shapes render and usage (moved here from test_cli.py, test_train.py, test_eval.py, ...: issue 20)
+    "score with a prompt count that is neither one nor one per image": Case(
+        ["score", "--prompt", "a red circle", "--prompt", "a blue square", "{w}/a.png", "{w}/a.png", "{w}/a.png"],
+        "give one --prompt for all images or one per image; got 2 for 3 images",
+        png("a.png"),
+        out=None,
+    ),
+    "score with a prompt outside the grammar": Case(
+        ["score", "--prompt", "a red hexagon", "{w}/a.png"],
+        "noiseppo: error: prompt 'a red hexagon': word 3 'hexagon' is not a shape ('circle', 'square' or 'triangle')",
+        png("a.png"),
+        out=None,
+    ),
+    "score with a prompt holding a newline": Case(
+        ["score", "--prompt", "a red\nhexagon", "{w}/a.png"],
+        "prompt 'a red\\nhexagon': word 3 'hexagon' is not a shape",
+        png("a.png"),
+        out=None,
+    ),
+    "score of an image that does not exist": Case(
+        ["score", "--prompt", "a red circle", "{w}/a.png", "{w}/nowhere.png"],
+        "nowhere.png: image not found",
+        png("a.png"),
+        out=None,
+    ),
+    "score of a file that is not an image": Case(
+        ["score", "--prompt", "a red circle", "{w}/notes.png"],
+        "notes.png: cannot read image (",
+        files(**{"notes.png": "this is not a picture\n"}),
+        out=None,
+    ),
+    "score of an image of another size": Case(
+        ["score", "--prompt", "a red circle", "{w}/a.png", "{w}/big.png"],
+        "big.png: image is 48x64, reward 'shapes' reads 32x32 (it never resizes)",
+        lambda w, run: (png("a.png")(w, run), png("big.png", (48, 64))(w, run)),
+        out=None,
+    ),
+    "score with an unknown reward": Case(
+        ["score", "--reward", "clip", "--prompt", "a red circle", "{w}/a.png"],
+        "unknown reward 'clip' (known: shapes, shapes-correct, ",
+        png("a.png"),
+        out=None,
+    ),
+    "score with a reward that returns too few scores": Case(
+        ["score", "--reward", "short", "--prompt", "a red circle", "{w}/a.png"],
+        "the reward returned 0 scores for 1 images",
+        png("a.png"),
+        patch=reward("short", lambda n: torch.zeros(n - 1)),
+        out=None,
+    ),
+    "shapes render output folder that is not empty": Case(
+        ["shapes", "render", "--prompt", "a red circle"],
+        "out: output path exists and is not empty; choose a new one",
+        files(out__keep="mine\n"),
+    ),
+    "shapes render into a folder that does not exist": Case(
+        ["shapes", "render", "--prompt", "a red circle"],
+        "no-such-folder: parent folder of the output does not exist",
+        out="{w}/no-such-folder/out",
+    ),
+    "shapes render prompt that ends too soon": Case(
+        ["shapes", "render", "--prompt", "a blue square", "--prompt", "two red"],
+        "prompt 'two red': ends after word 2, expected a plural shape",
+    ),
+    "shapes render prompt file with a repeated object": Case(
+        ["shapes", "render", "--prompts", "{w}/bad.jsonl"],
+        "prompt 'a red circle and a red circle': word 7 'circle' repeats 'red circle'",
+        files(**{"bad.jsonl": '{"prompt": "a red circle"}\n{"prompt": "a red circle and a red circle"}\n'}),
+    ),
+    "shapes render without prompts": Case(
+        ["shapes", "render"], "give either --prompt (repeatable) or --prompts SET_OR_FILE"
+    ),
+    "negative seed": Case(
+        ["shapes", "render", "--prompt", "a red circle", "--seed", "-1"], "argument --seed: must be >= 0, got -1"
+    ),
+    "count that is not a number": Case(
+        ["shapes", "render", "--prompt", "a red circle", "--n", "two"], "argument --n: expected a whole number"
+    ),
+    "no command": Case([], "the following arguments are required: COMMAND", out=None),
+    "score without images": Case(
+        ["score", "--prompt", "a red circle"], "the following arguments are required: IMAGE", out=None
+    ),
+    "list of a registry that does not exist": Case(["list", "models"], "invalid choice: 'models'", out=None),
+    "unknown preset without a near name": Case(
+        ["train", "--preset", "nope"], "unknown preset 'nope' (known: shapes, tiny)"
+    ),
+    "mistyped dtype": Case(
+        [*TRAIN, "--dtype", "float23"],
+        "unknown dtype 'float23' (did you mean 'float32'? known: float32, float16, bfloat16)",
+    ),
+    "unknown log-probability reduction": Case(
+        [*TRAIN, "logprob=median"], "config: logprob must be 'sum' or 'mean', got 'median'"
+    ),
+    "sample with negative guidance": Case([*SAMPLE, "--guidance", "-2"], "guidance must be >= 0, got -2.0"),
+    "eval step list that is not numbers": Case(
+        ["eval", "--policy", "shapes-steps4", "--steps", "4,x"],
+        "--steps: expected comma-separated whole numbers, got '4,x'",
+    ),
+    "train-base folder that holds a run": Case(
+        ["shapes", "train-base", "--optimizer-steps", "1"],
+        "out: already holds a run; use --resume or a new folder",
+        files(**{"out__config.json": "{}\n"}),
+    ),
 }
 
 
@@ -783,9 +894,11 @@ def test_hostile_input_gets_one_line_exit_2_and_leaves_nothing_half_written(
         capsys.readouterr()
 
         code = main(args)
-        err = capsys.readouterr().err
+        printed, err = capsys.readouterr()
 
     assert code == 2, err
+    if case.left is None:
+        assert printed.startswith(case.stdout) and bool(printed) == bool(case.stdout), printed
     assert "Traceback" not in err
     # The progress bar redraws with carriage returns; everything else on stderr is the one line.
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
@@ -823,7 +936,7 @@ def test_the_pickles_would_run_if_anything_unpickled_them(tmp_path: Path) -> Non
 
 def test_the_source_never_unpickles() -> None:
     """No pickle module, no torch.load, and no from_pretrained (diffusers' and transformers'
-    fall back to torch.load on .bin files): every load goes through noiseppo.checkpoint. The
+    fall back to torch.load on .bin files): every load goes through noiseppo.safe_load. The
     exceptions load users' models: ``DiffusionPipeline`` and ``CLIPModel`` with a literal
     ``use_safetensors=True`` (which refuses .bin weights) and no ``**kwargs`` that could undo it,
     and ``CLIPProcessor`` (tokenizer and image-processor files: JSON and text, no weights)."""

@@ -21,11 +21,10 @@ import torch
 from safetensors.torch import load_file
 
 from noiseppo.checkpoint import latest_step, load_state
-from noiseppo.cli import main
 from noiseppo.evaluate import format_table
 from noiseppo.names import closest, natural_key
-from noiseppo.policy import load_policy, policy_latents
-from noiseppo.sampling import standard_noise
+from noiseppo.policy import latents_for_seeds, load_policy
+from noiseppo.seeds import standard_noise
 
 README = Path(__file__).parents[1] / "README.md"
 TINY = ["train", "--preset", "tiny", "eval_prompts=", "threads=1"]
@@ -142,7 +141,8 @@ def test_ctrl_c_in_sample_and_eval_leaves_nothing(noiseppo, tmp_path: Path) -> N
 
 def test_ctrl_c_in_train_base_finishes_the_step_checkpoints_it_and_resume_continues(noiseppo, tmp_path: Path) -> None:
     out = tmp_path / "base"
-    tiny = ["--steps", "100000", "--batch", "4", "--dim", "32", "--depth", "1", "--text-dim", "16", "--warmup", "2"]
+    tiny = ["--optimizer-steps", "100000", "--batch", "4", "--dim", "32", "--depth", "1", "--text-dim", "16"]
+    tiny += ["--warmup", "2"]
     tiny += ["--checkpoint-every", "100000", "--eval-every", "100000", "--threads", "1"]
     command = noiseppo.command("shapes", "train-base", "--out", out, *tiny)
     result = interrupted(command, logged(out, 3), tmp_path)
@@ -162,34 +162,7 @@ def test_ctrl_c_in_train_base_finishes_the_step_checkpoints_it_and_resume_contin
     assert [r["step"] for r in rows(out)] == list(range(1, latest_step(out / "checkpoint") + 1))
 
 
-# -- did you mean ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("args", "hint"),
-    [
-        (["train", "--preset", "shape", "--out", "x"], "unknown preset 'shape' (did you mean 'shapes'?"),
-        (
-            [*TINY, "--prompts", "shapes-tset", "--out", "x"],
-            "unknown prompt set 'shapes-tset' (did you mean 'shapes-test'?",
-        ),
-        (["eval", "--policy", "shapes-step4", "--out", "x"], "(did you mean 'shapes-steps4'? shipped: shapes-steps1,"),
-        (
-            [*TINY, "--reward", "shapes_correct", "--out", "x"],
-            "unknown reward 'shapes_correct' (did you mean 'shapes-correct'?",
-        ),
-        ([*TINY, "--backend", "shape", "--out", "x"], "unknown backend 'shape' (did you mean 'shapes'?"),
-        ([*TINY, "scheduler=dpmm", "--out", "x"], "unknown scheduler 'dpmm' (did you mean 'dpm'?"),
-        ([*TINY, "--dtype", "float23", "--out", "x"], "unknown dtype 'float23' (did you mean 'float32'?"),
-        ([*TINY, "iteration=3", "--out", "x"], "unknown config key 'iteration' (did you mean 'iterations'?)"),
-    ],
-)
-def test_every_registry_suggests_the_nearest_name(args, hint, tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("noiseppo: error: ") and hint in err, err
-    assert not (tmp_path / "x").exists()
+# -- did you mean (through the CLI: the mistyped rows of docs/hostile_inputs.md) -------------------
 
 
 def test_no_suggestion_for_a_name_near_nothing() -> None:
@@ -200,13 +173,13 @@ def test_no_suggestion_for_a_name_near_nothing() -> None:
 # -- training a run further -----------------------------------------------------------------------
 
 
-def test_extending_a_constant_lr_run_is_bit_for_bit_the_longer_run(tmp_path: Path, capsys) -> None:
-    assert main([*TINY, "iterations=3", "--out", str(tmp_path / "three")]) == 0
-    assert main([*TINY, "--out", str(tmp_path / "two")]) == 0  # the preset's 2 iterations
-    capsys.readouterr()
+def test_extending_a_constant_lr_run_is_bit_for_bit_the_longer_run(noiseppo, tmp_path: Path) -> None:
+    assert noiseppo.in_process(*TINY, "iterations=3", "--out", tmp_path / "three").returncode == 0
+    assert noiseppo.in_process(*TINY, "--out", tmp_path / "two").returncode == 0  # the preset's 2 iterations
 
-    assert main(["train", "--resume", str(tmp_path / "two"), "iterations=3"]) == 0
-    printed = capsys.readouterr().out
+    extended = noiseppo.in_process("train", "--resume", tmp_path / "two", "iterations=3")
+    assert extended.returncode == 0, extended.stderr
+    printed = extended.stdout
     assert f"{tmp_path / 'two'}: extending from 2 to 3 iterations at iteration 2\n" in printed
 
     weights = "policy/diffusion_pytorch_model.safetensors"
@@ -224,20 +197,21 @@ def test_extending_a_constant_lr_run_is_bit_for_bit_the_longer_run(tmp_path: Pat
     ]
 
     # Finished now: --resume says so in one line and loads nothing.
-    assert main(["train", "--resume", str(tmp_path / "two")]) == 0
-    out = capsys.readouterr().out
+    finished = noiseppo.in_process("train", "--resume", tmp_path / "two")
+    assert finished.returncode == 0, finished.stderr
+    out = finished.stdout
     assert out == (
         f"{tmp_path / 'two'}: already finished (3 of 3 iterations), nothing to do; to train it further: "
         f"noiseppo train --resume {tmp_path / 'two'} iterations=N, with N > 3\n"
     )
 
 
-def test_extending_a_cosine_run_recomputes_the_schedule_and_says_so(tmp_path: Path, capsys) -> None:
+def test_extending_a_cosine_run_recomputes_the_schedule_and_says_so(noiseppo, tmp_path: Path) -> None:
     run = tmp_path / "cosine"
-    assert main([*TINY, "lr_schedule=cosine", "lr_final=0.1", "--out", str(run)]) == 0
-    capsys.readouterr()
-    assert main(["train", "--resume", str(run), "--iterations", "6"]) == 0
-    line = capsys.readouterr().out.splitlines()[0]
+    assert noiseppo.in_process(*TINY, "lr_schedule=cosine", "lr_final=0.1", "--out", run).returncode == 0
+    extended = noiseppo.in_process("train", "--resume", run, "--iterations", "6")
+    assert extended.returncode == 0, extended.stderr
+    line = extended.stdout.splitlines()[0]
     # lr(i) = lr * (f + (1 - f) * (1 + cos(pi * i / iterations)) / 2), lr 1e-3, f = lr_final 0.1: the 2-iteration
     # schedule ended at lr(1 of 2) = 5.5e-4; over 6 iterations, iteration index 2 takes lr(2 of 6) = 7.75e-4.
     assert line.startswith(f"{run}: extending from 2 to 6 iterations at iteration 2; the cosine learning rate")
@@ -262,7 +236,7 @@ def test_the_readme_python_example_runs_offline_and_gives_the_policys_images(tmp
 
     backend, policy, prompts = namespace["backend"], namespace["policy"], namespace["prompts"]
     assert backend.name == "shapes"
-    expected = policy_latents(policy, backend, prompts, [0, 1])
+    expected = latents_for_seeds(policy, backend, prompts, [0, 1])
     assert torch.equal(namespace["latents"], expected)
     assert not torch.equal(expected, standard_noise(backend.latent_shape, [0, 1])), "a trained policy moves ε"
     images = namespace["images"]
@@ -275,19 +249,19 @@ def test_the_readme_python_example_runs_offline_and_gives_the_policys_images(tmp
     assert (tmp_path / "policy.png").is_file()
 
 
-def test_latents_for_on_a_backend_matches_policy_latents_and_refuses_both_noise_sources() -> None:
+def test_latents_for_on_a_backend_matches_latents_for_seeds_and_refuses_both_noise_sources() -> None:
     from noiseppo.backends import get_backend
     from noiseppo.errors import UserError
 
     backend, policy = get_backend("shapes"), load_policy("shapes-steps2")
     prompts = ["a red circle", "two blue squares"]
     assert torch.equal(
-        policy.latents_for(backend, prompts, seeds=[3, 4]), policy_latents(policy, backend, prompts, [3, 4])
+        policy.latents_for(backend, prompts, seeds=[3, 4]), latents_for_seeds(policy, backend, prompts, [3, 4])
     )
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     eps = torch.randn(2, *backend.latent_shape, generator=g2)
     assert torch.equal(
-        policy.latents_for(backend, prompts, generator=g1), policy.latents_fn()(backend.encode(prompts), eps)
+        policy.latents_for(backend, prompts, generator=g1), policy.noise_to_latents()(backend.encode(prompts), eps)
     )
     with pytest.raises(UserError, match="give a generator or seeds, not both"):
         policy.latents_for(backend, prompts, generator=g1, seeds=[0, 1])
@@ -296,12 +270,14 @@ def test_latents_for_on_a_backend_matches_policy_latents_and_refuses_both_noise_
 # -- warnings and config.yaml ---------------------------------------------------------------------
 
 
-def test_sample_warns_when_the_sampler_differs_from_the_policys_training(tmp_path, capsys) -> None:
+def test_sample_warns_when_the_sampler_differs_from_the_policys_training(noiseppo, tmp_path) -> None:
     base = ["sample", "--policy", "shapes-steps2", "--prompt", "a red circle", "--n", "1"]
-    assert main([*base, "--out", str(tmp_path / "same")]) == 0  # its own 2 steps, guidance and scheduler
-    assert "warning" not in capsys.readouterr().err
-    assert main([*base, "--steps", "8", "--guidance", "2", "--scheduler", "euler", "--out", str(tmp_path / "b")]) == 0
-    err = capsys.readouterr().err
+    same = noiseppo.in_process(*base, "--out", tmp_path / "same")  # its own 2 steps, guidance and scheduler
+    assert same.returncode == 0 and "warning" not in same.stderr, same.stderr
+    changed = ["--steps", "8", "--guidance", "2", "--scheduler", "euler"]
+    other = noiseppo.in_process(*base, *changed, "--out", tmp_path / "b")
+    assert other.returncode == 0, other.stderr
+    err = other.stderr
     assert err == (
         "noiseppo: warning: the policy runs at steps 8 (trained at 2); guidance 2 (trained at 1); scheduler euler "
         "(trained with default); a policy is tuned to the sampler it was trained with, its gain may shrink or turn "
@@ -309,22 +285,24 @@ def test_sample_warns_when_the_sampler_differs_from_the_policys_training(tmp_pat
     )
 
 
-def test_eval_warns_for_each_step_count_other_than_the_trained_one(tmp_path, capsys) -> None:
+def test_eval_warns_for_each_step_count_other_than_the_trained_one(noiseppo, tmp_path) -> None:
     (tmp_path / "p.txt").write_text("a red circle\na blue square\n")
     args = ["eval", "--policy", "shapes-steps2", "--prompts", str(tmp_path / "p.txt"), "--seeds", "1"]
-    assert main([*args, "--steps", "1,2", "--bootstrap", "100", "--out", str(tmp_path / "e")]) == 0
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    done = noiseppo.in_process(*args, "--steps", "1,2", "--bootstrap", "100", "--out", tmp_path / "e")
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
     assert warnings == [
         "noiseppo: warning: the policy runs at steps 1 (trained at 2); a policy is tuned to the sampler it was "
         "trained with, its gain may shrink or turn negative"
     ]
 
 
-def test_config_yaml_holds_the_guidance_the_run_used(tmp_path, capsys) -> None:
-    assert main([*TINY, "iterations=1", "--out", str(tmp_path / "run")]) == 0
-    assert "guidance 1.0" in capsys.readouterr().out
+def test_config_yaml_holds_the_guidance_the_run_used(noiseppo, tmp_path) -> None:
+    done = noiseppo.in_process(*TINY, "iterations=1", "--out", tmp_path / "run")
+    assert done.returncode == 0 and "guidance 1.0" in done.stdout, done.stderr
     assert "\nguidance: 1.0\n" in (tmp_path / "run" / "config.yaml").read_text()
-    assert main(["train", "--resume", str(tmp_path / "run"), "iterations=2"]) == 0  # and resume reads it back
+    resumed = noiseppo.in_process("train", "--resume", tmp_path / "run", "iterations=2")  # and resume reads it back
+    assert resumed.returncode == 0, resumed.stderr
     assert "\nguidance: 1.0\n" in (tmp_path / "run" / "config.yaml").read_text()
 
 

@@ -16,7 +16,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from noiseppo.cli import main
 from noiseppo.errors import UserError
 from noiseppo.evaluate import score_side
 from noiseppo.overlap import THREAD_NAME, score_while_rendering
@@ -116,9 +115,10 @@ def test_ctrl_c_while_a_score_is_in_flight_joins_the_thread() -> None:
 
 
 # -- training -------------------------------------------------------------------------------------
-def _run(tmp_path: Path, name: str, *extra: str) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def _run(noiseppo, tmp_path: Path, name: str, *extra: str) -> tuple[dict[str, torch.Tensor], list[dict]]:
     out = tmp_path / name
-    assert main([*MULTI_CHUNK, *extra, "--out", str(out)]) == 0
+    done = noiseppo.in_process(*MULTI_CHUNK, *extra, "--out", out)
+    assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return load_file(out / "policy" / "diffusion_pytorch_model.safetensors"), rows
 
@@ -127,9 +127,9 @@ def untimed(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("time_") and k != "samples_per_s"} for r in rows]
 
 
-def test_a_run_is_the_same_bit_for_bit_with_overlap_on_and_off(tmp_path: Path) -> None:
-    on_policy, on_rows = _run(tmp_path, "on")
-    off_policy, off_rows = _run(tmp_path, "off", "overlap_scoring=false")
+def test_a_run_is_the_same_bit_for_bit_with_overlap_on_and_off(noiseppo, tmp_path: Path) -> None:
+    on_policy, on_rows = _run(noiseppo, tmp_path, "on")
+    off_policy, off_rows = _run(noiseppo, tmp_path, "off", "overlap_scoring=false")
     assert on_policy.keys() == off_policy.keys()
     assert all(torch.equal(on_policy[k], off_policy[k]) for k in on_policy)
     assert untimed(on_rows) == untimed(off_rows)
@@ -137,7 +137,7 @@ def test_a_run_is_the_same_bit_for_bit_with_overlap_on_and_off(tmp_path: Path) -
 
 
 def test_a_reward_that_fails_in_flight_stops_the_run_resumably(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    noiseppo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
     shapes = get_reward("shapes")
@@ -151,14 +151,15 @@ def test_a_reward_that_fails_in_flight_stops_the_run_resumably(
 
     monkeypatch.setitem(REWARDS, "flaky", (FailsOnThirdChunk, "fails on its third call"))
     out = tmp_path / "run"
-    assert main([*MULTI_CHUNK, "--reward", "flaky", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    failed = noiseppo.in_process(*MULTI_CHUNK, "--reward", "flaky", "--out", out)
+    err = failed.stderr
+    assert failed.returncode == 2, err
     assert "Traceback" not in err and err.count("noiseppo: error:") == 1
     assert err.strip().splitlines()[-1] == "noiseppo: error: the reward raised RuntimeError: scorer fell over"
     assert not scoring_threads()
     # The failure came in the first iteration: the iteration-0 checkpoint resumes the run.
     monkeypatch.setitem(REWARDS, "flaky", (lambda: shapes, "works again"))
-    assert main(["train", "--resume", str(out)]) == 0
+    assert noiseppo.in_process("train", "--resume", out).returncode == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
@@ -192,7 +193,7 @@ def test_held_out_scores_are_the_same_with_overlap_on_and_off() -> None:
     assert np.array_equal(on["correct"], [v.correct for v in verify(images, [s.prompt for s in on_samples])])
 
 
-def test_sample_writes_the_same_verdicts_with_overlap_on_and_off(tmp_path: Path) -> None:
+def test_sample_writes_the_same_verdicts_with_overlap_on_and_off(noiseppo, tmp_path: Path) -> None:
     prompts = [
         "--prompt",
         "a red circle",
@@ -202,8 +203,8 @@ def test_sample_writes_the_same_verdicts_with_overlap_on_and_off(tmp_path: Path)
         "two green circles",
     ]
     args = ["sample", *prompts, "--n", "3", "--steps", "2", "--batch", "2"]  # 9 images, 5 chunks
-    assert main([*args, "--out", str(tmp_path / "on")]) == 0
-    assert main([*args, "--out", str(tmp_path / "off"), "--no-overlap-scoring"]) == 0
+    assert noiseppo.in_process(*args, "--out", tmp_path / "on").returncode == 0
+    assert noiseppo.in_process(*args, "--out", tmp_path / "off", "--no-overlap-scoring").returncode == 0
     on = (tmp_path / "on" / "samples.jsonl").read_text()
     assert on == (tmp_path / "off" / "samples.jsonl").read_text()
     assert len(on.splitlines()) == 9

@@ -9,15 +9,16 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from noiseppo.backends import get_backend
+from noiseppo.backends.base import check_compatible
 from noiseppo.errors import UserError
 from noiseppo.policy import (
     NoisePolicy,
-    check_compatible,
     gaussian_kl,
+    latents_for_seeds,
     load_policy,
-    policy_latents,
 )
-from noiseppo.sampling import sample, standard_noise
+from noiseppo.sampling import sample
+from noiseppo.seeds import standard_noise
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
 
@@ -39,12 +40,12 @@ def randomised(policy: NoisePolicy, seed: int = 0) -> NoisePolicy:
 def test_untrained_policy_reproduces_the_frozen_models_images_exactly(backend) -> None:
     policy = NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True)
     plain = sample(backend, PROMPTS, 2, 2, 1.0, seed=5)
-    with_policy = sample(backend, PROMPTS, 2, 2, 1.0, seed=5, latents_fn=policy.latents_fn("sample"))
+    with_policy = sample(backend, PROMPTS, 2, 2, 1.0, seed=5, latents_fn=policy.noise_to_latents("sample"))
     assert [s.seed for s in plain] == [s.seed for s in with_policy]
     for a, b in zip(plain, with_policy, strict=True):
         assert torch.equal(a.image, b.image)
     seeds = [s.seed for s in plain]
-    latents = policy_latents(policy, backend, [s.prompt for s in plain], seeds)
+    latents = latents_for_seeds(policy, backend, [s.prompt for s in plain], seeds)
     assert torch.equal(latents, standard_noise(backend.latent_shape, seeds))
 
 
@@ -59,10 +60,13 @@ def test_log_prob_and_kl_agree_with_torch_distributions(backend) -> None:
         cond, torch.randn(len(PROMPTS), *backend.latent_shape, generator=torch.Generator().manual_seed(1))
     )
     reference = Normal(mean, sigma)
-    torch.testing.assert_close(policy.log_prob(z, cond), reference.log_prob(z).flatten(1).sum(1), rtol=1e-5, atol=1e-2)
+    density = reference.log_prob(z).flatten(1)
+    torch.testing.assert_close(policy.log_prob(z, cond, "sum"), density.sum(1), rtol=1e-5, atol=1e-2)
+    torch.testing.assert_close(policy.log_prob(z, cond, "mean"), density.mean(1), rtol=1e-5, atol=1e-5)
     prior = Normal(torch.zeros_like(mean), torch.ones_like(mean))
     expected_kl = kl_divergence(reference, prior).flatten(1).sum(1)
-    torch.testing.assert_close(policy.kl_to_prior(cond), expected_kl, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(policy.kl_to_prior(cond, "sum"), expected_kl, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(policy.kl_to_prior(cond, "mean"), expected_kl / mean[0].numel(), rtol=1e-5, atol=1e-6)
     other_mean, other_log_sigma = mean.flip(0), log_sigma.flip(0)
     torch.testing.assert_close(
         gaussian_kl(mean, log_sigma, other_mean, other_log_sigma),
@@ -76,8 +80,8 @@ def test_mean_mode_gives_mu_and_sample_mode_is_reparameterised(backend) -> None:
     eps = torch.randn(len(PROMPTS), *backend.latent_shape)
     mean, log_sigma = policy(cond)
     assert torch.equal(log_sigma, torch.zeros_like(mean)), "σ is fixed at 1 unless learn_sigma"
-    torch.testing.assert_close(policy.latents_fn("sample")(cond, eps), mean + eps)
-    torch.testing.assert_close(policy.latents_fn("mean")(cond, eps), mean)
+    torch.testing.assert_close(policy.noise_to_latents("sample")(cond, eps), mean + eps)
+    torch.testing.assert_close(policy.noise_to_latents("mean")(cond, eps), mean)
 
 
 def test_save_and_load_round_trip(tmp_path: Path, backend) -> None:
@@ -107,14 +111,14 @@ def test_bad_policies_are_refused(tmp_path: Path, backend) -> None:
         load_policy(broken)
     policy = NoisePolicy(latent_shape=backend.latent_shape)
     with pytest.raises(UserError, match=r"latents of shape \(3, 32, 32\), got \(3, 16, 16\)"):
-        policy.latents_fn()(backend.encode(PROMPTS[:1]), torch.zeros(1, 3, 16, 16))
+        policy.noise_to_latents()(backend.encode(PROMPTS[:1]), torch.zeros(1, 3, 16, 16))
 
 
 def test_preserve_variance_keeps_the_latent_energy_of_the_prior(backend) -> None:
     plain = NoisePolicy(latent_shape=backend.latent_shape, preserve_variance=True)
     eps = standard_noise(backend.latent_shape, [1, 2, 3])
     cond = backend.encode(PROMPTS)
-    assert torch.equal(plain.latents_fn()(cond, eps), eps), "still exactly N(0, I) when untrained"
+    assert torch.equal(plain.noise_to_latents()(cond, eps), eps), "still exactly N(0, I) when untrained"
     policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True, preserve_variance=True))
     with torch.no_grad():
         policy.head.bias[:3] += 2.0  # a large mean, which would otherwise inflate ‖z‖
@@ -122,7 +126,8 @@ def test_preserve_variance_keeps_the_latent_energy_of_the_prior(backend) -> None
     energy = (mean**2 + torch.exp(2 * log_sigma)).flatten(1).mean(1)
     torch.testing.assert_close(energy, torch.ones(len(PROMPTS)))
     z = policy.sample(cond, eps)
-    torch.testing.assert_close(policy.log_prob(z, cond), Normal(mean, log_sigma.exp()).log_prob(z).flatten(1).sum(1))
+    expected = Normal(mean, log_sigma.exp()).log_prob(z).flatten(1).sum(1)
+    torch.testing.assert_close(policy.log_prob(z, cond, "sum"), expected)
 
 
 def test_repeated_prompts_are_computed_once_with_the_same_result(backend) -> None:

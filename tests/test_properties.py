@@ -15,11 +15,11 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from noiseppo.config import TrainConfig
@@ -82,7 +82,13 @@ def test_property_a_prompt_that_is_not_a_string_is_a_user_error(value: Any) -> N
 
 # --------------------------------------------------------------------------- key=value overrides
 
-KINDS: dict[str, type] = get_type_hints(TrainConfig)
+HINTS = get_type_hints(TrainConfig)
+OPTIONAL = {key for key, kind in HINTS.items() if type(None) in get_args(kind)}
+"""Fields whose None means "the backend's default" (``guidance``): written none or null."""
+KINDS: dict[str, type] = {
+    key: next(k for k in get_args(kind) if k is not type(None)) if key in OPTIONAL else kind
+    for key, kind in HINTS.items()
+}
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
 
@@ -100,6 +106,8 @@ def typed_values(kind: type) -> st.SearchStrategy[Any]:
 @st.composite
 def as_text(draw: st.DrawFn, value: Any) -> str:
     """``value`` the way a user might type it after ``key=``."""
+    if value is None:
+        return draw(st.sampled_from(["none", "None", "null", "NULL"]))
     if isinstance(value, bool):
         return draw(st.sampled_from([str(value), str(value).lower(), str(value).upper()]))
     if isinstance(value, float) and value.is_integer() and draw(st.booleans()):
@@ -111,6 +119,8 @@ def as_text(draw: st.DrawFn, value: Any) -> str:
 @given(key=st.sampled_from(FIELDS), data=st.data())
 def test_property_an_override_is_taken_exactly_or_refused_by_name(key: str, data: st.DataObject) -> None:
     value = data.draw(typed_values(KINDS[key]), label="value")
+    if key in OPTIONAL and data.draw(st.booleans(), label="none"):
+        value = None
     text = data.draw(as_text(value), label="text")
     try:
         config = resolve("tiny", overrides=[f"{key}={text}"])
@@ -136,10 +146,13 @@ def test_property_a_resolved_config_survives_its_config_yaml(
     assert resolve(config_file=str(path)) == config
 
 
-def wrong_text(kind: type) -> st.SearchStrategy[str]:
-    """Text that is no value of ``kind`` (str takes any text, so it has none)."""
+def wrong_text(kind: type, optional: bool = False) -> st.SearchStrategy[str]:
+    """Text that is no value of ``kind`` (str takes any text, so it has none), nor "none" or
+    "null" for an ``optional`` field."""
 
     def is_wrong(text: str) -> bool:
+        if optional and text.lower() in ("none", "null"):
+            return False
         if kind is bool:
             return text.lower() not in ("true", "false")
         try:
@@ -156,7 +169,7 @@ def wrong_text(kind: type) -> st.SearchStrategy[str]:
 @FEW
 @given(key=st.sampled_from([k for k in FIELDS if KINDS[k] is not str]), data=st.data())
 def test_property_a_value_of_the_wrong_type_names_the_key(key: str, data: st.DataObject) -> None:
-    text = data.draw(wrong_text(KINDS[key]), label="text")
+    text = data.draw(wrong_text(KINDS[key], key in OPTIONAL), label="text")
     with pytest.raises(UserError, match=rf"^override: '{key}' must be an? {KINDS[key].__name__}"):
         resolve("tiny", overrides=[f"{key}={text}"])
 
@@ -166,6 +179,7 @@ def test_property_a_value_of_the_wrong_type_names_the_key(key: str, data: st.Dat
 def test_property_a_config_file_value_of_the_wrong_type_names_the_file_and_key(
     key: str, value: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    assume(not (value is None and key in OPTIONAL))  # null there is "the backend's default"
     path = tmp_path_factory.getbasetemp() / "wrong.yaml"
     path.write_text(yaml.safe_dump({key: value}))
     with pytest.raises(UserError, match=rf"wrong.yaml: '{key}' must be an? "):

@@ -9,8 +9,6 @@ blank, and hold the held-out table and the grid images in its DOM. CI installs C
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -24,7 +22,6 @@ import pytest
 from PIL import Image
 
 import noiseppo.report as report_module
-from noiseppo.cli import main
 from noiseppo.grid import MAX_HEIGHT, MAX_WIDTH
 from noiseppo.rewards import REWARDS
 from noiseppo.shapes import splits
@@ -81,16 +78,15 @@ class _Links(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(noiseppo, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-iteration tiny run, through the CLI, with held-out evaluations at iterations 0,
     1 and 2; what it printed is in ``stdout.txt`` beside it."""
     folder = tmp_path_factory.mktemp("report")
     (folder / "held_out.txt").write_text("\n".join(HELD_OUT) + "\n")
     args = ["train", "--preset", "tiny", f"eval_prompts={folder / 'held_out.txt'}", "eval_every=1"]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main([*args, "--out", str(folder / "run")]) == 0
-    (folder / "stdout.txt").write_text(printed.getvalue())
+    done = noiseppo.in_process(*args, "--out", folder / "run")
+    assert done.returncode == 0, done.stderr
+    (folder / "stdout.txt").write_text(done.stdout)
     return folder / "run"
 
 
@@ -144,11 +140,10 @@ def test_the_net_log_check_sees_a_page_that_fetches(chromium: str, tmp_path: Pat
     assert sorted(page_requests(net_log)) == ["http://images.invalid/a.png", "http://style.invalid/a.css"]
 
 
-def test_the_run_page_holds_what_the_run_measured(run: Path, tmp_path: Path, capsys) -> None:
+def test_the_run_page_holds_what_the_run_measured(noiseppo, run: Path, tmp_path: Path) -> None:
     out = tmp_path / "page.html"
-    capsys.readouterr()
-    assert main(["report", str(run), "--out", str(out)]) == 0
-    assert f"wrote {out} (" in capsys.readouterr().out
+    done = noiseppo.in_process("report", run, "--out", out)
+    assert done.returncode == 0 and f"wrote {out} (" in done.stdout, done.stderr
     html = out.read_text()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
@@ -169,7 +164,7 @@ def test_the_run_page_holds_what_the_run_measured(run: Path, tmp_path: Path, cap
     assert report_module._duration(wall) in html
 
 
-def test_a_prompt_with_html_in_it_is_shown_as_text(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_a_prompt_with_html_in_it_is_shown_as_text(noiseppo, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """A user's prompt file holding markup: trained on (a diffusers model reads any text), then shown."""
     from tiny_models import tiny_sd_pipeline
 
@@ -179,7 +174,7 @@ def test_a_prompt_with_html_in_it_is_shown_as_text(tmp_path: Path, request: pyte
     prompts = str(tmp_path / "prompts.txt")
     args = ["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(pipe), "--reward"]
     args += ["jpeg_compressibility", "--prompts", prompts, f"eval_prompts={prompts}", "--out", str(tmp_path / "run")]
-    assert main(args) == 0
+    assert noiseppo.in_process(*args).returncode == 0
     html = (tmp_path / "run" / "report.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script" not in html.lower()
@@ -189,14 +184,14 @@ def test_a_prompt_with_html_in_it_is_shown_as_text(tmp_path: Path, request: pyte
     assert "<script" not in dom.stdout.lower()
 
 
-def test_a_run_in_progress_gets_a_page_of_what_is_there(run: Path, tmp_path: Path) -> None:
+def test_a_run_in_progress_gets_a_page_of_what_is_there(noiseppo, run: Path, tmp_path: Path) -> None:
     """Iteration 1 of 2 logged, iteration 2's row cut off half way (the writer was mid-line)."""
     live = tmp_path / "live"
     shutil.copytree(run, live)
     lines = (live / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["iteration"] == 2
     (live / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
-    assert main(["report", str(live)]) == 0
+    assert noiseppo.in_process("report", live).returncode == 0
     html = (live / "report.html").read_text()
     assert "iteration 1 of 2 (in progress, or stopped" in html
     assert "1 line(s) of metrics.jsonl are not a complete JSON row and were skipped" in html
@@ -208,7 +203,7 @@ def test_a_run_in_progress_gets_a_page_of_what_is_there(run: Path, tmp_path: Pat
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     shutil.copy(run / "config.yaml", fresh / "config.yaml")
-    assert main(["report", str(fresh)]) == 0
+    assert noiseppo.in_process("report", fresh).returncode == 0
     html = (fresh / "report.html").read_text()
     assert "metrics.jsonl holds no row yet" in html and "iteration 0 of 2" in html
     assert "not rendered:" in html  # no policy saved yet: said, not a crash
@@ -221,10 +216,10 @@ class HalfBlind:
         return [math.nan] + [0.5] * (len(prompts) - 1)
 
 
-def test_the_page_warns_of_what_the_run_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_page_warns_of_what_the_run_measured(noiseppo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(REWARDS, "half-blind", (HalfBlind, "NaN for one image, 0.5 for the others"))
     args = ["train", "--preset", "tiny", "eval_prompts=", "max_nan_fraction=0.2", "--reward", "half-blind"]
-    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    assert noiseppo.in_process(*args, "--out", tmp_path / "run").returncode == 0
     html = (tmp_path / "run" / "report.html").read_text()
     warnings = html[html.index('<ul class="warnings">') :].split("</ul>")[0]
     assert "2 NaN rewards dropped, in 2 of 2 iterations (at most 1 at iteration 1)" in warnings
@@ -232,11 +227,11 @@ def test_the_page_warns_of_what_the_run_measured(tmp_path: Path, monkeypatch: py
     assert "100% of groups on average" in warnings
 
 
-def test_eval_writes_its_page_and_report_joins_run_and_eval(run: Path, tmp_path: Path) -> None:
+def test_eval_writes_its_page_and_report_joins_run_and_eval(noiseppo, run: Path, tmp_path: Path) -> None:
     held_out = run.parent / "held_out.txt"
     ev = tmp_path / "eval"
     args = ["eval", "--policy", str(run), "--prompts", str(held_out), "--steps", "1,2", "--seeds", "1"]
-    assert main([*args, "--bootstrap", "200", "--out", str(ev)]) == 0
+    assert noiseppo.in_process(*args, "--bootstrap", "200", "--out", ev).returncode == 0
     html = (ev / "report.html").read_text()
     results = json.loads((ev / "eval.json").read_text())["results"]
     assert html.count('<tr><td class="num">') == len(results) == 2 * 3  # 2 step counts x 3 metrics
@@ -245,13 +240,13 @@ def test_eval_writes_its_page_and_report_joins_run_and_eval(run: Path, tmp_path:
     assert 'alt="gain against steps"' in html and 'alt="grid at 1 steps"' in html and 'alt="grid at 2 steps"' in html
 
     both = tmp_path / "both.html"
-    assert main(["report", str(run), str(ev), "--out", str(both)]) == 0
+    assert noiseppo.in_process("report", run, ev, "--out", both).returncode == 0
     html = both.read_text()
     assert f"Run {run}" in html and f"Evaluation {ev}" in html
 
 
 def test_train_rewrites_the_page_at_checkpoints_and_a_failed_page_is_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    noiseppo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(report_module, "CHECKPOINT_INTERVAL_S", 0.0)
     pages = []
@@ -262,7 +257,7 @@ def test_train_rewrites_the_page_at_checkpoints_and_a_failed_page_is_a_warning(
         return out
 
     monkeypatch.setattr(report_module, "write", write)
-    assert main(["train", "--preset", "tiny", "eval_prompts=", "--out", str(tmp_path / "run")]) == 0
+    assert noiseppo.in_process("train", "--preset", "tiny", "eval_prompts=", "--out", tmp_path / "run").returncode == 0
     assert len(pages) == 2  # the checkpoint of iteration 1, then the end
     assert "iteration 1 of 2" in pages[0] and "finished" in pages[1]
 
@@ -270,9 +265,9 @@ def test_train_rewrites_the_page_at_checkpoints_and_a_failed_page_is_a_warning(
         raise RuntimeError("no room for the page")
 
     monkeypatch.setattr(report_module, "write", broken)
-    capsys.readouterr()
-    assert main(["train", "--preset", "tiny", "eval_prompts=", "--out", str(tmp_path / "again")]) == 0
-    err = capsys.readouterr().err
+    again = noiseppo.in_process("train", "--preset", "tiny", "eval_prompts=", "--out", tmp_path / "again")
+    err = again.stderr
+    assert again.returncode == 0, err
     assert "noiseppo: warning: " in err and "report not written (RuntimeError: no room for the page)" in err
     assert (tmp_path / "again" / "policy").is_dir() and not (tmp_path / "again" / "report.html").exists()
 
@@ -293,11 +288,11 @@ def test_periodic_evaluations_are_one_line_each_and_images_in_tensorboard(run: P
     assert f"partial {row['eval_standard_partial']:.3f} -> {row['eval_partial']:.3f}" in printed[0]
 
 
-def test_sample_pages_a_long_grid(tmp_path: Path, capsys) -> None:
+def test_sample_pages_a_long_grid(noiseppo, tmp_path: Path) -> None:
     out = tmp_path / "samples"
-    capsys.readouterr()
-    assert main(["sample", "--prompts", "shapes-test", "--n", "1", "--steps", "1", "--out", str(out)]) == 0
-    said = capsys.readouterr().out
+    done = noiseppo.in_process("sample", "--prompts", "shapes-test", "--n", "1", "--steps", "1", "--out", out)
+    assert done.returncode == 0, done.stderr
+    said = done.stdout
     pages = sorted(out.glob("grid-*.png"))
     assert len(pages) > 1 and f"grid-1.png ... grid-{len(pages)}.png ({len(pages)} pages)" in said
     assert not (out / "grid.png").exists()

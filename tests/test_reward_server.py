@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from noiseppo.checkpoint import load_state
-from noiseppo.cli import build_parser, main
+from noiseppo.cli import build_parser
 from noiseppo.errors import UserError
 from noiseppo.presets import resolve
 from noiseppo.rewards import get_reward, score_batch
@@ -354,7 +354,7 @@ def test_the_cli_defaults_are_the_server_s() -> None:
 
 @pytest.mark.parametrize(("host", "token", "warns"), [("0.0.0.0", None, True), ("0.0.0.0", TOKEN, False)])
 def test_off_loopback_without_a_token_is_one_warning(
-    host: str, token: str | None, warns: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    noiseppo, host: str, token: str | None, warns: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     if token:
@@ -364,8 +364,9 @@ def test_off_loopback_without_a_token_is_one_warning(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(RewardServer, "serve_forever", stop)
-    assert main(["reward-server", "--reward", "shapes", "--host", host, "--port", "0"]) == 0
-    out, err = capsys.readouterr()
+    done = noiseppo.in_process("reward-server", "--reward", "shapes", "--host", host, "--port", "0")
+    assert done.returncode == 0, done.stderr
+    out, err = done.stdout, done.stderr
     warning = "noiseppo: warning: serving on 0.0.0.0 without a token: anyone who can reach port"
     assert err.count(warning) == int(warns) and len(err.splitlines()) == int(warns), err
     assert ("bearer token required" in out) == (token is not None) and TOKEN not in out + err
@@ -589,21 +590,23 @@ def test_a_server_back_within_the_retry_window_costs_no_score(
 
 
 def test_a_server_that_stays_down_stops_the_run_and_resume_continues(
-    noiseppo, dying_server: Callable, uninterrupted: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+    noiseppo, dying_server: Callable, uninterrupted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)  # for both sides, and in no log
     url, events = dying_server(come_back=False)
     run = tmp_path / "run"
-    assert main(["train", *RUN, "--reward", f"{url}#retries=1", "--out", str(run)]) == 2
-    err = capsys.readouterr().err
+    failed = noiseppo.in_process("train", *RUN, "--reward", f"{url}#retries=1", "--out", run)
+    err = failed.stderr
+    assert failed.returncode == 2, err
     errors = [line for line in err.replace("\r", "\n").splitlines() if "noiseppo: error:" in line]
     assert errors == [f"noiseppo: error: reward server {url}: no scores after 2 tries ([Errno 111] Connection "
                       "refused; timeout 60 s)"], err  # fmt: skip
     assert load_state(run / "checkpoint")[1]["iteration"] == 2, "the iterations before the failure are kept"
     port = url.rsplit(":", 1)[1].split("/")[0]
     with server_process(noiseppo, "--reward", "shapes", "--port", port, log=tmp_path / "log2"):
-        assert main(["train", "--resume", str(run)]) == 0
-    out, err = capsys.readouterr()
+        resumed = noiseppo.in_process("train", "--resume", run)
+    assert resumed.returncode == 0, resumed.stderr
+    out, err = resumed.stdout, resumed.stderr
     assert_same_run(run, uninterrupted)
     logs = (tmp_path / "log").read_text() + (tmp_path / "log2").read_text()
     assert TOKEN not in out + err + logs

@@ -1,4 +1,6 @@
-"""``noiseppo train`` end to end on the tiny preset: the run folder, exact resume, bad input."""
+"""``noiseppo train`` end to end on the tiny preset: the run folder and exact resume.
+
+Bad input is tested in one place: tests/test_hostile_inputs.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from safetensors.torch import load_file
 
 import noiseppo.train as train_module
 from noiseppo.checkpoint import load_state
-from noiseppo.cli import main
 from noiseppo.errors import UserError
 from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS
@@ -61,17 +62,11 @@ def test_cli_two_iterations_write_the_documented_run_folder(noiseppo, tmp_path: 
     for key in ("sigma_mean", "samples_per_s", "time_sampling", "time_reward", "time_update"):
         assert key in rows[2], key
     assert 0.0 <= rows[1]["reward_mean"] <= 1.0 and rows[1]["sigma_mean"] == 1.0
-    assert rows[1]["clipfrac"] >= 0 and rows[2]["mu_rms"] > 0, "two PPO iterations must move the mean"
+    assert rows[2]["mu_rms"] > 0, "two PPO iterations must move the mean"
     assert "eval_correct" in rows[2] and "eval_correct" not in rows[1]
 
     weights = load_file(run / "policy" / "diffusion_pytorch_model.safetensors")
     assert weights["cell_weight"].abs().sum() > 0
-
-    # The same folder again: refused without touching it.
-    before = (run / "metrics.jsonl").read_text()
-    again = noiseppo("train", "--preset", "tiny", "--out", run)
-    assert again.returncode == 2 and "use --resume or a new folder" in again.stderr
-    assert (run / "metrics.jsonl").read_text() == before
 
 
 class SimulatedKill(Exception):
@@ -120,63 +115,12 @@ def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path
     assert state["iteration"] == 4 and state["advantage_stats"]["history"]
 
 
-def test_bad_configs_get_one_line_and_exit_2(noiseppo, tmp_path: Path) -> None:
-    bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("lr: [1, 2\n")
-    unknown_key = tmp_path / "unknown.yaml"
-    unknown_key.write_text("lr: 1e-4\nlearning_rate: 3\n")
-    not_mapping = tmp_path / "list.yaml"
-    not_mapping.write_text("- 1\n- 2\n")
-    out = tmp_path / "run"
-    cases = {
-        "unknown preset 'nope' (known: shapes, tiny)": ["--preset", "nope"],
-        "unknown.yaml: unknown config key 'learning_rate'": ["--config", unknown_key],
-        "bad.yaml:1: malformed YAML": ["--config", bad_yaml],  # its last line, not the one after
-        "list.yaml: expected a mapping of config keys, got list": ["--config", not_mapping],
-        "override: unknown config key 'nope'": ["nope=1"],
-        "override: 'lr' must be a float, got 'fast'": ["lr=fast"],
-        "'steps': overrides are written key=value": ["steps"],
-        "minibatch 5 does not divide the batch of 8 samples": ["--preset", "tiny", "minibatch=5"],
-        "unknown reward 'clip-score'": ["--preset", "tiny", "--reward", "clip-score"],
-        "unknown prompt set 'nope'": ["--preset", "tiny", "--prompts", "nope"],
-        "unknown backend 'sdxl-turbo'": ["--preset", "tiny", "--backend", "sdxl-turbo"],
-        "logprob must be 'sum' or 'mean'": ["logprob=median"],
-    }
-    results = noiseppo.many({k: ["train", "--out", out, *args] for k, args in cases.items()})
-    for expected, result in results.items():
-        assert result.returncode == 2, (expected, result.stderr)
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("noiseppo: error: "), result.stderr
-        assert expected in lines[0], (expected, lines[0])
-    assert not out.exists(), "a refused run must not leave a folder behind"
-
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    result = noiseppo("train", "--resume", empty)
-    assert result.returncode == 2 and "not a run folder to resume" in result.stderr
-
-
 def _reward_returning(values):
     class Fixed:
         def __call__(self, images, prompts):
             return torch.tensor(values(len(prompts)), dtype=torch.float32)
 
     return Fixed
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [
-        (lambda n: [float("nan")] * n, "returned NaN for 8 of 8 images at iteration 0 (max_nan_fraction is 0.1)"),
-        (lambda n: [0.5] * (n - 1), "returned 7 scores for 8 images"),
-    ],
-)
-def test_a_broken_reward_aborts_cleanly(tmp_path: Path, monkeypatch, capsys, values, message) -> None:
-    monkeypatch.setitem(REWARDS, "broken", (_reward_returning(values), "test"))
-    out = tmp_path / "run"
-    code = main(["train", "--preset", "tiny", "--reward", "broken", "eval_prompts=", "--out", str(out)])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("noiseppo: error: ") == 1 and message in err and "Traceback" not in err, err
 
 
 def test_nan_rewards_below_the_threshold_are_dropped_and_counted(tmp_path: Path, monkeypatch) -> None:
@@ -187,11 +131,18 @@ def test_nan_rewards_below_the_threshold_are_dropped_and_counted(tmp_path: Path,
     assert row["nan_rewards"] == 1.0 and row["reward_mean"] == pytest.approx(4 / 7)
 
 
+def test_clipfrac_is_the_share_of_ratios_outside_the_clip_range(tmp_path: Path) -> None:
+    """The tiny preset's 2 epochs x 2 minibatches: the first minibatch is scored by the policy
+    that drew it (ratio 1, never clipped); after one step, every ratio is further than 1e-5 from 1."""
+    config = resolve("tiny", overrides=["eval_prompts=", "iterations=1", "clip_range=1e-5"])
+    train_module.train(config, tmp_path / "run", quiet=True)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["iteration"] == 1 and row["clipfrac"] == 0.75
+
+
 def test_presets_resolve_and_validate() -> None:
     config = resolve()
     assert config.backend == "shapes" and config.steps == 4
-    batch = config.prompts_per_iteration * config.samples_per_prompt
-    assert batch % config.minibatch == 0
     assert resolve("tiny", overrides=["lr=1e-2", "learn_sigma=true"]).learn_sigma is True
     with pytest.raises(UserError, match="'iterations' must be >= 1"):
         resolve("tiny", overrides=["iterations=0"])

@@ -19,8 +19,8 @@ class SearchConfig:
     """Adam learning rate on the cell values (the probe's value)."""
     steps: int = 4
     """Sampling steps of the frozen model."""
-    guidance: float = 1.0
-    """Classifier-free guidance scale (1.0: none, the Shapes model's default)."""
+    guidance: float | None = None
+    """Classifier-free guidance scale (default: the backend's own; 1.0 is none)."""
     seed: int = 0
     """Seed of the search's noise (see the module docstring)."""
     batch: int = 128

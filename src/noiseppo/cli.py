@@ -104,7 +104,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     else:  # the reward contract: a float tensor, and checked scores
         import torch
 
-        from noiseppo.rewards import score_batch
+        from noiseppo.rewards.scoring import score_batch
 
         rows = [{"score": float(s)} for s in score_batch(reward, torch.from_numpy(batch), prompts)]
     for path, row in zip(args.images, rows, strict=True):
@@ -140,8 +140,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from noiseppo.backends import get_backend
+    from noiseppo.backends.base import resolve_guidance
     from noiseppo.files import new_output_dir
-    from noiseppo.grid import Block, Cell, grid_pages, save_pages, to_pil
+    from noiseppo.grid import Block, Cell, grid_pages, save_pages
+    from noiseppo.images import to_pil
     from noiseppo.overlap import score_while_rendering
     from noiseppo.sampling import sample_batches
     from noiseppo.shapes.verifier import verify
@@ -160,8 +162,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from noiseppo.backends import check_policy
 
         check_policy(policy, backend)
-        latents_fn = policy.latents_fn(args.policy_mode)
-    guidance = backend.default_guidance if args.guidance is None else args.guidance
+        latents_fn = policy.noise_to_latents(args.policy_mode)
+    guidance = resolve_guidance(backend, args.guidance)
     _warn_if_mismatched(trained, [args.steps], guidance, args.scheduler, backend.default_guidance)
     with new_output_dir(args.out) as tmp:
         batches = sample_batches(backend, prompts, args.n, args.steps, guidance, args.seed, args.batch, latents_fn)
@@ -213,20 +215,36 @@ def _warn_if_mismatched(trained: dict, steps: list[int], guidance: float, schedu
         print(warning, file=sys.stderr)
 
 
+def _add_guidance_argument(parser: argparse.ArgumentParser) -> None:
+    """--guidance of the commands that render with a policy or the model's own noise (None: resolved later)."""
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale (1.0: none; default: the policy's, else the model's)",
+    )
+
+
+def _config_parser(sub, name: str, config: type, summary: str, description: str) -> argparse.ArgumentParser:
+    """The subcommand ``name``, with one flag per field of the dataclass ``config`` (its docstrings as --help)."""
+    from noiseppo.dataclass_args import add_dataclass_arguments
+
+    parser = sub.add_parser(name, help=summary, description=description)
+    add_dataclass_arguments(parser, config)
+    return parser
+
+
 def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
     """Backend settings a policy was trained with fill in the flags the user left out;
     returns that training config ({} without a policy or a saved config)."""
+    from noiseppo.config import TrainConfig
     from noiseppo.policy import training_config
 
     trained = (training_config(args.policy) if args.policy else None) or {}
-    for key in ("backend", "model", "scheduler"):
-        if getattr(args, key) is None and trained.get(key):
-            setattr(args, key, trained[key])
-    args.backend = args.backend or "shapes"
-    args.scheduler = args.scheduler or "default"
-    if args.steps is None:
-        args.steps = trained.get("steps", 4)
-    if args.guidance is None and trained.get("guidance"):  # 0 in a config: the backend's default
+    defaults = TrainConfig()  # what a run trained without these settings used
+    for key in ("backend", "model", "scheduler", "steps"):
+        if getattr(args, key) is None:
+            setattr(args, key, trained.get(key) or getattr(defaults, key) or None)
+    if args.guidance is None and trained.get("guidance") is not None:  # None: the backend's default
         args.guidance = float(trained["guidance"])
     return trained
 
@@ -235,6 +253,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import time
 
     from noiseppo.backends import check_policy, get_backend
+    from noiseppo.backends.base import resolve_guidance
     from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
     from noiseppo.files import new_output_dir
     from noiseppo.policy import load_policy
@@ -253,7 +272,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
     check_policy(policy, backend)
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
-    guidance = backend.default_guidance if args.guidance is None else args.guidance
+    guidance = resolve_guidance(backend, args.guidance)
     _warn_if_mismatched(trained, steps, guidance, args.scheduler, backend.default_guidance)
     header = {
         "policy": args.policy, "backend": args.backend, "model": args.model, "scheduler": args.scheduler,
@@ -356,6 +375,7 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
     """Check every input, then render: (header, matrices, policy scores, policy settings)."""
     from noiseppo import golden_run
     from noiseppo.backends import check_policy, get_backend
+    from noiseppo.backends.base import resolve_guidance
     from noiseppo.policy import load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
@@ -376,7 +396,7 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
         golden_run.partners(golden_run.prompt_templates(prompts), args.seed)  # refuses a template of one prompt
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
     reward = get_reward(args.reward)
-    guidance = backend.default_guidance if args.guidance is None else args.guidance
+    guidance = resolve_guidance(backend, args.guidance)
     policy_steps = int(trained.get("steps", 4))
     matrices, policy_raw, partners = golden_run.render_all(
         backend, reward, prompts, dict(zip(steps, noises, strict=True)), args.seed, guidance, args.batch, policy,
@@ -398,12 +418,12 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
-    from noiseppo.config import BaseTrainConfig
+    from noiseppo.config import ShapesModelTrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
-    from noiseppo.shapes.train_base import train
+    from noiseppo.train_shapes import train_shapes_model
 
-    config = dataclass_from_args(BaseTrainConfig, args)
-    model = train(config, Path(args.out), resume=args.resume, device=args.device)
+    config = dataclass_from_args(ShapesModelTrainConfig, args)
+    model = train_shapes_model(config, Path(args.out), resume=args.resume, device=args.device)
     print(f"model written to {model}")
     return 0
 
@@ -468,9 +488,12 @@ def cmd_reward_server(args: argparse.Namespace) -> int:
 
 # -- noiseppo search, ddpo and compare (issue 13: noiseppo.search, noiseppo.ddpo, noiseppo.compare) --
 def cmd_search(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from noiseppo.backends import get_backend
+    from noiseppo.backends.base import resolve_guidance
     from noiseppo.baseline_config import SearchConfig
     from noiseppo.dataclass_args import dataclass_from_args
     from noiseppo.files import new_output_dir
@@ -484,6 +507,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     reward = get_reward(args.reward)
     backend = get_backend(args.backend or "shapes", args.model, args.scheduler or "default", args.device, args.dtype)
     backend.encode(list(prompts))  # refuse bad prompts before any work or writing
+    config = dataclasses.replace(config, guidance=resolve_guidance(backend, config.guidance))  # search.json's
     if args.threads:
         torch.set_num_threads(args.threads)
     with new_output_dir(args.out) as tmp:
@@ -597,7 +621,7 @@ def _config_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     import noiseppo
-    from noiseppo.config import BaseTrainConfig
+    from noiseppo.config import ShapesModelTrainConfig
     from noiseppo.dataclass_args import add_dataclass_arguments
 
     # The package's docstring says what noiseppo does; this module's says what cli.py does.
@@ -625,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_base = shapes_sub.add_parser("train-base", help="retrain the embedded Shapes model from scratch")
     train_base.add_argument("--out", required=True, help="run folder (checkpoint/, metrics.jsonl, model/)")
     train_base.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    add_dataclass_arguments(train_base, BaseTrainConfig)
+    add_dataclass_arguments(train_base, ShapesModelTrainConfig)
     train_base.add_argument("--device", default="cpu", help="torch device (not saved: a run may resume elsewhere)")
     train_base.set_defaults(func=cmd_train_base)
 
@@ -636,11 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     samp.add_argument(
         "--steps", type=_int_at_least(1), help="sampling steps, 1-50 (default: the policy's training steps, else 4)"
     )
-    samp.add_argument(
-        "--guidance",
-        type=float,
-        help="classifier-free guidance scale (1.0: none; default: the policy's, else the model's)",
-    )
+    _add_guidance_argument(samp)
     samp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
     samp.add_argument("--batch", type=_int_at_least(1), default=64, help="images per forward pass")
     _add_backend_arguments(samp)
@@ -658,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", help="comma-separated step counts (default: the policy's training steps)")
     ev.add_argument("--seeds", type=_int_at_least(1), default=8, help="samples per prompt")
     ev.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (pairs with noiseppo sample)")
-    ev.add_argument("--guidance", type=float, help="guidance scale (default: the policy's, else the model's own)")
+    _add_guidance_argument(ev)
     ev.add_argument("--reward", help="a registered reward (default: the policy's training reward)")
     ev.add_argument("--batch", type=_int_at_least(1), default=128, help="images per forward pass")
     ev.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
@@ -675,13 +695,14 @@ def build_parser() -> argparse.ArgumentParser:
         "which noises are good, and whether the best noises transfer to new prompts; with --policy, how "
         "prompt-specific a policy's latents are.",
     )
+    gold.set_defaults(func=cmd_golden)
     gold.add_argument("--prompts", help="a prompt set or a .txt/.jsonl file (default: shapes-test)")
     gold.add_argument("--noises", help="shared noises per step count: one number, or one per --steps (default: 64)")
     gold.add_argument("--steps", help="comma-separated step counts (default: 1,2,4,8,16)")
     gold.add_argument(
         "--seed", type=_int_at_least(0), default=0, help="base seed: noise j is image j of noiseppo sample --seed"
     )
-    gold.add_argument("--guidance", type=float, help="guidance scale (default: the policy's, else the model's own)")
+    _add_guidance_argument(gold)
     gold.add_argument("--reward", default="shapes", help="a registered reward (Shapes: correct and partial)")
     gold.add_argument("--batch", type=_int_at_least(1), default=256, help="images per forward pass")
     gold.add_argument("--top-k", type=_int_at_least(1), default=4, help="noises chosen in the transfer test")
@@ -700,7 +721,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads_argument(gold)
     _add_backend_arguments(gold)
     _add_out_argument(gold)
-    gold.set_defaults(func=cmd_golden)
 
     tr = sub.add_parser(
         "train",
@@ -771,18 +791,19 @@ def build_parser() -> argparse.ArgumentParser:
     # -- noiseppo search, ddpo and compare (issue 13) --
     from noiseppo.baseline_config import SearchConfig
 
-    srch = sub.add_parser(
+    srch = _config_parser(
+        sub,
         "search",
-        help="per-prompt black-box noise search: a free low-resolution mean per prompt, within a render budget",
-        description="Optimise a free low-resolution noise mean per prompt with any black-box reward (an "
-        "evolution strategy), never rendering more than --budget images per prompt.",
+        SearchConfig,
+        "per-prompt black-box noise search: a free low-resolution mean per prompt, within a render budget",
+        "Optimise a free low-resolution noise mean per prompt with any black-box reward (an evolution strategy), "
+        "never rendering more than --budget images per prompt.",
     )
     srch.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     srch.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
     srch.add_argument(
         "--reward", default="shapes", help="a registered reward, module:function, http://HOST:PORT/PATH or W*A+W*B"
     )
-    add_dataclass_arguments(srch, SearchConfig)
     _add_backend_arguments(srch)
     _add_threads_argument(srch)
     _add_out_argument(srch)
@@ -790,13 +811,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from noiseppo.baseline_config import DDPOConfig
 
-    ddpo = sub.add_parser(
+    ddpo = _config_parser(
+        sub,
         "ddpo",
-        help="DDPO on the embedded Shapes model: fine-tunes a copy of the denoiser (a baseline)",
-        description="DDPO (Black et al. 2023, importance-sampled PPO over the DDIM eta=1 steps) on a copy of the "
-        "Shapes denoiser, with a Noise PPO preset's reward, prompts and render budget.",
+        DDPOConfig,
+        "DDPO on the embedded Shapes model: fine-tunes a copy of the denoiser (a baseline)",
+        "DDPO (Black et al. 2023, importance-sampled PPO over the DDIM eta=1 steps) on a copy of the Shapes "
+        "denoiser, with a Noise PPO preset's reward, prompts and render budget.",
     )
-    add_dataclass_arguments(ddpo, DDPOConfig)
     ddpo.add_argument("--model", help="Shapes model folder to start from (default: the shipped model; never modified)")
     ddpo.add_argument("--out", required=True, help="run folder (must not exist or be empty)")
     ddpo.set_defaults(func=cmd_ddpo)

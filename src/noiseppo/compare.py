@@ -299,7 +299,7 @@ def run_compare(
         if m.kind == "noise-ppo" or (m.kind == "noise-ppo+best-of" and "noise-ppo" not in policy_fns):
             config = resolve(preset, overrides=[*held_out, *([f"threads={threads}"] if threads else [])])
             _, cost = timed(lambda config=config: train(config, out / "noise-ppo", quiet=True))
-            policy_fns["noise-ppo"] = (load_policy(out / "noise-ppo").latents_fn("sample"), cost, config)
+            policy_fns["noise-ppo"] = (load_policy(out / "noise-ppo").noise_to_latents("sample"), cost, config)
             curves["noise-ppo"] = noise_ppo_curve(out / "noise-ppo")
             cost["train_wall_s"] = curves["noise-ppo"][-1]["train_time_s"]  # without the held-out passes
     for m in methods:
@@ -316,7 +316,7 @@ def run_compare(
                 note=f"preset '{preset}', trained in this run (training prompts {config.prompts})",
             )
         elif m.kind == "policy":
-            add(m.name, evaluate(policies[m.arg].latents_fn("sample")), note="a saved policy, not trained here")
+            add(m.name, evaluate(policies[m.arg].noise_to_latents("sample")), note="a saved policy, not trained here")
     for m in methods:
         if m.kind == "ddpo":
             # DDPO's own held-out pass is off: the table's evaluation below is the same images, once.

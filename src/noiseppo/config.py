@@ -6,17 +6,18 @@ from dataclasses import dataclass
 
 
 @dataclass
-class BaseTrainConfig:
-    """Settings of ``noiseppo shapes train-base``."""
+class ShapesModelTrainConfig:
+    """Settings of ``noiseppo shapes train-base``, which trains the embedded Shapes model itself
+    (the frozen text-to-image model), not a noise policy."""
 
-    steps: int = 5000
+    optimizer_steps: int = 5000
     """Optimizer steps. Each step renders ``batch`` fresh scenes, so there are no epochs."""
     batch: int = 64
     """Scenes per step."""
     lr: float = 5e-4
     """Peak AdamW learning rate, reached after ``warmup`` steps, then cosine decay to 10%."""
     warmup: int = 200
-    """Linear learning-rate warm-up, in steps."""
+    """Linear learning-rate warm-up, in optimizer steps."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
     ema_decay: float = 0.999
@@ -38,8 +39,8 @@ class BaseTrainConfig:
     """Steps between resumable checkpoints."""
     eval_every: int = 500
     """Steps between quick evaluations (EMA weights, shapes-test, 50 DDIM steps)."""
-    eval_prompts: int = 32
-    """Prompts of shapes-test (one seed each) in the quick evaluation."""
+    eval_prompt_count: int = 32
+    """How many prompts of shapes-test (the first ones, one seed each) the quick evaluation renders."""
     eval_guidance: float = 1.0
     """Guidance scale of the quick evaluation."""
     threads: int = 0
@@ -51,7 +52,8 @@ class TrainConfig:
     """Settings of ``noiseppo train``: the frozen model, the reward, the policy and PPO.
 
     One iteration renders ``prompts_per_iteration`` x ``samples_per_prompt`` images, scores
-    them, and runs ``epochs`` passes of minibatch PPO over them.
+    them, and runs ``epochs`` passes of minibatch PPO over them. Every default is stated here
+    once; a preset (``noiseppo/configs/*.yaml``) states only what differs.
     """
 
     # What is being tuned, and against what.
@@ -74,8 +76,9 @@ class TrainConfig:
     """Held-out prompts for the periodic evaluation ("" to skip it)."""
     steps: int = 4
     """Sampling steps of the frozen model: the policy is trained for this step count."""
-    guidance: float = 0.0
-    """Classifier-free guidance scale (0: the backend's default; 1.0: no guidance)."""
+    guidance: float | None = None
+    """Classifier-free guidance scale: null (``guidance=none``) takes the backend's default,
+    1.0 is no guidance, 0 is a literal 0 (for Shapes: the unconditional model)."""
 
     # The rollout.
     iterations: int = 80

@@ -15,7 +15,7 @@ import functools
 import inspect
 import re
 import textwrap
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_args, get_type_hints
 
 T = TypeVar("T")
 
@@ -49,6 +49,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{docs.get(f.name, '')} (default: {f.default})".replace("%", "%%")
         kind = hints[f.name]
+        if type(None) in get_args(kind):  # ``float | None``: a flag left out keeps None (a default elsewhere)
+            kind = next(k for k in get_args(kind) if k is not type(None))
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

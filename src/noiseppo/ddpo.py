@@ -56,7 +56,8 @@ from noiseppo.paired import paired_row
 from noiseppo.policy import gaussian_log_prob
 from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
-from noiseppo.rewards import get_reward, score_with_details
+from noiseppo.rewards import get_reward
+from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import encode_distinct
 from noiseppo.seeds import sample_seed
 
@@ -240,7 +241,7 @@ def train_ddpo(
                 parts[0].timesteps, parts[0].stochastic,
             )  # fmt: skip
             traj_bytes = traj.nbytes_per_sample()
-            scores, _ = score_with_details(reward, images_of(traj), cond.prompts)
+            scores, _ = score_with_details(reward, images_of(traj), texts)  # the reward reads the prompts as given
             adv, _ = stats.advantages(cond.prompts, scores.numpy())
             adv_t = torch.from_numpy(np.clip(adv, -config.adv_clip, config.adv_clip)).float()
             logged: dict[str, float] = {}

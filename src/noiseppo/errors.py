@@ -8,3 +8,16 @@ that escapes is a bug and keeps its traceback.
 
 class UserError(Exception):
     """Bad input from a user: a prompt, a file, a flag or a config value."""
+
+
+def first_line(message: object) -> str:
+    """The first line of ``str(message)`` (stripped at both ends first), or "" where it is empty:
+    a traceback's worth of message would break the one-line rule."""
+    text = str(message).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def error_line(error: BaseException) -> str:
+    """``error`` in a few words for a one-line message: its message's first line, or its class
+    name where it has no message."""
+    return first_line(error) or error.__class__.__name__

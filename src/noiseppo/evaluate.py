@@ -28,10 +28,12 @@ import torch
 from PIL import Image
 
 from noiseppo.backends.base import Backend
-from noiseppo.grid import Block, Cell, prompt_grid, to_pil
+from noiseppo.grid import Block, Cell, prompt_grid
+from noiseppo.images import to_pil
 from noiseppo.overlap import score_while_rendering
 from noiseppo.policy import NoisePolicy
-from noiseppo.rewards import Reward, score_with_details
+from noiseppo.rewards import Reward
+from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import LatentsFn, Sample, sample_batches
 
 SIDES = ("standard", "policy", "policy_mu")
@@ -102,7 +104,7 @@ def evaluate_steps(
     overlap: bool = True,
 ) -> StepResult:
     """Render and score the three sides at one step count, paired by seed."""
-    fns = {"standard": None, "policy": policy.latents_fn("sample"), "policy_mu": policy.latents_fn("mean")}
+    fns = {"standard": None, "policy": policy.noise_to_latents("sample"), "policy_mu": policy.noise_to_latents("mean")}
     scores, images = {}, {}
     for side, fn in fns.items():
         scores[side], samples = score_side(backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap)

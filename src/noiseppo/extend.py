@@ -39,14 +39,14 @@ class RunFinished(Exception):
 def resume_iterations(overrides: list[str], flag: int | None, others: list[str]) -> int | None:
     """The new iteration count given with ``--resume`` (``iterations=N`` or ``--iterations N``),
     or None; any other setting (``others``: the other flags given) is refused by name."""
-    from noiseppo.presets import _convert
+    from noiseppo.presets import config_value
 
     refused = list(others)
     iterations = None
     for item in overrides:
         key, sep, value = item.partition("=")
         if sep and key.strip() == "iterations":
-            iterations = _convert("iterations", value, "override")
+            iterations = config_value("iterations", value, "override")
         else:
             refused.append(key.strip() if sep else item)
     if refused:
@@ -76,7 +76,7 @@ def finished_notice(run: Path, done: int) -> str:
 
 def extension_notice(run: Path, before: TrainConfig, after: TrainConfig, done: int) -> str:
     """One line: what the extension does, and for a cosine schedule, the rate it resumes at."""
-    from noiseppo.train import learning_rate
+    from noiseppo.schedule import learning_rate
 
     line = f"{run}: extending from {before.iterations} to {after.iterations} iterations at iteration {done}"
     if after.lr_schedule != "constant":
@@ -96,7 +96,7 @@ def extension_notice(run: Path, before: TrainConfig, after: TrainConfig, done: i
 def record_extension(run: Path, before: TrainConfig, after: TrainConfig, done: int, config_yaml: str) -> None:
     """Write the extended ``config.yaml`` (atomically; earlier comment lines kept) and the
     ``metrics.jsonl`` row that marks the extension."""
-    from noiseppo.train import learning_rate
+    from noiseppo.schedule import learning_rate
 
     path = run / "config.yaml"
     comments = [line for line in path.read_text().splitlines() if line.startswith("#")]

@@ -14,6 +14,12 @@ from safetensors import SafetensorError
 from noiseppo.errors import UserError
 
 
+def occupied(path: Path) -> bool:
+    """Whether something stands at ``path``: a file, or a folder with anything in it. An empty
+    folder is free (a user may make the output folder first)."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 @contextlib.contextmanager
 def new_output_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; rename it to ``path`` only on success.
@@ -22,7 +28,7 @@ def new_output_dir(path: str | Path) -> Iterator[Path]:
     On any error the temporary folder is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if occupied(path):
         raise UserError(f"{path}: output path exists and is not empty; choose a new one")
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: parent folder of the output does not exist")

@@ -31,9 +31,10 @@ from noiseppo.backends.base import Backend
 from noiseppo.errors import UserError
 from noiseppo.overlap import score_while_rendering
 from noiseppo.policy import NoisePolicy
-from noiseppo.rewards import Reward, score_with_details
-from noiseppo.sampling import encode_distinct, standard_noise
-from noiseppo.seeds import sample_seed
+from noiseppo.rewards import Reward
+from noiseppo.rewards.scoring import score_with_details
+from noiseppo.sampling import encode_distinct
+from noiseppo.seeds import sample_seed, standard_noise
 
 KINDS = ("standard", "own", "same_template", "other_template", "generic")
 """The noises of the policy comparison: standard ε; the prompt's own policy latents μ(A) + σ(A) ε;
@@ -424,7 +425,7 @@ def analyse_all(
 
 def load_cached(folder: Path) -> tuple[dict, dict[int, dict[str, np.ndarray]], dict | None]:
     """(golden.json, matrices, policy scores) of a previous ``noiseppo golden`` output folder."""
-    from noiseppo.checkpoint import load_tensors, read_json
+    from noiseppo.safe_load import load_tensors, read_json
 
     folder = Path(folder)
     if not (folder / "golden.json").is_file():

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from noiseppo.images import to_pil as to_pil  # re-exported: its old home
+
 FONT_SIZE = 12
 LINE = 15  # pixels per text line at FONT_SIZE
 PAD = 6
@@ -131,13 +133,6 @@ def grid_pages(
         prompt_grid(chunk, f"{title} (page {i} of {len(chunks)})", scale, prompt_lines)
         for i, chunk in enumerate(chunks, start=1)
     ]
-
-
-def to_pil(image) -> Image.Image:
-    """A (3, H, W) float tensor in [0, 1] as an 8-bit PIL image (rounded, not truncated)."""
-    import torch
-
-    return Image.fromarray((image.clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
 
 
 def save_pages(pages: Sequence[Image.Image], folder: Path, stem: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from noiseppo.errors import UserError
+from noiseppo.errors import UserError, error_line
 
 
 @contextmanager
@@ -50,5 +50,4 @@ def load_error(what: str, model: str, error: BaseException) -> UserError:
             f"model '{model}' is neither a local folder nor in the Hugging Face cache, and the hub cannot be "
             "reached (offline?): download it first or give a local folder"
         )
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-    return UserError(f"cannot load {what} '{model}': {reason}")
+    return UserError(f"cannot load {what} '{model}': {error_line(error)}")

@@ -15,7 +15,7 @@ def mismatch_warning(
     trained: dict, steps: Sequence[int], guidance: float, scheduler: str, default_guidance: float
 ) -> str | None:
     """One ``noiseppo: warning:`` line naming each setting that differs from the policy's training
-    config ``trained`` (guidance 0 there: the backend's default), or None. Nothing to compare
+    config ``trained`` (guidance None there: the backend's default), or None. Nothing to compare
     without a training config."""
     if not trained:
         return None
@@ -24,7 +24,7 @@ def mismatch_warning(
     other_steps = [s for s in steps if trained_steps is not None and s != trained_steps]
     if other_steps:
         differ.append(f"steps {', '.join(map(str, other_steps))} (trained at {trained_steps})")
-    trained_guidance = float(trained.get("guidance") or default_guidance)
+    trained_guidance = float(default_guidance if trained.get("guidance") is None else trained["guidance"])
     if float(guidance) != trained_guidance:
         differ.append(f"guidance {float(guidance):g} (trained at {trained_guidance:g})")
     trained_scheduler = trained.get("scheduler") or "default"

@@ -29,16 +29,19 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from noiseppo.backends.base import Backend, Conditioning
-from noiseppo.checkpoint import load_pretrained
-from noiseppo.errors import UserError
+from noiseppo.backends.base import Backend, Conditioning, check_compatible
+from noiseppo.errors import UserError, error_line
 from noiseppo.names import closest
-from noiseppo.sampling import LatentsFn, standard_noise
+from noiseppo.safe_load import load_pretrained
+from noiseppo.sampling import LatentsFn
+from noiseppo.seeds import standard_noise
 from noiseppo.shipped import SHIPPED_POLICIES, shipped_policies
 from noiseppo.shipped import training_config as training_config  # re-exported: its old home
 
 LOG_2PI = math.log(2 * math.pi)
 Mode = Literal["sample", "mean"]
+Reduce = Literal["sum", "mean"]
+"""How a per-dimension log-density or KL becomes one number per sample (``TrainConfig.logprob``)."""
 
 
 class NoisePolicy(ModelMixin, ConfigMixin):
@@ -160,21 +163,20 @@ class NoisePolicy(ModelMixin, ConfigMixin):
 
     def sample(self, conditioning: Conditioning, eps: torch.Tensor) -> torch.Tensor:
         """Reparameterised latents ``μ + σ ⊙ ε`` for the given standard noise ``eps``."""
-        mean, log_sigma = self(conditioning)
-        eps = eps.to(mean)
-        return mean + torch.exp(log_sigma) * eps
+        return reparameterise(*self(conditioning), eps)
 
-    def log_prob(self, z: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-        """log π(z | c), summed over every latent dimension: (N,)."""
+    def log_prob(self, z: torch.Tensor, conditioning: Conditioning, reduce: Reduce) -> torch.Tensor:
+        """log π(z | c) per sample, (N,): ``reduce`` "sum" over the latent dimensions is the true
+        density, "mean" is the per-dimension convention (``TrainConfig.logprob`` picks training's)."""
         mean, log_sigma = self(conditioning)
-        return gaussian_log_prob(z, mean, log_sigma, "sum")
+        return gaussian_log_prob(z, mean, log_sigma, reduce)
 
-    def kl_to_prior(self, conditioning: Conditioning) -> torch.Tensor:
-        """KL(π(·|c) ‖ N(0, I)), summed over every latent dimension: (N,)."""
+    def kl_to_prior(self, conditioning: Conditioning, reduce: Reduce) -> torch.Tensor:
+        """KL(π(·|c) ‖ N(0, I)) per sample, (N,), summed or averaged over the latent dimensions."""
         mean, log_sigma = self(conditioning)
-        return gaussian_kl_to_prior(mean, log_sigma, "sum")
+        return gaussian_kl_to_prior(mean, log_sigma, reduce)
 
-    def latents_fn(self, mode: Mode = "sample") -> LatentsFn:
+    def noise_to_latents(self, mode: Mode = "sample") -> LatentsFn:
         """The hook ``noiseppo.sampling.sample`` takes: standard noise ε → the policy's latents."""
         if mode not in ("sample", "mean"):
             raise UserError(f"unknown policy mode '{mode}' (known: sample, mean)")
@@ -200,7 +202,7 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         """Initial latents for a diffusers pipeline: ``pipe(prompts, latents=policy.latents_for(pipe,
         prompts, generator=g))``. The prompts are encoded as the ``diffusers`` backend encodes them
         in training; ε comes from ``generator`` as the pipeline would draw it, or from ``seeds`` by
-        noiseppo's seed rule. See ``noiseppo.backends.diffusers.policy_latents_for``.
+        noiseppo's seed rule. See ``noiseppo.backends.plugin.latents_for_pipeline``.
 
         ``pipe`` may also be a noiseppo backend (``get_backend("shapes")``, the embedded model,
         which has no diffusers pipeline): then the latents go to ``backend.generate(latents,
@@ -210,24 +212,29 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         is_backend = all(hasattr(pipe, a) for a in ("encode", "generate", "latent_shape"))
         if is_backend and not isinstance(pipe, DiffusionPipeline):
             return _backend_latents(self, pipe, prompts, generator, seeds, mode)
-        from noiseppo.backends.diffusers import policy_latents_for
+        from noiseppo.backends.plugin import latents_for_pipeline
 
-        return policy_latents_for(self, pipe, prompts, generator, seeds, mode)
+        return latents_for_pipeline(self, pipe, prompts, generator, seeds, mode)
 
 
-def _reduce(x: torch.Tensor, reduce: Literal["sum", "mean"]) -> torch.Tensor:
+def reparameterise(mean: torch.Tensor, log_sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``μ + σ ⊙ ε``: the latents a policy with this mean and log σ makes from standard noise ``eps``."""
+    return mean + torch.exp(log_sigma) * eps.to(mean)
+
+
+def _reduce(x: torch.Tensor, reduce: Reduce) -> torch.Tensor:
     flat = x.flatten(1)
     return flat.sum(1) if reduce == "sum" else flat.mean(1)
 
 
 def gaussian_log_prob(
-    z: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Literal["sum", "mean"]
+    z: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Reduce
 ) -> torch.Tensor:
     """Diagonal-Gaussian log-density per sample, summed (true density) or averaged over dimensions."""
     return _reduce(-0.5 * ((z - mean) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * LOG_2PI, reduce)
 
 
-def gaussian_kl_to_prior(mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Literal["sum", "mean"]) -> torch.Tensor:
+def gaussian_kl_to_prior(mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Reduce) -> torch.Tensor:
     """Closed-form KL(N(mean, σ²) ‖ N(0, 1)) per sample, summed or averaged over dimensions."""
     return _reduce(0.5 * (torch.exp(2 * log_sigma) + mean**2 - 1) - log_sigma, reduce)
 
@@ -241,14 +248,14 @@ def gaussian_kl(
     return term.flatten(1).mean(1)
 
 
-def policy_latents(
+def latents_for_seeds(
     policy: NoisePolicy, backend: Backend, prompts: Sequence[str], seeds: Sequence[int], mode: Mode = "sample"
 ) -> torch.Tensor:
     """The policy's latents for ``prompts[i]`` with the standard noise of ``seeds[i]``."""
     if len(prompts) != len(seeds):
         raise UserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
     eps = standard_noise(backend.latent_shape, seeds)
-    return policy.latents_fn(mode)(backend.encode(list(prompts)), eps)
+    return policy.noise_to_latents(mode)(backend.encode(list(prompts)), eps)
 
 
 def load_policy(name_or_path: str | Path) -> NoisePolicy:
@@ -260,8 +267,7 @@ def load_policy(name_or_path: str | Path) -> NoisePolicy:
             try:
                 return load_pretrained(NoisePolicy, folder).requires_grad_(False)
             except (UserError, OSError, ValueError, RuntimeError) as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-                raise UserError(f"{folder}: cannot load the policy: {reason}") from None
+                raise UserError(f"{folder}: cannot load the policy: {error_line(exc)}") from None
     shipped = shipped_policies()
     guess = closest(str(name_or_path), shipped)
     hint = f"did you mean '{guess}'? " if guess is not None else ""
@@ -286,15 +292,6 @@ def _backend_latents(
     if seeds is not None and generator is not None:
         raise UserError("give a generator or seeds, not both")
     if seeds is not None:
-        return policy_latents(policy, backend, prompts, seeds, mode)
+        return latents_for_seeds(policy, backend, prompts, seeds, mode)
     eps = torch.randn(len(prompts), *backend.latent_shape, generator=generator)
-    return policy.latents_fn(mode)(backend.encode(prompts), eps)
-
-
-def check_compatible(policy: NoisePolicy, backend: Backend) -> None:
-    """Refuse a policy trained for another latent shape."""
-    if tuple(backend.latent_shape) != policy.latent_shape:
-        raise UserError(
-            f"the policy makes latents of shape {policy.latent_shape}, "
-            f"backend '{backend.name}' takes {tuple(backend.latent_shape)}"
-        )
+    return policy.noise_to_latents(mode)(backend.encode(prompts), eps)

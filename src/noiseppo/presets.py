@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
@@ -33,13 +33,19 @@ def presets() -> dict[str, str]:
     return found
 
 
-def _convert(key: str, value: Any, where: str) -> Any:
+def config_value(key: str, value: Any, where: str) -> Any:
+    """``value`` (from YAML, an override ``key=value`` or a flag: ``where`` says which, for the
+    message) as the type of the ``TrainConfig`` field ``key``, or one line naming the bad key or value."""
     kinds = get_type_hints(TrainConfig)
     if key not in kinds:
         close = closest(key, kinds)
         hint = f"did you mean '{close}'?" if close else "see 'noiseppo train --help'"
         raise UserError(f"{where}: unknown config key '{key}' ({hint})")
     kind = kinds[key]
+    if type(None) in get_args(kind):  # ``float | None``: None means "the backend's default"
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        kind = next(k for k in get_args(kind) if k is not type(None))
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -85,7 +91,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    return {str(k): _convert(str(k), v, str(path)) for k, v in data.items()}
+    return {str(k): config_value(str(k), v, str(path)) for k, v in data.items()}
 
 
 def resolve(
@@ -104,8 +110,8 @@ def resolve(
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"'{item}': overrides are written key=value")
-        values[key.strip()] = _convert(key.strip(), value, "override")
-    values.update({k: _convert(k, v, "flag") for k, v in (flags or {}).items() if v is not None})
+        values[key.strip()] = config_value(key.strip(), value, "override")
+    values.update({k: config_value(k, v, "flag") for k, v in (flags or {}).items() if v is not None})
     config = TrainConfig(**values)
     validate(config)
     return config
@@ -145,7 +151,9 @@ def validate(config: TrainConfig) -> None:
     for key in ("lr", "clip_range", "dist_timeout"):
         if not 0 < getattr(config, key) < math.inf:
             raise UserError(f"config: '{key}' must be a finite number > 0, got {getattr(config, key)}")
-    non_negative = ["guidance", "target_kl", "kl_coef", "weight_decay", "eval_every", "threads"]
+    if config.guidance is not None and config.guidance < 0:  # None: the backend's default
+        raise UserError(f"config: 'guidance' must be >= 0, got {config.guidance}")
+    non_negative = ["target_kl", "kl_coef", "weight_decay", "eval_every", "threads"]
     for key in non_negative + ["adv_buffer", "adv_min_count"]:
         if getattr(config, key) < 0:
             raise UserError(f"config: '{key}' must be >= 0, got {getattr(config, key)}")

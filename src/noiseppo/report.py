@@ -399,7 +399,7 @@ def _grid(config, live: Live, guidance: float) -> tuple[list[GridBlock], str]:
     from noiseppo import showcase
     from noiseppo.grid import cell_text
     from noiseppo.prompts import load_prompts
-    from noiseppo.train import EVAL_SEED
+    from noiseppo.seeds import EVAL_SEED
 
     prompts = load_prompts(config.eval_prompts)
     blocks = showcase.side_by_side(live.backend, live.policy, live.reward, prompts, config.steps, guidance, EVAL_SEED)
@@ -436,20 +436,21 @@ def _held_out(config, rows: list[dict]) -> tuple[list[HeldOutRow], str]:
 def run_page(run: Path, live: Live | None = None) -> RunPage:
     """Everything a run's section shows. ``live``: from a running ``noiseppo train``; otherwise
     the run's latest policy is loaded to render the grid."""
+    from noiseppo.backends.base import resolve_guidance
     from noiseppo.presets import resolve
     from noiseppo.rewards.http import redacted
-    from noiseppo.train import batch_arithmetic
+    from noiseppo.schedule import batch_arithmetic
 
     config = resolve(config_file=str(run / "config.yaml"))
     rows, bad = read_rows(run / "metrics.jsonl")
     done = max((int(r["iteration"]) for r in rows), default=0)
     times, wall = _times(config, rows)
     warnings = _warnings(config, rows, bad)
-    grid, grid_caption, guidance = [], "no held-out prompts (eval_prompts is empty)", config.guidance or None
+    grid, grid_caption, guidance = [], "no held-out prompts (eval_prompts is empty)", config.guidance
     if config.eval_prompts:  # the grid needs the policy and the frozen model: loaded only for it
         try:
             live = live if live is not None else _load(run, config)
-            guidance = config.guidance or live.backend.default_guidance
+            guidance = resolve_guidance(live.backend, config.guidance)
             grid, grid_caption = _grid(config, live, guidance)
         except UserError as e:
             grid_caption = f"not rendered: {e}"
@@ -466,7 +467,7 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
         ("training prompts", config.prompts),
         ("held-out prompts", config.eval_prompts or "none"),
         ("steps", str(config.steps)),
-        ("guidance", f"{guidance:g}" if guidance is not None else f"{config.guidance:g} (0: the backend's default)"),
+        ("guidance", f"{guidance:g}" if guidance is not None else "the backend's default"),
         ("seed", str(config.seed)),
         ("git revision", info.get("git_revision") or "not recorded"),
         ("started", info.get("started") or "not recorded"),

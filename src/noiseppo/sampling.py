@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from noiseppo.backends.base import Backend, Conditioning
-from noiseppo.seeds import sample_seed
+from noiseppo.seeds import sample_seed, standard_noise
 
 
 @dataclass
@@ -19,11 +19,6 @@ class Sample:
     prompt: str
     seed: int
     image: torch.Tensor  # (3, H, W) in [0, 1]
-
-
-def standard_noise(shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
-    """N(0, I) latents, one per seed, drawn on the CPU so every device sees the same noise."""
-    return torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
 LatentsFn = Callable[[Conditioning, torch.Tensor], torch.Tensor]

@@ -35,14 +35,15 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from noiseppo.advantages import centred_ranks
-from noiseppo.backends.base import Backend, Conditioning
+from noiseppo.backends.base import Backend, Conditioning, resolve_guidance
 from noiseppo.baseline_config import SearchConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluate import score_side
-from noiseppo.grid import Block, Cell, prompt_grid, to_pil
+from noiseppo.grid import Block, Cell, prompt_grid
+from noiseppo.images import to_pil
 from noiseppo.rewards import Reward
-from noiseppo.sampling import LatentsFn, standard_noise
-from noiseppo.seeds import sample_seed
+from noiseppo.sampling import LatentsFn
+from noiseppo.seeds import sample_seed, standard_noise
 
 SEARCH_STREAM = 2**42
 """The prompt index under which generation base seeds are derived: no prompt set is this long."""
@@ -80,7 +81,7 @@ class SearchResult:
     log: list[dict] = field(default_factory=list)  # one row per generation
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # renders per prompt -> cells
 
-    def latents_fn(self, prompts: Sequence[str], latent_shape: Sequence[int], cells: torch.Tensor | None = None):
+    def noise_to_latents(self, prompts: Sequence[str], latent_shape: Sequence[int], cells: torch.Tensor | None = None):
         """``noiseppo.sampling`` hook: ε → up(m) + ε for each row's prompt (``prompts`` in search order)."""
         return mean_latents_fn(self.cells if cells is None else cells, prompts, latent_shape)
 
@@ -112,11 +113,12 @@ def search(
 ) -> SearchResult:
     """Optimise one free mean per prompt within ``config.budget`` renders per prompt."""
     check_search(config)
-    texts = backend.encode(list(prompts)).prompts  # the encoded texts name the rows in latents_fn
+    texts = backend.encode(list(prompts)).prompts  # the encoded texts name the rows in mean_latents_fn
     if len(set(texts)) != len(texts):
         twice = next(t for t in texts if texts.count(t) > 1)
         raise UserError(f"prompt '{twice}' is given twice; search optimises one mean per distinct prompt")
     shape = tuple(backend.latent_shape)
+    guidance = resolve_guidance(backend, config.guidance)
     n_prompts, half = len(texts), config.group // 2
     cells = torch.zeros(n_prompts, shape[0], config.grid, config.grid, requires_grad=True)
     optimizer = torch.optim.Adam([cells], lr=config.lr, maximize=True)
@@ -133,7 +135,7 @@ def search(
         for sign in (1, -1):
             fn = mean_latents_fn(cells, texts, shape, sign)
             metrics, samples = score_side(
-                backend, reward, texts, config.steps, half, config.guidance, base, config.batch, fn
+                backend, reward, texts, config.steps, half, guidance, base, config.batch, fn
             )
             batch_images = torch.stack([s.image for s in samples])
             rewards.append(metrics["reward"].reshape(n_prompts, half))

@@ -9,10 +9,26 @@ one-to-one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+EVAL_SEED = 0
+"""Base seed of the periodic held-out evaluation (pairs with ``noiseppo sample --seed 0``)."""
 
 
 def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     """The seed of sample ``sample_index`` of prompt ``prompt_index`` under ``seed``."""
     state = np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1, np.uint64)[0]
     return int(state >> np.uint64(1))
+
+
+def standard_noise(shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
+    """N(0, I) latents, one per seed, drawn on the CPU so every device sees the same noise."""
+    import torch  # here, not above: the seed rule alone stays free of torch
+
+    return torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(s)) for s in seeds])

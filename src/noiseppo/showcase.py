@@ -13,11 +13,13 @@ from collections.abc import Sequence
 import torch
 
 from noiseppo.backends.base import Backend
-from noiseppo.grid import Block, Cell, to_pil
+from noiseppo.grid import Block, Cell
+from noiseppo.images import to_pil
 from noiseppo.policy import NoisePolicy
-from noiseppo.rewards import Reward, score_with_details
-from noiseppo.sampling import encode_distinct, standard_noise
-from noiseppo.seeds import sample_seed
+from noiseppo.rewards import Reward
+from noiseppo.rewards.scoring import score_with_details
+from noiseppo.sampling import encode_distinct
+from noiseppo.seeds import sample_seed, standard_noise
 
 PROMPTS = 6
 """Held-out prompts shown."""
@@ -50,7 +52,7 @@ def side_by_side(
     texts = [prompts[i] for i, _, _ in jobs]
     conditioning = encode_distinct(backend, texts)
     eps = standard_noise(backend.latent_shape, [s for *_, s in jobs])
-    sides = {"standard": eps, "policy": policy.latents_fn("sample")(conditioning, eps)}
+    sides = {"standard": eps, "policy": policy.noise_to_latents("sample")(conditioning, eps)}
     cells: dict[str, list[Cell]] = {}
     for side, latents in sides.items():
         images = backend.generate(latents, conditioning, steps, guidance).cpu()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -40,6 +39,7 @@ from tqdm import tqdm
 from noiseppo import report
 from noiseppo.advantages import PerPromptStats
 from noiseppo.backends import get_backend
+from noiseppo.backends.base import resolve_guidance
 from noiseppo.checkpoint import (
     has_state,
     latest_step,
@@ -53,37 +53,28 @@ from noiseppo.distributed import Ranks
 from noiseppo.errors import UserError
 from noiseppo.evaluate import score_side
 from noiseppo.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
-from noiseppo.files import replaced_folder, truncate_jsonl
+from noiseppo.files import occupied, replaced_folder, truncate_jsonl
 from noiseppo.interrupt import Interrupted, Snapshot
 from noiseppo.overlap import score_while_rendering
 from noiseppo.paired import paired_row
-from noiseppo.policy import NoisePolicy, gaussian_log_prob
+from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.ppo import Rollout, ppo_update
 from noiseppo.presets import resolve, to_yaml, validate
 from noiseppo.prompts import load_prompts
 from noiseppo.provenance import write_run_info
-from noiseppo.rewards import get_reward, score_with_details
+from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import redacted
+from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import encode_distinct
-from noiseppo.seeds import sample_seed
+from noiseppo.schedule import batch_arithmetic, learning_rate
+from noiseppo.seeds import EVAL_SEED, sample_seed
 
 TRAIN_STREAM = 2**40
 """Sample index under which training draws its generator: no command draws that many samples."""
-EVAL_SEED = 0
-"""Base seed of the periodic held-out evaluation (pairs with ``noiseppo sample --seed 0``)."""
 
 
 def iteration_generator(config: TrainConfig, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(sample_seed(config.seed, iteration, TRAIN_STREAM))
-
-
-def learning_rate(config: TrainConfig, iteration: int) -> float:
-    """The learning rate of iteration ``iteration`` (0-based) under ``config.lr_schedule``."""
-    if config.lr_schedule == "constant":
-        return config.lr
-    progress = iteration / config.iterations  # the last iteration still takes a step
-    floor = config.lr * config.lr_final
-    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 class Trainer:
@@ -101,7 +92,7 @@ class Trainer:
                 raise UserError(f"config: {key} {getattr(config, key)} does not split over {world} processes")
         device = config.device if world == 1 else str(self.ranks.device)  # one GPU per process
         self.backend = get_backend(config.backend, config.model or None, config.scheduler, device, config.dtype)
-        self.guidance = config.guidance or self.backend.default_guidance
+        self.guidance = resolve_guidance(self.backend, config.guidance)
         self.reward = get_reward(config.reward)
         self.prompts = load_prompts(config.prompts)
         if len(self.prompts) < config.prompts_per_iteration:
@@ -158,8 +149,8 @@ class Trainer:
         t0 = time.perf_counter()
         with torch.no_grad():
             cond = encode_distinct(self.backend, prompts)
-            mean, log_sigma = self.policy(cond)
-            latents = mean + torch.exp(log_sigma) * eps.to(mean)
+            mean, log_sigma = self.policy(cond)  # once: the latents, their log-probability and the update's π_old
+            latents = reparameterise(mean, log_sigma, eps)
             old_logprob = gaussian_log_prob(latents, mean, log_sigma, cfg.logprob)
         # time_reward is the reward's own time; time_reward_wait the part of it the run waited for
         # (with overlap on, only what rendering could not hide).
@@ -209,7 +200,8 @@ class Trainer:
                 f"{self.iteration} (max_nan_fraction is {cfg.max_nan_fraction})"
             )
         keep = finite.nonzero().flatten()
-        kept_prompts = [prompts[i] for i in keep.tolist()]
+        # A prompt's group is its conditioning's text (``Conditioning.prompts``), as DDPO's is.
+        kept_prompts = [cond.prompts[i] for i in keep.tolist()]
         advantages, adv_info = self.stats.advantages(kept_prompts, reward[keep].numpy())
         full = Rollout(cond, latents, old_logprob, torch.zeros(len(prompts)), mean, log_sigma)
         rollout = full.take(keep)
@@ -279,7 +271,7 @@ class Trainer:
         if self._standard_eval is None:  # the frozen model's side never changes
             self._standard_eval = scores(None)
         standard, clusters = self._standard_eval
-        policy_side, _ = scores(self.policy.latents_fn("sample"))
+        policy_side, _ = scores(self.policy.noise_to_latents("sample"))
         return paired_row(standard, policy_side, clusters)
 
     # -- state on disk -------------------------------------------------------------------
@@ -312,7 +304,7 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
         if not (out / "config.yaml").is_file() or not has_state(out / "checkpoint"):
             raise UserError(f"{out}: not a run folder to resume (needs config.yaml and checkpoint/)")
         return resolve(config_file=str(out / "config.yaml"))
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if occupied(out):
         raise UserError(f"{out}: run folder exists and is not empty; use --resume or a new folder")
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: parent folder of the run does not exist")
@@ -356,7 +348,7 @@ def train(
     cfg = config
     quiet = quiet or not ranks.is_main
     say = (lambda *a: None) if quiet else print
-    # config.yaml holds the guidance the run uses, not 0 for "the backend's default".
+    # config.yaml holds the guidance the run uses, not None for "the backend's default".
     resolved = dataclasses.replace(cfg, guidance=trainer.guidance)
     is_extension = before is not None and before.iterations != cfg.iterations
     if is_extension:
@@ -454,18 +446,6 @@ def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
         ci = f"[{row[f'eval_delta_{key}_ci95_low']:+.3f}, {row[f'eval_delta_{key}_ci95_high']:+.3f}]"
         lines.append(f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}{ci:>20}")
     return "\n".join(lines)
-
-
-def batch_arithmetic(cfg: TrainConfig, guidance: float | None, world: int = 1) -> str:
-    """The batch line printed at start-up (and shown in the report)."""
-    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
-    return (
-        f"batch: {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} samples = {batch} images per "
-        f"iteration, {batch // cfg.minibatch} minibatches of {cfg.minibatch} x {cfg.epochs} epochs; "
-        f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps"
-        + (f", guidance {guidance}" if guidance is not None else "")
-        + (f"; {world} processes render {batch // world} images each" if world > 1 else "")
-    )
 
 
 def _show_held_out(writer, trainer: Trainer, row: dict[str, float], quiet: bool) -> None:

@@ -46,12 +46,12 @@ def _pipeline(name: str, example: str) -> Callable[..., Backend]:
     """The builder of the diffusers-pipeline backend ``name``; ``example`` is a hub id it takes."""
 
     def build(model: str | None, scheduler: str, device: str, dtype: torch.dtype) -> Backend:
-        from noiseppo.backends.pipeline import pipeline_backends
+        from noiseppo.backends.plugin import load_backend, pipeline_backends
 
         if not model:
             raise UserError(f"the {name} backend needs --model: a hub id (e.g. {example}) or a local folder")
         backend = next(b for b in pipeline_backends() if b.name == name)
-        return backend.load(model, scheduler, device, dtype)
+        return load_backend(backend, model, scheduler, device, dtype)
 
     return build
 
@@ -107,8 +107,8 @@ def check_policy(policy: NoisePolicy, backend: Backend) -> None:
     """Refuse a policy trained for another model: another latent shape, or (for the pipeline
     backends, which know their conditioning width without encoding) another conditioning width,
     which tells SD3 and FLUX policies apart where their latent shapes match."""
+    from noiseppo.backends.base import check_compatible
     from noiseppo.backends.pipeline import PipelineBackend, check_width
-    from noiseppo.policy import check_compatible
 
     check_compatible(policy, backend)
     if isinstance(backend, PipelineBackend):

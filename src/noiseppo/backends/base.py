@@ -7,13 +7,17 @@ images. It knows nothing of PPO or rewards; the policy knows nothing of its inte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.errors import UserError
+from noiseppo.names import unknown_name
+
+if TYPE_CHECKING:
+    from noiseppo.policy import NoisePolicy
 
 SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "ddim": DDIMScheduler,
@@ -23,12 +27,22 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
 """The sampling schedulers ``--scheduler`` names, for every backend."""
 
 
+def named_scheduler(name: str) -> type[SchedulerMixin]:
+    """The scheduler class of ``SCHEDULERS`` that ``--scheduler name`` selects, or one line naming
+    them (and ``default``, which each backend reads as its own)."""
+    if name not in SCHEDULERS:
+        raise unknown_name("scheduler", name, [*SCHEDULERS, "default"])
+    return SCHEDULERS[name]
+
+
 @dataclass
 class Conditioning:
     """A batch of encoded prompts, detached from any graph.
 
     ``token_states`` (N, L, D) and ``pooled`` (N, D) are what a noise policy conditions
-    on; ``mask`` (N, L) is True on real tokens.
+    on; ``mask`` (N, L) is True on real tokens. ``prompts`` is each row's text as the backend
+    encoded it (canonical for Shapes: ``parse(p).text``); it is the one identity of a prompt's
+    group, whose rewards normalise each other's advantages in training.
     """
 
     prompts: list[str]
@@ -66,6 +80,12 @@ class Backend(Protocol):
     ) -> torch.Tensor: ...
 
 
+def resolve_guidance(backend: Backend, guidance: float | None) -> float:
+    """The guidance scale to render with: ``None`` (a config's null, a flag left out) is the
+    backend's own default; every number means itself (0 included)."""
+    return backend.default_guidance if guidance is None else guidance
+
+
 def check_generate_args(
     latents: torch.Tensor, n: int, latent_shape: tuple[int, ...], steps: int, guidance: float, max_steps: int
 ) -> None:
@@ -79,3 +99,12 @@ def check_generate_args(
         raise UserError(f"steps must be a whole number from 1 to {max_steps}, got {steps}")
     if not guidance >= 0:  # also refuses NaN
         raise UserError(f"guidance must be >= 0, got {guidance}")
+
+
+def check_compatible(policy: NoisePolicy, backend: Backend) -> None:
+    """Refuse a policy trained for another latent shape."""
+    if tuple(backend.latent_shape) != policy.latent_shape:
+        raise UserError(
+            f"the policy makes latents of shape {policy.latent_shape}, "
+            f"backend '{backend.name}' takes {tuple(backend.latent_shape)}"
+        )

@@ -1,6 +1,7 @@
 """diffusers pipelines as backends: ``StableDiffusionPipeline`` (SD 1.x / 2.x, SD-Turbo) and
-``StableDiffusionXLPipeline`` (SDXL, SDXL-Turbo). What all pipeline backends share (loading,
-freezing, rendering, the ``latents_for`` plug-in) is in ``noiseppo.backends.pipeline``.
+``StableDiffusionXLPipeline`` (SDXL, SDXL-Turbo). What all pipeline backends share (freezing,
+rendering) is in ``noiseppo.backends.pipeline``; loading and the ``latents_for`` plug-in are in
+``noiseppo.backends.plugin``.
 
 - **Conditioning** comes from the pipeline's own ``encode_prompt``: the token states are
   its prompt embeddings, the mask is all True (the U-Net attends to every position,
@@ -21,11 +22,8 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from noiseppo.backends.base import SCHEDULERS, Conditioning
-from noiseppo.backends.pipeline import PipelineBackend, masked_mean, policy_latents_for
-from noiseppo.names import unknown_name
-
-__all__ = ["DiffusersBackend", "policy_latents_for"]  # policy_latents_for: what NoisePolicy.latents_for calls
+from noiseppo.backends.base import Conditioning, named_scheduler
+from noiseppo.backends.pipeline import PipelineBackend, masked_mean
 
 
 def _is_sdxl(pipe: DiffusionPipeline) -> bool:
@@ -43,9 +41,7 @@ class DiffusersBackend(PipelineBackend):
     @classmethod
     def scheduler_class(cls, name: str) -> type[SchedulerMixin]:
         """ddim, euler or dpm, on the pipeline's own schedule config."""
-        if name not in SCHEDULERS:
-            raise unknown_name("scheduler", name, [*SCHEDULERS, "default"])
-        return SCHEDULERS[name]
+        return named_scheduler(name)
 
     @staticmethod
     def pipeline_latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int]:

@@ -108,6 +108,11 @@ class FluxBackend(FlowBackend):
     conditioning = "the T5 token states of a FluxPipeline"
 
     @staticmethod
+    def conditioning_width(pipe: DiffusionPipeline) -> int:
+        """T5's width (4096)."""
+        return pipe.text_encoder_2.config.d_model
+
+    @staticmethod
     def pipeline_latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int]:
         """16 x H/8 x W/8 at the VAE's ``sample_size``, the model's native resolution.
 
@@ -119,11 +124,6 @@ class FluxBackend(FlowBackend):
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         step = 2 * pipe.vae_scale_factor  # 2x2 packing: even latent sides, as prepare_latents rounds them
         return (pipe.transformer.config.in_channels // 4, 2 * (height // step), 2 * (width // step))
-
-    @staticmethod
-    def conditioning_width(pipe: DiffusionPipeline) -> int:
-        """T5's width (4096)."""
-        return pipe.text_encoder_2.config.d_model
 
     @staticmethod
     def max_sequence_length(pipe: DiffusionPipeline) -> int:

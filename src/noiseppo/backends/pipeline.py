@@ -1,12 +1,13 @@
-"""What every diffusers-pipeline backend shares: loading, freezing, rendering, and the
-``NoisePolicy.latents_for`` plug-in.
+"""What every diffusers-pipeline backend shares: freezing, rendering, and the static methods
+the ``NoisePolicy.latents_for`` plug-in (``noiseppo.backends.plugin``) calls.
 
 A pipeline backend (``diffusers`` for SD and SDXL, ``sd3``, ``flux``) is a ``PipelineBackend``
 subclass. It names the pipeline classes it drives and says, in a few static methods that read
 only the pipeline, what the policy sees of it (``pipeline_latent_shape``, ``encode_prompts``,
 ``conditioning_width``) and how the policy's latents go in (``pipeline_latents``). The backend
-and the plug-in call the same methods, so a policy sees at inference exactly the conditioning
-it was trained on, and its latents go in where the pipeline would have drawn its own noise.
+and the plug-in (``plugin``, which lists the backends and loads them) call the same methods, so
+a policy sees at inference exactly the conditioning it was trained on, and its latents go in
+where the pipeline would have drawn its own noise.
 
 The pipeline does the work; the base class only fixes what the Backend contract needs:
 
@@ -28,10 +29,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.backends.base import Conditioning, check_generate_args
 from noiseppo.errors import UserError
-from noiseppo.hub import load_error, quiet
 
 if TYPE_CHECKING:
-    from noiseppo.policy import Mode, NoisePolicy
+    from noiseppo.policy import NoisePolicy
 
 MAX_STEPS = 1000
 """The training schedule's length bounds the step count."""
@@ -50,14 +50,6 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def call_default(pipe: DiffusionPipeline, argument: str) -> Any:
     """The default of ``argument`` in the pipeline's ``__call__``: what ``pipe(prompt)`` uses."""
     return inspect.signature(type(pipe).__call__).parameters[argument].default
-
-
-def pipeline_backends() -> list[type[PipelineBackend]]:
-    """Every pipeline backend, in the order ``latents_for`` tries them."""
-    from noiseppo.backends.diffusers import DiffusersBackend
-    from noiseppo.backends.flow import FluxBackend, SD3Backend
-
-    return [DiffusersBackend, SD3Backend, FluxBackend]
 
 
 class PipelineBackend:
@@ -126,21 +118,6 @@ class PipelineBackend:
         return {"prompt": list(conditioning.prompts)}
 
     # -- the Backend interface -------------------------------------------------------------
-    @classmethod
-    def load(
-        cls,
-        model: str,
-        scheduler: str = "default",
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> PipelineBackend:
-        """The backend of the pipeline at ``model`` (a local folder or a hub id)."""
-        if scheduler != "default":
-            cls.scheduler_class(scheduler)  # before a download, not after
-        if dtype == torch.float16 and torch.device(device).type == "cpu":
-            raise UserError("float16 pipelines do not run on the CPU in diffusers: use float32 or bfloat16 there")
-        return cls(load_pipeline(model, dtype, cls), scheduler, device)
-
     def encode(self, prompts: list[str]) -> Conditioning:
         """The conditioning the policy reads (``encode_prompts``, ``ENCODE_BATCH`` prompts at a time)."""
         return encode_all(type(self), self.pipe, prompts)
@@ -178,35 +155,6 @@ def encode_all(backend: type[PipelineBackend], pipe: DiffusionPipeline, prompts:
     )
 
 
-def load_pipeline(model: str, dtype: torch.dtype, backend: type[PipelineBackend]) -> DiffusionPipeline:
-    """The pipeline at ``model`` (a local folder or a hub id), weights from safetensors only, if
-    ``backend`` drives its class; else one line naming the class and the backend that takes it.
-
-    ``use_safetensors=True`` makes diffusers (and transformers, for the text encoders)
-    refuse a model that only has pickled ``.bin`` weights instead of unpickling them.
-    """
-    try:
-        with quiet():
-            pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype, use_safetensors=True)
-    except (OSError, ValueError) as e:
-        raise load_error(f"the {backend.name} pipeline", model, e) from None
-    found = type(pipe).__name__
-    if found not in backend.pipeline_classes:
-        message = f"'{model}' is a {found}; the {backend.name} backend takes {', '.join(backend.pipeline_classes)}"
-        other = [b.name for b in pipeline_backends() if found in b.pipeline_classes]
-        raise UserError(message + (f" (for a {found} use --backend {other[0]})" if other else ""))
-    return pipe
-
-
-def backend_for(pipe: DiffusionPipeline) -> type[PipelineBackend]:
-    """The pipeline backend that drives ``pipe``'s class, or one line naming the classes that work."""
-    for backend in pipeline_backends():
-        if type(pipe).__name__ in backend.pipeline_classes:
-            return backend
-    known = ", ".join(name for backend in pipeline_backends() for name in backend.pipeline_classes)
-    raise UserError(f"latents_for takes a {known}, or a noiseppo backend (get_backend), got a {type(pipe).__name__}")
-
-
 def check_width(policy: NoisePolicy, width: int, conditioning: str) -> None:
     """Refuse a policy that reads conditioning of another width than the backend gives: one trained
     for another model (for SD3 and FLUX, which share a latent shape, another family)."""
@@ -215,43 +163,3 @@ def check_width(policy: NoisePolicy, width: int, conditioning: str) -> None:
             f"the policy reads conditioning of width {policy.config.cond_dim}, the backend gives {width} "
             f"({conditioning}): the policy was trained for another model"
         )
-
-
-def policy_latents_for(
-    policy: NoisePolicy,
-    pipe: DiffusionPipeline,
-    prompts: str | Sequence[str],
-    generator: torch.Generator | None = None,
-    seeds: Sequence[int] | None = None,
-    mode: Mode = "sample",
-) -> torch.Tensor:
-    """``NoisePolicy.latents_for``: the policy's initial latents for ``pipe(prompts, latents=...)``.
-
-    The standard noise ε is drawn as the pipeline draws its own (``randn_tensor`` with
-    ``generator``, in the dtype of its prompt embeddings), so an untrained policy gives that
-    call's images; or, with ``seeds``, by noiseppo's seed rule, so the latents pair with
-    ``noiseppo sample --seed``. The result is on the pipeline's device, in its dtype, in the
-    layout the pipeline takes (packed for FLUX).
-    """
-    from diffusers.utils.torch_utils import randn_tensor
-
-    from noiseppo.sampling import standard_noise
-
-    backend = backend_for(pipe)
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    shape = backend.pipeline_latent_shape(pipe)
-    if shape != policy.latent_shape:
-        raise UserError(f"the policy makes latents of shape {policy.latent_shape}, the pipeline takes {shape}")
-    check_width(policy, backend.conditioning_width(pipe), backend.conditioning)
-    if seeds is not None and generator is not None:
-        raise UserError("give a generator or seeds, not both")
-    if seeds is not None and len(seeds) != len(prompts):
-        raise UserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
-    conditioning = encode_all(backend, pipe, prompts)
-    device, dtype = pipe._execution_device, conditioning.token_states.dtype
-    if seeds is not None:
-        eps = standard_noise(shape, seeds)
-    else:
-        eps = randn_tensor((len(prompts), *shape), generator=generator, device=device, dtype=dtype)
-    z = policy.latents_fn(mode)(conditioning, eps).to(device, dtype)
-    return backend.pipeline_latents(pipe, z)

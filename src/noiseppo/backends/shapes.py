@@ -14,10 +14,9 @@ from pathlib import Path
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from noiseppo.backends.base import SCHEDULERS, Conditioning, check_generate_args
-from noiseppo.checkpoint import load_pretrained, read_json
-from noiseppo.errors import UserError
-from noiseppo.names import unknown_name
+from noiseppo.backends.base import Conditioning, check_generate_args, named_scheduler
+from noiseppo.errors import UserError, error_line
+from noiseppo.safe_load import load_pretrained, read_json
 from noiseppo.shapes.grammar import parse
 from noiseppo.shapes.model import ShapesDenoiser, ShapesTextEncoder
 
@@ -31,9 +30,7 @@ def make_scheduler(name: str, train_config: dict) -> SchedulerMixin:
     """A sampling scheduler of kind ``name`` over the model's training noise schedule;
     ``default`` is DDIM, which the model was evaluated and shipped with."""
     name = "ddim" if name == "default" else name
-    if name not in SCHEDULERS:
-        raise unknown_name("scheduler", name, [*SCHEDULERS, "default"])
-    return SCHEDULERS[name].from_config(train_config, timestep_spacing="trailing")
+    return named_scheduler(name).from_config(train_config, timestep_spacing="trailing")
 
 
 class ShapesBackend:
@@ -81,8 +78,7 @@ class ShapesBackend:
             text_encoder = load_pretrained(ShapesTextEncoder, path / "text_encoder", dtype)
             denoiser = load_pretrained(ShapesDenoiser, path / "denoiser", dtype)
         except (UserError, OSError, ValueError, RuntimeError) as e:
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            raise UserError(f"{path}: cannot load the Shapes model weights ({first_line})") from None
+            raise UserError(f"{path}: cannot load the Shapes model weights ({error_line(e)})") from None
         config = read_json(path / "scheduler" / "scheduler_config.json")  # what DDPMScheduler.load_config reads
         return cls(text_encoder, denoiser, config, scheduler, device, dtype)
 

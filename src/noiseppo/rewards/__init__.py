@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from noiseppo.errors import UserError
 from noiseppo.names import unknown_name
+from noiseppo.rewards.scoring import score_batch as score_batch  # re-exported: its old home
+from noiseppo.rewards.scoring import score_with_details as score_with_details  # re-exported: its old home
 
 if TYPE_CHECKING:
     import torch
@@ -98,67 +100,3 @@ def get_reward(name: str) -> Reward:
 
         return load_function(name)
     raise unknown_name("reward", name, REWARDS, f"or {REWARD_FORMS}")
-
-
-def _checked_images(reward: Reward, images, n: int) -> None:
-    """Refuse a batch that breaks the backend contract, (N, 3, H, W), before a reward misreads it."""
-    shape = tuple(getattr(images, "shape", ()))
-    size = getattr(reward, "image_size", None)  # (height, width) a reward insists on, if any
-    if len(shape) != 4 or shape[0] != n or shape[1] != 3 or (size is not None and shape[2:] != tuple(size)):
-        wanted = f"({n}, 3, {size[0]}, {size[1]})" if size is not None else f"({n}, 3, H, W)"
-        raise UserError(f"the backend made images of shape {shape}, the reward reads {wanted}")
-
-
-def reward_failure(e: Exception) -> UserError:
-    """The one line for a reward that raised something other than a ``UserError``."""
-    reason = f": {str(e).strip().splitlines()[0]}" if str(e).strip() else ""
-    return UserError(f"the reward raised {e.__class__.__name__}{reason}")
-
-
-def _call(fn: Callable, images, prompts: Sequence[str]):
-    """Call the reward; its failure (a crashed model, a dropped connection) stops the run with one line."""
-    try:
-        return fn(images, prompts)
-    except UserError:
-        raise
-    except Exception as e:
-        raise reward_failure(e) from e
-
-
-def _checked(raw, n: int) -> torch.Tensor:
-    import torch
-
-    try:
-        scores = torch.as_tensor(raw, dtype=torch.float32).detach().cpu().flatten()
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"the reward returned something that is not a list of numbers ({e})") from None
-    if scores.numel() != n:
-        raise UserError(f"the reward returned {scores.numel()} scores for {n} images")
-    if torch.isinf(scores).any():
-        raise UserError("the reward returned an infinite score")
-    return scores
-
-
-def score_batch(reward: Reward, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-    """The reward's scores, checked: one float (or NaN) per image, nothing else."""
-    _checked_images(reward, images, len(prompts))
-    return _checked(_call(reward, images, prompts), len(prompts))
-
-
-def score_with_details(
-    reward: Reward, images: torch.Tensor, prompts: Sequence[str]
-) -> tuple[torch.Tensor, dict[str, list[float]]]:
-    """Checked scores and the numeric per-image fields of ``reward.details`` (for Shapes:
-    correct, partial; {} for a reward without details), in one pass where the reward allows."""
-    combined = getattr(reward, "score_with_details", None)
-    if combined is not None:
-        _checked_images(reward, images, len(prompts))
-        raw, fields = _call(combined, images, prompts)
-        return _checked(raw, len(prompts)), fields
-    scores = score_batch(reward, images, prompts)
-    details = getattr(reward, "details", None)
-    if details is None:
-        return scores, {}
-    rows = _call(details, images, prompts)
-    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)] if rows else []
-    return scores, {k: [float(row[k]) for row in rows] for k in keys}

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from noiseppo.checkpoint import load_tensors
-from noiseppo.errors import UserError
+from noiseppo.errors import UserError, error_line
 from noiseppo.rewards.clip import DEFAULT_MODEL, Clip
+from noiseppo.safe_load import load_tensors
 
 
 def _head(tensors: dict[str, torch.Tensor], path: str) -> nn.Module:
@@ -44,7 +44,7 @@ def _head(tensors: dict[str, torch.Tensor], path: str) -> nn.Module:
     try:
         head.load_state_dict(tensors)
     except RuntimeError as e:
-        raise UserError(f"{path}: not a LAION aesthetic head ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a LAION aesthetic head ({error_line(e)})") from None
     return head.eval().requires_grad_(False)
 
 

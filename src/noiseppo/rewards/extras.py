@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from noiseppo.errors import UserError
-from noiseppo.grid import to_pil
+from noiseppo.errors import UserError, error_line
 from noiseppo.hub import load_error
+from noiseppo.images import to_pil
 
 IMAGEREWARD_MODEL = "ImageReward-v1.0"
 HPS_VERSION = "v2.1"
@@ -61,9 +61,8 @@ def _import(reward: str, package: str, module: str) -> ModuleType:
     except ImportError as e:
         if e.name == module.partition(".")[0]:
             raise UserError(f"reward '{reward}' needs the {package} package: {INSTALL[reward]}, or {server}") from None
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise UserError(
-            f"reward '{reward}': the {package} package is installed but importing {module} failed ({reason}); "
+            f"reward '{reward}': the {package} package is installed but importing {module} failed ({error_line(e)}); "
             f"it pins its own dependencies: {server}"
         ) from None
 

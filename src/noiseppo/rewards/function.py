@@ -18,9 +18,12 @@ from types import ModuleType
 from typing import Any
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{e.__class__.__name__}: {text.splitlines()[0]}" if text else e.__class__.__name__
+def _class_and_line(e: BaseException) -> str:
+    """What ``e`` was, for "raised ...": its class and its message's first line."""
+    from noiseppo.errors import first_line
+
+    line = first_line(e)
+    return f"{e.__class__.__name__}: {line}" if line else e.__class__.__name__
 
 
 def _import(spec: str, module_name: str) -> ModuleType:
@@ -59,7 +62,7 @@ def load_function(spec: str) -> Any:
     except ModuleNotFoundError as e:
         raise UserError(f"reward '{spec}': no module named '{e.name}' (not in the current folder or PYTHONPATH)") from e
     except Exception as e:  # the user's module itself failed while importing
-        raise UserError(f"reward '{spec}': importing '{module_name}' raised {_first_line(e)}") from e
+        raise UserError(f"reward '{spec}': importing '{module_name}' raised {_class_and_line(e)}") from e
     fn = getattr(module, attr, None)
     if fn is None:
         raise UserError(f"reward '{spec}': module '{module_name}' has no attribute '{attr}'")
@@ -67,7 +70,7 @@ def load_function(spec: str) -> Any:
         try:
             fn = fn()
         except Exception as e:
-            raise UserError(f"reward '{spec}': {attr}() raised {_first_line(e)}") from e
+            raise UserError(f"reward '{spec}': {attr}() raised {_class_and_line(e)}") from e
     if not callable(fn):
         raise UserError(f"reward '{spec}': '{attr}' is a {type(fn).__name__}, not a function")
     return fn

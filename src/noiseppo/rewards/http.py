@@ -54,8 +54,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from noiseppo.errors import UserError
-from noiseppo.grid import to_pil
+from noiseppo.errors import UserError, error_line, first_line
+from noiseppo.images import to_pil
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
@@ -82,10 +82,6 @@ def encode_png(image: torch.Tensor) -> str:
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def redacted(name: str) -> str:
@@ -159,14 +155,14 @@ class HttpReward:
                     detail = json.loads(e.read()).get("error", "")
                 except (ValueError, AttributeError, OSError, http.client.HTTPException):
                     detail = ""
-                reason = f"HTTP {e.code}" + (f": {_first_line(str(detail))}" if detail else "")
+                reason = f"HTTP {e.code}" + (f": {first_line(detail)}" if detail else "")
                 if e.code < 500 and e.code not in RETRIED:
                     raise UserError(f"reward server {self.url} refused the batch ({reason})") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 cause = getattr(e, "reason", e)
-                reason = "timed out" if isinstance(cause, TimeoutError) else _first_line(str(cause)) or type(e).__name__
+                reason = "timed out" if isinstance(cause, TimeoutError) else first_line(cause) or type(e).__name__
             except http.client.HTTPException as e:  # a server that died half way through its answer
-                reason = _first_line(str(e)) or type(e).__name__
+                reason = error_line(e)
             except ValueError:
                 raise UserError(f"reward server {self.url}: the answer is not JSON") from None
         tries = f"{self.retries + 1} tries" if self.retries else "1 try"
@@ -217,7 +213,7 @@ def parse_request(body: bytes, max_pixels: int | None) -> tuple[list[str], list[
     try:
         request = json.loads(body)
     except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
-        raise Refused(400, f"the body is not JSON ({_first_line(str(e))[:120] or type(e).__name__})") from None
+        raise Refused(400, f"the body is not JSON ({first_line(e)[:120] or type(e).__name__})") from None
     if not isinstance(request, dict) or "prompts" not in request or "images" not in request:
         raise Refused(400, 'expected a JSON object {"prompts": [...], "images": [...]}')
     prompts, images = request["prompts"], request["images"]
@@ -290,7 +286,7 @@ class RewardServer(ThreadingHTTPServer):
     def score(self, prompts: list[str], pngs: list[bytes]) -> list[float | None]:
         """Decode and score one checked batch under the reward's lock (so at most one batch of
         pixels is in memory), waiting at most ``queue_timeout`` for it."""
-        from noiseppo.rewards import _checked, _checked_images, reward_failure
+        from noiseppo.rewards.scoring import check_images, checked_scores, reward_failure
 
         if not pngs:
             return []
@@ -299,7 +295,7 @@ class RewardServer(ThreadingHTTPServer):
         try:
             batch = decode_pngs(pngs)
             try:
-                _checked_images(self.reward, batch, len(prompts))
+                check_images(self.reward, batch, len(prompts))
                 raw = self.reward(batch, prompts)
             except UserError as e:
                 # A UserError of its own is the reward refusing these images or prompts; one made
@@ -309,7 +305,7 @@ class RewardServer(ThreadingHTTPServer):
             except Exception as e:  # the reward model broke: the server's fault, and worth a retry
                 raise Refused(500, str(reward_failure(e))) from None
             try:
-                scores = _checked(raw, len(prompts)).tolist()
+                scores = checked_scores(raw, len(prompts)).tolist()
             except UserError as e:
                 raise Refused(500, str(e)) from None
         finally:

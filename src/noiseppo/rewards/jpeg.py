@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from noiseppo.grid import to_pil
+from noiseppo.images import to_pil
 
 QUALITY = 95
 

@@ -43,7 +43,7 @@ class WeightedSum:
         self.image_size = sizes.pop() if sizes else None
 
     def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        from noiseppo.rewards import score_batch
+        from noiseppo.rewards.scoring import score_batch
 
         total = None
         for weight, name, reward in self.terms:

@@ -1,4 +1,5 @@
-"""Train the embedded Shapes text-to-image model (``noiseppo shapes train-base``).
+"""Train the embedded Shapes text-to-image model (``noiseppo shapes train-base``). It lives above
+``shapes/`` and ``backends/``: it builds the world's model and evaluates it through the backend.
 
 v-prediction on a cosine noise schedule, the text encoder and the denoiser trained
 jointly from scratch on freshly rendered scenes of all 696 prompts (templates drawn
@@ -24,19 +25,12 @@ from diffusers.training_utils import EMAModel
 
 from noiseppo.backends import checked_device
 from noiseppo.backends.shapes import ShapesBackend
-from noiseppo.checkpoint import (
-    has_state,
-    load_pretrained,
-    load_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    read_json,
-    save_state,
-)
-from noiseppo.config import BaseTrainConfig
-from noiseppo.errors import UserError
-from noiseppo.files import truncate_jsonl
+from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.config import ShapesModelTrainConfig
+from noiseppo.errors import UserError, error_line
+from noiseppo.files import occupied, truncate_jsonl
 from noiseppo.interrupt import Interrupted, deferred_sigint
+from noiseppo.safe_load import load_pretrained, read_json
 from noiseppo.shapes.grammar import COLOURS, SHAPES, all_prompts
 from noiseppo.shapes.model import BOS, PAD, ShapesDenoiser, ShapesTextEncoder
 from noiseppo.shapes.render import ShapesDataset
@@ -52,7 +46,7 @@ def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return x / 127.5 - 1.0
 
 
-def build(config: BaseTrainConfig) -> tuple[ShapesTextEncoder, ShapesDenoiser, DDPMScheduler]:
+def build(config: ShapesModelTrainConfig) -> tuple[ShapesTextEncoder, ShapesDenoiser, DDPMScheduler]:
     torch.manual_seed(config.seed)
     text_encoder = ShapesTextEncoder(vocab=VOCAB, dim=config.text_dim)
     denoiser = ShapesDenoiser(dim=config.dim, depth=config.depth, text_dim=config.text_dim)
@@ -62,9 +56,9 @@ def build(config: BaseTrainConfig) -> tuple[ShapesTextEncoder, ShapesDenoiser, D
     return text_encoder, denoiser, scheduler
 
 
-def quick_eval(backend: ShapesBackend, config: BaseTrainConfig, steps: int = 50) -> dict[str, float]:
-    """Correct and partial rate on the first ``eval_prompts`` prompts of shapes-test."""
-    prompts = test_prompts()[: config.eval_prompts]
+def quick_eval(backend: ShapesBackend, config: ShapesModelTrainConfig, steps: int = 50) -> dict[str, float]:
+    """Correct and partial rate on the first ``eval_prompt_count`` prompts of shapes-test."""
+    prompts = test_prompts()[: config.eval_prompt_count]
     g = torch.Generator().manual_seed(12345)  # on the CPU: the same latents on every device
     latents = torch.randn(len(prompts), *backend.latent_shape, generator=g)
     images = backend.generate(latents, backend.encode(prompts), steps, config.eval_guidance)
@@ -75,7 +69,7 @@ def quick_eval(backend: ShapesBackend, config: BaseTrainConfig, steps: int = 50)
     }
 
 
-def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str = "cpu") -> Path:
+def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool = False, device: str = "cpu") -> Path:
     """Train (or resume) into ``out``; returns the exported model folder.
 
     ``device`` is not part of the saved config: a run may resume on another device. All
@@ -93,12 +87,12 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str 
             raise UserError(f"{out}: nothing to resume (no config.json)")
         saved = read_json(config_file)
         try:
-            config = BaseTrainConfig(**saved)
+            config = ShapesModelTrainConfig(**saved)
         except TypeError:  # not a mapping, or keys of another version
             raise UserError(f"{config_file}: not a train-base config") from None
     elif config_file.exists():
         raise UserError(f"{out}: already holds a run; use --resume or a new folder")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif occupied(out):
         raise UserError(f"{out}: exists and is not a train-base run; choose a new folder")
 
     text_encoder, denoiser, scheduler = build(config)
@@ -129,7 +123,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str 
     def lr_at(step: int) -> float:
         if step < config.warmup:
             return config.lr * (step + 1) / config.warmup
-        progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+        progress = (step - config.warmup) / max(1, config.optimizer_steps - config.warmup)
         return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def checkpoint(done: int) -> None:
@@ -146,7 +140,7 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str 
     metrics = (out / "metrics.jsonl").open("a")
     with metrics, deferred_sigint() as interrupted:  # Ctrl-C: this step finishes, is checkpointed, then stops
         started = time.time()
-        for step in range(start, config.steps):
+        for step in range(start, config.optimizer_steps):
             items = [dataset[step * config.batch + i] for i in range(config.batch)]
             drop = torch.rand(config.batch, generator=generator) < config.uncond_prob
             prompts = ["" if d else p for d, (p, _) in zip(drop.tolist(), items, strict=True)]
@@ -171,20 +165,22 @@ def train(config: BaseTrainConfig, out: Path, resume: bool = False, device: str 
             row["lr"] = lr_at(step)
             row["elapsed_s"] = time.time() - started
             done = step + 1
-            if done % config.eval_every == 0 or done == config.steps:
+            if done % config.eval_every == 0 or done == config.optimizer_steps:
                 row.update(_eval_ema(text_encoder, denoiser, scheduler, ema, params, config, device))
-                # Keep every evaluated model: the one to ship is chosen by quality, not recency.
+                # Keep every evaluated model, for the quality-over-training record and as `--init`
+                # starting points. The shipped model is the run's final model/, not a snapshot
+                # picked by its score (docs/shapes.md, "Retraining").
                 export(text_encoder, denoiser, scheduler, ema, params, out / "snapshots" / f"step-{done}")
             if done % 50 == 0 or "eval_correct" in row:
                 print(json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
             stop = interrupted()  # read once: a Ctrl-C between two reads would skip the checkpoint
-            if done % config.checkpoint_every == 0 or done == config.steps or stop:
+            if done % config.checkpoint_every == 0 or done == config.optimizer_steps or stop:
                 checkpoint(done)
-            if stop and done < config.steps:
+            if stop and done < config.optimizer_steps:
                 raise Interrupted(
-                    f"interrupted at step {done} of {config.steps} (checkpoint saved); "
+                    f"interrupted at step {done} of {config.optimizer_steps} (checkpoint saved); "
                     f"`noiseppo shapes train-base --out {out} --resume` continues"
                 )
     return export(text_encoder, denoiser, scheduler, ema, params, out / "model")
@@ -196,8 +192,7 @@ def _load_init(text_encoder: ShapesTextEncoder, denoiser: ShapesDenoiser, folder
         try:
             loaded = load_pretrained(type(module), folder / name)
         except (UserError, OSError, ValueError, RuntimeError) as exc:
-            reason = str(exc).splitlines()[0]
-            raise UserError(f"--init {folder}: cannot load {name}: {reason}") from None
+            raise UserError(f"--init {folder}: cannot load {name}: {error_line(exc)}") from None
         try:
             module.load_state_dict(loaded.state_dict())
         except RuntimeError:

@@ -1,0 +1,36 @@
+"""What a training config schedules over a run: each iteration's learning rate, and the batch
+arithmetic (prompts x samples, minibatches, epochs, renders) that training prints at start-up
+and the report shows.
+
+Here rather than in ``train``: extending a run (``extend``) and the report read them too, and
+``train`` imports both of those.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from noiseppo.config import TrainConfig
+
+
+def learning_rate(config: TrainConfig, iteration: int) -> float:
+    """The learning rate of iteration ``iteration`` (0-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    progress = iteration / config.iterations  # the last iteration still takes a step
+    floor = config.lr * config.lr_final
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def batch_arithmetic(cfg: TrainConfig, guidance: float | None, world: int = 1) -> str:
+    """The batch line printed at start-up (and shown in the report)."""
+    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
+    return (
+        f"batch: {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} samples = {batch} images per "
+        f"iteration, {batch // cfg.minibatch} minibatches of {cfg.minibatch} x {cfg.epochs} epochs; "
+        f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps"
+        + (f", guidance {guidance}" if guidance is not None else "")
+        + (f"; {world} processes render {batch // world} images each" if world > 1 else "")
+    )

@@ -1,0 +1,60 @@
+"""What a config value means: presets state only what differs, guidance None is the backend's
+default (0 is a literal 0), and a prompt's group is its conditioning's text."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from noiseppo.config import TrainConfig
+from noiseppo.presets import PRESETS_DIR, presets, resolve
+from noiseppo.train import Trainer
+
+
+@pytest.mark.parametrize("name", sorted(presets()))
+def test_a_preset_states_only_what_differs_from_the_defaults(name: str) -> None:
+    stated = yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text()) or {}
+    defaults = dataclasses.asdict(TrainConfig())
+    repeated = {key: value for key, value in stated.items() if defaults[key] == value}
+    assert not repeated, f"{name}.yaml repeats TrainConfig's defaults: {repeated}"
+    resolved = dataclasses.asdict(resolve(name))
+    assert {k: v for k, v in resolved.items() if v != defaults[k]} == stated
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [([], None), (["guidance=none"], None), (["guidance=null"], None), (["guidance=0"], 0.0), (["guidance=1.5"], 1.5)],
+)
+def test_guidance_none_is_the_backends_default_and_zero_is_zero(overrides: list[str], expected) -> None:
+    assert resolve("tiny", overrides=overrides).guidance == expected
+
+
+def test_a_yaml_null_guidance_is_the_backends_default(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("guidance: null\n")
+    assert resolve("tiny", config_file=str(tmp_path / "c.yaml"), overrides=[]).guidance is None
+
+
+def test_the_trainer_resolves_none_and_keeps_a_literal_zero() -> None:
+    default = Trainer(resolve("tiny", overrides=["eval_prompts="]))
+    assert default.guidance == default.backend.default_guidance == 1.0
+    assert Trainer(resolve("tiny", overrides=["eval_prompts=", "guidance=0"])).guidance == 0.0
+
+
+def test_two_spellings_of_one_prompt_are_one_group(tmp_path: Path) -> None:
+    """The Shapes backend encodes "a  red circle" as "a red circle": the policy sees one prompt,
+    so its samples share one group (and one advantage tracker entry), whichever way it was spelled."""
+    (tmp_path / "p.txt").write_text("a red circle\na  red circle\n")
+    trainer = Trainer(resolve("tiny", overrides=["eval_prompts=", f"prompts={tmp_path / 'p.txt'}"]))
+    grouped: list[list[str]] = []
+    inner = trainer.stats.advantages
+
+    def recording(prompts, rewards):
+        grouped.append(list(prompts))
+        return inner(prompts, rewards)
+
+    trainer.stats.advantages = recording  # type: ignore[method-assign]
+    trainer.step()
+    assert grouped == [["a red circle"] * 8]
