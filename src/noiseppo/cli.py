@@ -254,6 +254,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from noiseppo.backends import check_policy, get_backend
     from noiseppo.backends.base import resolve_guidance
+    from noiseppo.config import TrainConfig
     from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
     from noiseppo.files import new_output_dir
     from noiseppo.policy import load_policy
@@ -262,7 +263,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)
     trained = _backend_defaults_from_policy(args)
-    reward_name = args.reward or trained.get("reward") or "shapes"
+    reward_name = args.reward or trained.get("reward") or TrainConfig.reward
     reward = get_reward(reward_name)
     prompts = load_prompts(args.prompts)
     try:
@@ -495,6 +496,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
     from noiseppo.baseline_config import SearchConfig
+    from noiseppo.config import TrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
     from noiseppo.files import new_output_dir
     from noiseppo.rewards import get_reward
@@ -505,7 +507,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     check_search(config)  # a budget below one generation: refused before anything loads
     prompts = _prompts_from_args(args)
     reward = get_reward(args.reward)
-    backend = get_backend(args.backend or "shapes", args.model, args.scheduler or "default", args.device, args.dtype)
+    name, scheduler = args.backend or TrainConfig.backend, args.scheduler or TrainConfig.scheduler
+    backend = get_backend(name, args.model, scheduler, args.device, args.dtype)
     backend.encode(list(prompts))  # refuse bad prompts before any work or writing
     config = dataclasses.replace(config, guidance=resolve_guidance(backend, config.guidance))  # search.json's
     if args.threads:

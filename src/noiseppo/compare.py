@@ -209,6 +209,15 @@ def plot(result: dict, path: Path) -> None:
         right.set_xlabel("search renders per prompt")
         right.set_ylabel("held-out correct")
         right.legend()
+    elif result["curves"]:  # no search: the trained methods' held-out correct against training time (P4)
+        for name, points in result["curves"].items():
+            right.plot([c["train_time_s"] for c in points], [c["eval_correct"] for c in points], marker="o", label=name)
+        right.axhline(result["standard"]["correct"], color="grey", linewidth=0.8, label="standard")
+        right.set_xlabel("training wall time (s, without held-out passes)")
+        right.set_ylabel("held-out correct")
+        right.legend()
+    else:
+        right.axis("off")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -227,9 +227,7 @@ def _reduce(x: torch.Tensor, reduce: Reduce) -> torch.Tensor:
     return flat.sum(1) if reduce == "sum" else flat.mean(1)
 
 
-def gaussian_log_prob(
-    z: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Reduce
-) -> torch.Tensor:
+def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor, reduce: Reduce) -> torch.Tensor:
     """Diagonal-Gaussian log-density per sample, summed (true density) or averaged over dimensions."""
     return _reduce(-0.5 * ((z - mean) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * LOG_2PI, reduce)
 

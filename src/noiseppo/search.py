@@ -134,9 +134,7 @@ def search(
         rewards, eps, images = [], [], []
         for sign in (1, -1):
             fn = mean_latents_fn(cells, texts, shape, sign)
-            metrics, samples = score_side(
-                backend, reward, texts, config.steps, half, guidance, base, config.batch, fn
-            )
+            metrics, samples = score_side(backend, reward, texts, config.steps, half, guidance, base, config.batch, fn)
             batch_images = torch.stack([s.image for s in samples])
             rewards.append(metrics["reward"].reshape(n_prompts, half))
             eps.append(sign * standard_noise(shape, [s.seed for s in samples]).view(n_prompts, half, *shape))
