@@ -29,11 +29,12 @@ import torch
 
 from noiseppo.backends import get_backend
 from noiseppo.checkpoint import has_state
-from noiseppo.evaluate import paired_bootstrap, score_side
+from noiseppo.paired import paired_bootstrap
 from noiseppo.policy import load_policy
 from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
+from noiseppo.sides import score_side
 from noiseppo.train import train
 
 # The previous default's policy and estimator, spelled out (the dataclass defaults have moved on).

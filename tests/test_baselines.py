@@ -175,8 +175,9 @@ def test_ddpo_cli_tunes_a_copy_first_ratio_1_and_leaves_the_shipped_model_untouc
 def test_compare_json_follows_its_documented_schema(noiseppo, tmp_path: Path) -> None:
     (tmp_path / "p.txt").write_text("a red circle\ntwo blue squares\n")
     out = tmp_path / "c"
-    methods = "standard,best-of-1,best-of-3,noise-ppo,noise-ppo+best-of-2,search@16,ddpo@1"
+    methods = "standard,best-of-1,best-of-3,noise-ppo,noise-ppo+best-of-2,noise-ppo-blind,golden-top-2,search@16,ddpo@1"
     args = ["compare", "--methods", methods, "--prompts", str(tmp_path / "p.txt"), "--seeds", "2", "--preset", "tiny"]
+    args += ["--golden-noises", "4"]
     done = noiseppo.in_process(*args, "--search-curve", "16", "--bootstrap", "100", "--threads", "1", "--out", out)
     assert done.returncode == 0, done.stderr
     body = json.loads((out / "compare.json").read_text())
@@ -194,6 +195,12 @@ def test_compare_json_follows_its_documented_schema(noiseppo, tmp_path: Path) ->
     assert rows["ddpo@1"]["weights_change"] and rows["ddpo@1"]["renders_train"] == 8
     assert rows["noise-ppo"]["renders_train"] == 16 and rows["noise-ppo"]["peak_rss_mb"] > 0
     assert [p["renders_per_prompt"] for p in body["search_curve"]] == [16]
+    # The prompt-specificity controls: on every policy row, none on the others (no relation prompt: no mirror).
+    for name in ("noise-ppo", "noise-ppo-blind"):
+        assert rows[name]["other_pairs"] == 4 and "own_minus_mirror" not in rows[name]
+    assert rows["noise-ppo-blind"]["own_minus_other"] == 0  # the prompt hidden: another prompt's latents are its own
+    assert rows["noise-ppo-blind"]["renders_train"] == rows["noise-ppo"]["renders_train"]
+    assert "own_minus_other" not in rows["golden-top-2"] and rows["golden-top-2"]["renders_train"] == 69 * 4
     p3 = body["p3"]["noise-ppo"]
     assert [a["method"] for a in p3["against"]] == ["best-of-1", "best-of-3"] and "matches_best_of_n" in p3
     assert p3["against"][0]["delta"] == pytest.approx(rows["noise-ppo"]["correct"] - rows["best-of-1"]["correct"])

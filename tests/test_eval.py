@@ -11,7 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
-from noiseppo.evaluate import paired_bootstrap
+from noiseppo.paired import paired_bootstrap
 from noiseppo.policy import NoisePolicy
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
@@ -60,9 +60,13 @@ def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Pat
     ]
     keys = {"steps", "metric", "n", "standard", "policy", "delta", "ci95_low", "ci95_high"}
     keys |= {"policy_mu", "delta_mu", "ci95_mu_low", "ci95_mu_high"}
+    # The prompt-specificity controls (noiseppo.specificity): another prompt's latents for all three
+    # prompts; the mirrored relation's for the one relation prompt.
+    keys |= {f"{k}{side}{end}" for side in ("other", "mirror") for k, end in (("own_minus_", ""), ("", "_pairs"),
+             ("ci95_", "_low"), ("ci95_", "_high"))}  # fmt: skip
     for r in rows:
         assert set(r) == keys
-        assert r["n"] == 6
+        assert r["n"] == 6 and r["other_pairs"] == 6 and r["mirror_pairs"] == 2
         assert r["delta"] == pytest.approx(r["policy"] - r["standard"])
         assert r["delta_mu"] == pytest.approx(r["policy_mu"] - r["standard"])
         assert r["ci95_low"] <= r["delta"] + 1e-9 and r["delta"] - 1e-9 <= r["ci95_high"]

@@ -361,7 +361,14 @@ CASES: dict[str, Case] = {
         "config: advantages 'rank' ranks each prompt's group alone; it needs adv_buffer 0",
     ),
     "unknown policy readout": Case(
-        [*TRAIN, "readout=pixel"], "config: readout must be 'shared' or 'cell', got 'pixel'"
+        [*TRAIN, "readout=pixel"], "config: readout must be 'shared', 'cell' or 'token', got 'pixel'"
+    ),
+    "noise centring without shared noise": Case(
+        [*TRAIN, "noise_centring=1"],
+        "config: noise_centring needs shared_noise (a noise's mean is over the prompts sharing it)",
+    ),
+    "noise centring above 1": Case(
+        [*TRAIN, "shared_noise=true", "noise_centring=1.5"], "config: noise_centring must be in [0, 1], got 1.5"
     ),
     "unknown learning-rate schedule": Case(
         [*TRAIN, "lr_schedule=linear"], "config: lr_schedule must be 'constant' or 'cosine', got 'linear'"
@@ -696,6 +703,10 @@ CASES: dict[str, Case] = {
         golden_outputs(a=("1", "0"), b=("2", "1")),
     ),
     # -- noiseppo compare and search (issue 13): refused before anything is written
+    "compare golden noises above their candidates": Case(
+        ["compare", "--methods", "standard,golden-top-8", "--golden-noises", "4"],
+        "--methods: 'golden-top-8' picks more noises than --golden-noises 4",
+    ),
     "compare with an unknown method": Case(
         ["compare", "--methods", "standard,best-of-four"],
         "--methods: unknown method 'best-of-four' (known: standard, best-of-N, search@B, noise-ppo, ",

@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import load_file
 
 from noiseppo.errors import UserError
-from noiseppo.evaluate import score_side
 from noiseppo.overlap import THREAD_NAME, score_while_rendering
 from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS, get_reward
 from noiseppo.shapes.verifier import verify
+from noiseppo.sides import score_side
 from noiseppo.train import Trainer
 
 MULTI_CHUNK = ["train", "--preset", "tiny", "eval_prompts=", "render_batch=2"]  # 8 images, 4 chunks

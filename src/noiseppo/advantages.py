@@ -74,3 +74,16 @@ def centred_ranks(values: np.ndarray) -> np.ndarray:
     if n < 2:
         return np.zeros(n)
     return (rankdata(values) - 1) / (n - 1) - 0.5
+
+
+def centre_noises(advantages: np.ndarray, noise_ids: np.ndarray, fraction: float) -> np.ndarray:
+    """Subtract ``fraction`` of each noise's mean advantage over the prompts that shared it.
+
+    After per-prompt centring (each prompt's mean is removed), this removes each noise's main
+    effect too: at ``fraction`` 1, A = r - r̄(c) - r̄(ε) + r̄ on a complete prompts x noises grid.
+    What is left is the interaction, how much better a noise suits its own prompt than the others.
+    """
+    advantages = np.asarray(advantages, dtype=np.float64)
+    ids, inverse = np.unique(noise_ids, return_inverse=True)
+    means = np.bincount(inverse, weights=advantages, minlength=len(ids)) / np.bincount(inverse, minlength=len(ids))
+    return advantages - fraction * means[inverse]

@@ -542,6 +542,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from noiseppo.files import new_output_dir
 
     methods = parse_methods(args.methods)  # an unknown method: refused before anything runs
+    for m in methods:
+        if m.kind == "golden" and int(m.arg) > args.golden_noises:
+            raise UserError(f"--methods: '{m.name}' picks more noises than --golden-noises {args.golden_noises}")
     try:
         curve = tuple(int(b) for b in args.search_curve.split(",")) if args.search_curve else ()
     except ValueError:
@@ -549,7 +552,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with new_output_dir(args.out) as tmp:
         body = run_compare(
             methods, tmp, args.prompts, args.seeds, args.seed, args.steps, args.reward, args.preset, args.threads,
-            args.iterations, curve, args.bootstrap, say=lambda line: print(line, file=sys.stderr, flush=True),
+            args.iterations, curve, args.bootstrap, args.golden_noises,
+            say=lambda line: print(line, file=sys.stderr, flush=True),
         )  # fmt: skip
     print(format_table(body))
     print(f"wrote compare.json and compare.png to {args.out}")
@@ -833,8 +837,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--methods",
         required=True,
-        help="comma-separated: standard, best-of-N, search@B, noise-ppo, noise-ppo+best-of-N, policy:NAME, ddpo, "
-        "ddpo@ITERATIONS",
+        help="comma-separated: standard, best-of-N, search@B, noise-ppo, noise-ppo+best-of-N, noise-ppo-blind "
+        "(the prompt hidden from the policy), golden-top-K (K noises chosen on the training prompts), policy:NAME, "
+        "ddpo, ddpo@ITERATIONS",
     )
     cmp.add_argument("--prompts", default="shapes-test", help="held-out prompts: a prompt set or a file")
     cmp.add_argument("--seeds", type=_int_at_least(1), default=4, help="images per prompt (paired across methods)")
@@ -853,6 +858,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--search-curve", default="32,64,128,256,512", help="renders per prompt at which search is also evaluated"
     )
     cmp.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
+    cmp.add_argument(
+        "--golden-noises", type=_int_at_least(1), default=64, help="shared noises golden-top-K chooses its K from"
+    )
     _add_out_argument(cmp)
     cmp.set_defaults(func=cmd_compare)
     # -- end of noiseppo search, ddpo and compare --

@@ -9,6 +9,12 @@ Methods (``--methods``, comma-separated):
   *on the held-out prompts themselves* (a test-time method), then evaluated on fresh seeds;
 * ``noise-ppo``: trains the default preset (``noiseppo train``) in this run, then its policy samples;
   ``noise-ppo+best-of-N``: best-of-N of that policy's samples;
+* ``noise-ppo-blind``: the same trainer, budget and seed with the prompt hidden from the policy
+  (``prompt_blind``): the control that says what conditioning on the prompt adds;
+* ``golden-top-K``: the K noises with the best mean over a shared-noise matrix of the preset's
+  training prompts (``noiseppo golden``'s choice: ``--golden-noises`` noises x every 8th training
+  prompt); image j of every held-out prompt uses golden noise j mod K. A prompt-generic fix at 1x
+  inference;
 * ``policy:NAME``: a shipped or saved policy, not trained here (e.g. ``policy:shapes-steps4``);
 * ``ddpo`` / ``ddpo@I``: DDPO (``noiseppo.ddpo``) at the preset's budget or for I iterations,
   evaluated with its tuned weights (DDIM η = 0, the same initial noise).
@@ -45,21 +51,33 @@ from noiseppo.backends.shapes import ShapesBackend
 from noiseppo.baseline_config import DDPOConfig, SearchConfig
 from noiseppo.best_of_n import render_candidates
 from noiseppo.errors import UserError
-from noiseppo.evaluate import paired_bootstrap, score_side
+from noiseppo.golden import best_noises
+from noiseppo.golden_run import noise_seeds, render_and_score, reward_matrices
 from noiseppo.memory import PeakRSS
+from noiseppo.paired import paired_bootstrap
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
+from noiseppo.seeds import standard_noise
+from noiseppo.sides import score_side
+from noiseppo.specificity import controls, specificity_row
 
 PATTERNS = {
     "standard": r"standard",
     "best-of": r"best-of-(\d+)",
     "search": r"search@(\d+)",
     "noise-ppo": r"noise-ppo",
+    "noise-ppo-blind": r"noise-ppo-blind",
+    "golden": r"golden-top-(\d+)",
     "noise-ppo+best-of": r"noise-ppo\+best-of-(\d+)",
     "policy": r"policy:(.+)",
     "ddpo": r"ddpo(?:@(\d+))?",
 }
-KNOWN = "standard, best-of-N, search@B, noise-ppo, noise-ppo+best-of-N, policy:NAME, ddpo, ddpo@ITERATIONS"
+KNOWN = (
+    "standard, best-of-N, search@B, noise-ppo, noise-ppo+best-of-N, noise-ppo-blind, golden-top-K, policy:NAME, "
+    "ddpo, ddpo@ITERATIONS"
+)
+GOLDEN_PROMPT_STRIDE = 8
+"""``golden-top-K`` chooses on every this-many-th training prompt."""
 SEARCH_CURVE = (32, 64, 128, 256, 512)
 TOP_KEYS = ("prompts", "seeds", "seed", "steps", "reward", "metric", "pairs", "methods", "standard", "rows",
             "search_curve", "curves", "p3", "p4")  # fmt: skip
@@ -68,8 +86,13 @@ ROW_KEYS = ("method", "renders_train", "renders_per_image", "reward_calls_per_im
             "train_wall_s", "peak_rss_mb", "rss_rise_mb", "weights_change", "note", "n", "correct",
             "correct_ci95_low", "correct_ci95_high", "delta", "delta_ci95_low", "delta_ci95_high")  # fmt: skip
 """The keys of every row."""
-OPTIONAL_ROW_KEYS = ("reward", "partial", "trajectory_bytes_per_sample")
-"""Keys some rows add: the reward's mean and its numeric details (Shapes: partial); DDPO's stored bytes."""
+SPECIFICITY_KEYS = tuple(
+    f"own_minus_{side}{end}" for side in ("other", "mirror") for end in ("", "_ci95_low", "_ci95_high")
+) + ("other_pairs", "mirror_pairs")
+"""Keys of a policy's rows (``noise-ppo``, ``noise-ppo-blind``, ``policy:NAME``): ``noiseppo.specificity``."""
+OPTIONAL_ROW_KEYS = ("reward", "partial", "trajectory_bytes_per_sample", *SPECIFICITY_KEYS)
+"""Keys some rows add: the reward's mean and its numeric details (Shapes: partial); DDPO's stored
+bytes; a policy's prompt-specificity (own - other, own - mirror)."""
 
 
 @dataclass
@@ -87,7 +110,7 @@ def parse_methods(text: str) -> list[Method]:
             match = re.fullmatch(pattern, name)
             if match:
                 arg = match.group(1) if match.groups() else None
-                if kind in ("best-of", "noise-ppo+best-of", "search") and int(arg) < 1:
+                if kind in ("best-of", "noise-ppo+best-of", "search", "golden") and int(arg) < 1:
                     raise UserError(f"--methods: '{name}' needs a count >= 1")
                 methods.append(Method(name, kind, arg))
                 break
@@ -223,6 +246,15 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def golden_noises(backend, reward, prompts: list[str], steps: int, seed: int, k: int, candidates: int) -> torch.Tensor:
+    """The ``k`` of ``candidates`` shared noises with the best mean correct-rate (else reward) over
+    ``prompts``: ``noiseppo golden``'s choice, made on prompts other than those evaluated."""
+    seeds = noise_seeds(seed + 1, candidates)  # not the evaluated images' noises (seed rule, seed)
+    matrices = reward_matrices(backend, reward, prompts, seeds, steps, 1.0, 128)
+    chosen = best_noises(matrices.get("correct", matrices.get("reward")), k)
+    return standard_noise(backend.latent_shape, [seeds[j] for j in chosen])
+
+
 def run_compare(
     methods: list[Method],
     out: Path,
@@ -236,6 +268,7 @@ def run_compare(
     iterations: int = 0,
     search_curve: tuple[int, ...] = SEARCH_CURVE,
     resamples: int = 10_000,
+    golden_candidates: int = 64,
     say=print,
 ) -> dict:
     """Run every method into ``out`` (an existing, empty temporary folder) and return compare.json's body."""
@@ -300,32 +333,65 @@ def run_compare(
             "rss_rise_mb": (peak.peak_bytes - peak.start_bytes) / 2**20,
         }
 
+    def add_policy(name: str, policy, **info) -> None:
+        """A policy's row, with its prompt-specificity on the correct-rate (own - other, own - mirror)."""
+        add(name, evaluate(policy.noise_to_latents("sample")), **info)
+        sides = controls(backend, policy, reward, prompts, steps, seeds, 1.0, seed, 128)
+        spec = specificity_row(per_image[name], clusters, sides, resamples)
+        for side in sides:
+            key = f"own_minus_{side}_correct"
+            rows[name][f"{side}_pairs"] = int(spec[f"{side}_pairs"])
+            for end in ("", "_ci95_low", "_ci95_high"):
+                rows[name][f"own_minus_{side}{end}"] = spec[f"{key}{end}"]
+        say(f"{name}: " + ", ".join(f"own - {side} {rows[name][f'own_minus_{side}']:+.3f}" for side in sides))
+
     policy_fns = {}
     held_out = (f"eval_prompts={prompts_name}", f"eval_seeds={seeds}")  # the trainers' curves use these images
     if iterations:
         held_out += (f"iterations={iterations}",)
+    trained = {"noise-ppo": [], "noise-ppo-blind": ["prompt_blind=true"]}  # the name's run folder and overrides
     for m in methods:
-        if m.kind == "noise-ppo" or (m.kind == "noise-ppo+best-of" and "noise-ppo" not in policy_fns):
-            config = resolve(preset, overrides=[*held_out, *([f"threads={threads}"] if threads else [])])
-            _, cost = timed(lambda config=config: train(config, out / "noise-ppo", quiet=True))
-            policy_fns["noise-ppo"] = (load_policy(out / "noise-ppo").noise_to_latents("sample"), cost, config)
-            curves["noise-ppo"] = noise_ppo_curve(out / "noise-ppo")
-            cost["train_wall_s"] = curves["noise-ppo"][-1]["train_time_s"]  # without the held-out passes
+        for name, extra in trained.items():
+            needed = m.kind == name or (name == "noise-ppo" and m.kind == "noise-ppo+best-of")
+            if needed and name not in policy_fns:
+                config = resolve(preset, overrides=[*held_out, *extra, *([f"threads={threads}"] if threads else [])])
+                _, cost = timed(lambda config=config, name=name: train(config, out / name, quiet=True))
+                policy_fns[name] = (load_policy(out / name), cost, config)
+                curves[name] = noise_ppo_curve(out / name)
+                cost["train_wall_s"] = curves[name][-1]["train_time_s"]  # without the held-out passes
     for m in methods:
         if m.kind == "standard":
             add(m.name, standard_metrics, note="the frozen model's own noise")
-        elif m.kind == "noise-ppo":
-            fn, cost, config = policy_fns["noise-ppo"]
+        elif m.kind in trained:
+            policy, cost, config = policy_fns[m.kind]
             renders = config.iterations * config.prompts_per_iteration * config.samples_per_prompt
-            add(
+            blind = ", the prompt hidden from the policy" if config.prompt_blind else ""
+            add_policy(
                 m.name,
-                evaluate(fn),
+                policy,
                 renders_train=renders,
                 **cost,
-                note=f"preset '{preset}', trained in this run (training prompts {config.prompts})",
+                note=f"preset '{preset}'{blind}, trained in this run (training prompts {config.prompts})",
             )
         elif m.kind == "policy":
-            add(m.name, evaluate(policies[m.arg].noise_to_latents("sample")), note="a saved policy, not trained here")
+            add_policy(m.name, policies[m.arg], note="a saved policy, not trained here")
+        elif m.kind == "golden":
+            k = int(m.arg)
+            train_prompts = load_prompts(resolve(preset).prompts)[::GOLDEN_PROMPT_STRIDE]
+            noises, cost = timed(lambda k=k, train_prompts=train_prompts: golden_noises(
+                backend, reward, train_prompts, steps, seed, k, golden_candidates))  # fmt: skip
+            jobs = [p for p in prompts for _ in range(seeds)]
+            metrics = render_and_score(
+                backend, reward, jobs, lambda idx, noises=noises: noises[idx % seeds % len(noises)], steps, 1.0, 128
+            )
+            add(
+                m.name,
+                metrics,
+                renders_train=len(train_prompts) * golden_candidates,
+                **cost,
+                note=f"top {k} of {golden_candidates} shared noises on {len(train_prompts)} training prompts; "
+                "image j uses noise j mod K",
+            )
     for m in methods:
         if m.kind == "ddpo":
             # DDPO's own held-out pass is off: the table's evaluation below is the same images, once.
@@ -361,7 +427,8 @@ def run_compare(
             )
     for m in methods:
         if m.kind == "noise-ppo+best-of":
-            fn, cost, config = policy_fns["noise-ppo"]
+            policy, cost, config = policy_fns["noise-ppo"]
+            fn = policy.noise_to_latents("sample")
             n = int(m.arg)
             cands = render_candidates(backend, reward, prompts, seeds, n, steps, 1.0, seed, latents_fn=fn)
             renders = config.iterations * config.prompts_per_iteration * config.samples_per_prompt
@@ -426,9 +493,15 @@ def run_compare(
 def format_table(body: dict) -> str:
     lines = [
         "| method | renders for training | renders / reward calls per image | training wall time | peak RSS | "
-        f"held-out correct at {body['steps']} steps [95% CI] | Δ vs standard [95% CI] | weights change |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"held-out correct at {body['steps']} steps [95% CI] | Δ vs standard [95% CI] | own - other [95% CI] "
+        "| own - mirror [95% CI] | weights change |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+
+    def control(r: dict, side: str) -> str:  # a policy's prompt-specificity; "-" for other methods
+        key = f"own_minus_{side}"
+        return f"{r[key]:+.3f} [{r[key + '_ci95_low']:+.3f}, {r[key + '_ci95_high']:+.3f}]" if key in r else "-"
+
     for r in body["rows"]:
         oracle = " (oracle reward)" if r["oracle_at_inference"] else ""
         rss = f"{r['peak_rss_mb']:.0f} MB" if r["peak_rss_mb"] else "-"
@@ -438,6 +511,6 @@ def format_table(body: dict) -> str:
         weights = "yes (a copy)" if r["weights_change"] else "no"
         lines.append(
             f"| {r['method']} | {r['renders_train']:,} | {cost} | {r['train_wall_s']:.0f} s | {rss} | {correct} "
-            f"| {delta} | {weights} |"
+            f"| {delta} | {control(r, 'other')} | {control(r, 'mirror')} | {weights} |"
         )
     return "\n".join(lines)

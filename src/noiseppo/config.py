@@ -91,6 +91,15 @@ class TrainConfig:
     """Draw each prompt's noises in mirrored pairs (ε, -ε): the pair's rewards differ only
     through what the direction of ε changes, which cancels much of the gradient's noise.
     Needs an even ``samples_per_prompt``."""
+    shared_noise: bool = False
+    """Give every prompt of an iteration the same ``samples_per_prompt`` noises: the batch is a
+    prompts x noises grid, so each noise's rewards across prompts say how good it is whatever the
+    prompt (what ``noise_centring`` removes)."""
+    noise_centring: float = 0.0
+    """With ``shared_noise``: the fraction of each noise's mean advantage over the iteration's
+    prompts that is subtracted from its advantages (1: the two-way centring
+    A = r - r̄(c) - r̄(ε) + r̄, on ranks). A noise good for every prompt is what a prompt-generic
+    shift learns; at 1 only how a noise suits its prompt more than the others drives the update."""
     render_batch: int = 128
     """Images per forward pass of the frozen model (memory, not learning)."""
     overlap_scoring: bool = True
@@ -109,14 +118,19 @@ class TrainConfig:
     log_sigma_max: float = 0.5
     """Bound on |log σ| when ``learn_sigma`` is on."""
     readout: str = "cell"
-    """How the policy turns each cell's features into its values: "shared" (one linear map for
-    every cell) or "cell" (each cell its own linear map and bias)."""
+    """How the policy turns the prompt into its output map: "shared" (cells attend to the tokens,
+    one linear map for every cell), "cell" (each cell its own linear map and bias) or "token" (no
+    attention: each contextual token state passes an MLP and paints a whole map, and the prompt's
+    map is the mean over its tokens)."""
     feature_mlp: bool = True
     """Pass each cell's attended features through an MLP before the readout. Without it a cell's
     values are linear in what it attends to, so the contributions of a prompt's words add up."""
     query_std: float = 1.0
     """Initial standard deviation of the policy's per-cell queries, the cells' only identity:
     at 0.02 (the old default) every cell reads the prompt alike at first (docs/noise_ppo.md)."""
+    prompt_blind: bool = False
+    """Hide the prompt from the policy (one constant conditioning): the control that shows what
+    the prompt adds, trained with the same rollout, budget and seed. Rendering still uses the prompt."""
     preserve_variance: bool = False
     """Rescale μ and σ per prompt so that E‖z‖² equals that of N(0, I): the latents keep the
     energy the frozen model expects however far the mean moves."""
@@ -180,6 +194,10 @@ class TrainConfig:
     """Iterations between held-out evaluations (and always at the end; 0: only at the end)."""
     eval_seeds: int = 1
     """Samples per held-out prompt in the periodic evaluation."""
+    eval_specificity: bool = True
+    """The held-out pass also renders each prompt from the latents the policy makes for another
+    prompt, and for the mirrored prompt where there is one (``noiseppo.specificity``): own - other
+    and own - mirror say whether the gain depends on the prompt. About 1.8x the pass's renders."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
     dist_timeout: float = 1800.0

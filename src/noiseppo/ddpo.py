@@ -49,7 +49,6 @@ from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend, make_schedule
 from noiseppo.baseline_config import DDPOConfig
 from noiseppo.config import TrainConfig
 from noiseppo.errors import UserError
-from noiseppo.evaluate import score_side
 from noiseppo.files import new_output_dir
 from noiseppo.memory import PeakRSS
 from noiseppo.paired import paired_row
@@ -60,6 +59,7 @@ from noiseppo.rewards import get_reward
 from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import encode_distinct
 from noiseppo.seeds import sample_seed
+from noiseppo.sides import score_side
 
 DDPO_STREAM = 2**43
 """Sample index under which DDPO draws each iteration's generator (disjoint from Noise PPO's)."""

@@ -14,13 +14,22 @@ independent of each other.
      "prompts": ..., "seeds": 8, "seed": 0, "guidance": 1.0, "bootstrap": 10000,
      "results": [{"steps": 4, "metric": "correct", "n": 1184,
                   "standard": 0.22, "policy": 0.35, "delta": 0.13, "ci95_low": 0.10, "ci95_high": 0.16,
-                  "policy_mu": 0.30, "delta_mu": 0.08, "ci95_mu_low": 0.05, "ci95_mu_high": 0.11}, ...]}
+                  "policy_mu": 0.30, "delta_mu": 0.08, "ci95_mu_low": 0.05, "ci95_mu_high": 0.11,
+                  "own_minus_other": 0.05, "other_pairs": 1184, "ci95_other_low": 0.02, "ci95_other_high": 0.08,
+                  "own_minus_mirror": 0.06, "mirror_pairs": 896, "ci95_mirror_low": 0.03,
+                  "ci95_mirror_high": 0.09}, ...]}
+
+``own_minus_other`` and ``own_minus_mirror`` are the prompt-specificity controls
+(``noiseppo.specificity``): the policy's images minus those rendered, with the true prompt and
+the same seed, from the latents it makes for another prompt, or for the mirrored prompt (present
+only where some prompts have a mirror).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,27 +39,13 @@ from PIL import Image
 from noiseppo.backends.base import Backend
 from noiseppo.grid import Block, Cell, prompt_grid
 from noiseppo.images import to_pil
-from noiseppo.overlap import score_while_rendering
+from noiseppo.paired import paired_bootstrap
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards import Reward
-from noiseppo.rewards.scoring import score_with_details
-from noiseppo.sampling import LatentsFn, Sample, sample_batches
+from noiseppo.sides import score_side
+from noiseppo.specificity import Control, controls, specificity_row
 
 SIDES = ("standard", "policy", "policy_mu")
-
-
-def paired_bootstrap(
-    delta: np.ndarray, clusters: np.ndarray, resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
-    """95% percentile interval of mean(delta), resampling whole clusters (prompts) with replacement."""
-    ids, inverse = np.unique(clusters, return_inverse=True)
-    sums = np.bincount(inverse, weights=delta, minlength=len(ids))
-    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(ids), size=(resamples, len(ids)))
-    means = sums[picks].sum(1) / counts[picks].sum(1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 @dataclass
@@ -60,35 +55,7 @@ class StepResult:
     prompt_index: np.ndarray
     images: dict[str, list[torch.Tensor]]  # side -> images (for the grid)
     prompts: list[str]
-
-
-def score_side(
-    backend: Backend,
-    reward: Reward,
-    prompts: list[str],
-    steps: int,
-    seeds: int,
-    guidance: float,
-    seed: int,
-    batch: int,
-    latents_fn: LatentsFn | None,
-    overlap: bool = True,
-) -> tuple[dict[str, np.ndarray], list[Sample]]:
-    """Render one side (standard noise, or a policy's latents) and score every image:
-    ``reward`` plus the reward's numeric details, one value per image. Each chunk of ``batch``
-    images is scored while the next one renders (``noiseppo.overlap``) unless ``overlap`` is off."""
-
-    def score(chunk: list[Sample]) -> tuple[list[Sample], torch.Tensor, dict[str, list[float]]]:
-        images = torch.stack([s.image for s in chunk])
-        return chunk, *score_with_details(reward, images, [s.prompt for s in chunk])
-
-    batches = sample_batches(backend, prompts, seeds, steps, guidance, seed, batch, latents_fn)
-    scored = score_while_rendering(batches, score, overlap)
-    samples = [s for chunk, _, _ in scored for s in chunk]
-    metrics = {"reward": torch.cat([r for _, r, _ in scored]).numpy().astype(np.float64)}
-    for key in scored[0][2] if scored else ():
-        metrics[key] = np.asarray([v for _, _, details in scored for v in details[key]], dtype=np.float64)
-    return metrics, samples
+    controls: dict[str, Control] = field(default_factory=dict)  # "other", "mirror": noiseppo.specificity
 
 
 def evaluate_steps(
@@ -102,15 +69,18 @@ def evaluate_steps(
     seed: int = 0,
     batch: int = 128,
     overlap: bool = True,
+    specific: bool = True,
 ) -> StepResult:
-    """Render and score the three sides at one step count, paired by seed."""
+    """Render and score the three sides at one step count, paired by seed, and with ``specific``
+    the prompt-specificity controls (the policy's latents made for other and mirrored prompts)."""
     fns = {"standard": None, "policy": policy.noise_to_latents("sample"), "policy_mu": policy.noise_to_latents("mean")}
     scores, images = {}, {}
     for side, fn in fns.items():
         scores[side], samples = score_side(backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap)
         images[side] = [s.image for s in samples]
     prompt_index = np.array([s.prompt_index for s in samples])
-    return StepResult(steps, scores, prompt_index, images, [s.prompt for s in samples])
+    sides = controls(backend, policy, reward, prompts, steps, seeds, guidance, seed, batch, overlap) if specific else {}
+    return StepResult(steps, scores, prompt_index, images, [s.prompt for s in samples], sides)
 
 
 def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
@@ -139,6 +109,13 @@ def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
                 "ci95_mu_high": high_mu,
             }
         )
+        spec = specificity_row(result.scores["policy"], result.prompt_index, result.controls, resamples)
+        for side in result.controls:  # own - other, own - mirror, where the prompts have them
+            key = f"own_minus_{side}_{metric}"
+            if key in spec:
+                rows[-1][f"own_minus_{side}"], rows[-1][f"{side}_pairs"] = spec[key], int(spec[f"{side}_pairs"])
+                rows[-1][f"ci95_{side}_low"] = spec[f"{key}_ci95_low"]
+                rows[-1][f"ci95_{side}_high"] = spec[f"{key}_ci95_high"]
     return rows
 
 
@@ -185,13 +162,20 @@ def plot_gain(rows: list[dict], path: Path) -> None:
 def format_table(rows: list[dict]) -> str:
     head = f"{'steps':>5} {'metric':<9}{'n':>6}{'standard':>10}{'policy':>9}{'delta':>8}{'95% CI':>18}"
     head += f"{'policy_mu':>10}{'delta_mu':>9}"  # the policy's mean μ(c) alone, as in eval.json
+    sides = [side for side in ("other", "mirror") if any(f"own_minus_{side}" in r for r in rows)]
+    head += "".join(f"{'own-' + side:>13}{'95% CI':>18}" for side in sides)
     lines = [head]
     for r in rows:
         ci = f"[{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"
-        lines.append(
+        line = (
             f"{r['steps']:>5} {r['metric']:<9}{r['n']:>6}{r['standard']:>10.3f}{r['policy']:>9.3f}"
             f"{r['delta']:>+8.3f}{ci:>18}{r['policy_mu']:>10.3f}{r['delta_mu']:>+9.3f}"
         )
+        for side in sides:
+            if f"own_minus_{side}" in r:
+                ci = f"[{r[f'ci95_{side}_low']:+.3f}, {r[f'ci95_{side}_high']:+.3f}]"
+                line += f"{r[f'own_minus_{side}']:>+13.3f}{ci:>18}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -204,3 +188,18 @@ def write_eval(folder: Path, header: dict, rows: list[dict], results: list[StepR
     for result in results:
         title = f"{header['policy']} against standard noise, same seed, {result.steps} steps"
         side_by_side(result, title).save(folder / f"grid_steps{result.steps}.png")
+
+
+def diversity(images: list[torch.Tensor], prompt_index: np.ndarray) -> float:
+    """Within-prompt diversity: the mean RMS pixel distance between two images of the same prompt,
+    averaged over the prompts with two or more images. A policy that collapses each prompt to one
+    picture scores 0; compare it with standard noise's on the same (prompt, seed) pairs."""
+    flat = torch.stack(images).flatten(1).double()
+    per_prompt = []
+    for p in np.unique(prompt_index):
+        x = flat[torch.as_tensor(np.flatnonzero(prompt_index == p))]
+        if len(x) < 2:
+            continue
+        d = torch.cdist(x, x) / math.sqrt(x.shape[1])
+        per_prompt.append(float(d.sum() / (len(x) * (len(x) - 1))))
+    return float(np.mean(per_prompt)) if per_prompt else float("nan")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from noiseppo.evaluate import paired_bootstrap
-
 
 def paired_row(
     standard: dict[str, np.ndarray], after: dict[str, np.ndarray], clusters: np.ndarray, resamples: int = 2000
@@ -21,3 +19,17 @@ def paired_row(
         low, high = paired_bootstrap(values[finite] - before[finite], clusters[finite], resamples)
         row[f"eval_delta_{key}_ci95_low"], row[f"eval_delta_{key}_ci95_high"] = low, high
     return row
+
+
+def paired_bootstrap(
+    delta: np.ndarray, clusters: np.ndarray, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of mean(delta), resampling whole clusters (prompts) with replacement."""
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(inverse, weights=delta, minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(ids), size=(resamples, len(ids)))
+    means = sums[picks].sum(1) / counts[picks].sum(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)

@@ -41,6 +41,8 @@ from noiseppo.shipped import training_config as training_config  # re-exported: 
 LOG_2PI = math.log(2 * math.pi)
 Mode = Literal["sample", "mean"]
 Reduce = Literal["sum", "mean"]
+READOUTS = ("shared", "cell", "token")
+"""How the policy turns the prompt into its output map (``TrainConfig.readout``)."""
 """How a per-dimension log-density or KL becomes one number per sample (``TrainConfig.logprob``)."""
 
 
@@ -63,6 +65,7 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         query_std: float = 0.02,
         readout: str = "shared",
         feature_mlp: bool = True,
+        prompt_blind: bool = False,
     ):
         super().__init__()
         self.latent_shape = tuple(int(d) for d in latent_shape)
@@ -82,10 +85,15 @@ class NoisePolicy(ModelMixin, ConfigMixin):
                 nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width)
             )
         outputs = channels * (2 if learn_sigma else 1)
-        if readout not in ("shared", "cell"):
-            raise UserError(f"unknown policy readout '{readout}' (known: shared, cell)")
+        if readout not in READOUTS:
+            raise UserError(f"unknown policy readout '{readout}' (known: {', '.join(READOUTS)})")
         # The untrained policy is exactly N(0, I): every head starts at zero.
-        if readout == "shared":  # one linear map for every cell
+        if readout == "token":  # each token's features paint a whole map; the prompt's map is their mean
+            self.token_mlp = nn.Sequential(nn.GELU(), nn.Linear(width, 2 * width), nn.GELU())
+            self.token_map = nn.Linear(2 * width, grid * grid * outputs)
+            nn.init.zeros_(self.token_map.weight)
+            nn.init.zeros_(self.token_map.bias)
+        elif readout == "shared":  # one linear map for every cell
             self.head = nn.Linear(width, outputs)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -119,17 +127,27 @@ class NoisePolicy(ModelMixin, ConfigMixin):
                 f"the policy reads conditioning of width {cfg.cond_dim}, the backend gives "
                 f"{states.shape[-1]} (token states) and {pooled.shape[-1]} (pooled)"
             )
+        mask = conditioning.mask.to(self.device, torch.bool)
+        if cfg.prompt_blind:  # the control: one constant conditioning (one zero token), whatever the prompt
+            states, pooled = states.new_zeros(len(states), 1, states.shape[-1]), torch.zeros_like(pooled)
+            mask = mask.new_ones(len(states), 1)
         keys = self.token_in(states)
-        q = self.queries[None] + self.pooled_in(pooled)[:, None]
-        pad = ~conditioning.mask.to(self.device, torch.bool)
-        h = q + self._attend(self.norm(q), keys, pad)
-        if cfg.feature_mlp:
-            h = h + self.mlp(h)
-        if cfg.readout == "shared":
-            out = self.head(h)  # (N, grid², C or 2C)
+        n = keys.shape[0]
+        if cfg.readout == "token":
+            # Contextual token states say which role a word plays ("red" before "left of"), so
+            # a linear map per token can place each object's colour where its relation puts it.
+            maps = self.token_map(self.token_mlp(keys))  # (N, L, grid² x outputs)
+            weights = mask.to(maps.dtype)[..., None] / mask.sum(1).clamp(min=1)[:, None, None]
+            out = (maps * weights).sum(1).view(n, cfg.grid * cfg.grid, -1)
         else:
-            out = torch.einsum("ncw,cwo->nco", h, self.cell_weight) + self.cell_bias
-        n = out.shape[0]
+            q = self.queries[None] + self.pooled_in(pooled)[:, None]
+            h = q + self._attend(self.norm(q), keys, ~mask)
+            if cfg.feature_mlp:
+                h = h + self.mlp(h)
+            if cfg.readout == "shared":
+                out = self.head(h)  # (N, grid², C or 2C)
+            else:
+                out = torch.einsum("ncw,cwo->nco", h, self.cell_weight) + self.cell_bias
         out = out.transpose(1, 2).reshape(n, -1, cfg.grid, cfg.grid)
         out = F.interpolate(out, size=self.latent_shape[1:], mode="bilinear", align_corners=False).contiguous()
         channels = self.latent_shape[0]

@@ -132,14 +132,18 @@ def validate(config: TrainConfig) -> None:
         )
     if config.antithetic and config.samples_per_prompt % 2:
         raise UserError(f"config: antithetic needs an even samples_per_prompt, got {config.samples_per_prompt}")
+    if config.noise_centring and not config.shared_noise:
+        raise UserError("config: noise_centring needs shared_noise (a noise's mean is over the prompts sharing it)")
+    if not 0 <= config.noise_centring <= 1:
+        raise UserError(f"config: noise_centring must be in [0, 1], got {config.noise_centring}")
     if config.lr_schedule not in ("constant", "cosine"):
         raise UserError(f"config: lr_schedule must be 'constant' or 'cosine', got '{config.lr_schedule}'")
     if not 0 <= config.adam_beta1 < 1:
         raise UserError(f"config: adam_beta1 must be in [0, 1), got {config.adam_beta1}")
     if not 0 <= config.lr_final <= 1:
         raise UserError(f"config: lr_final must be in [0, 1], got {config.lr_final}")
-    if config.readout not in ("shared", "cell"):
-        raise UserError(f"config: readout must be 'shared' or 'cell', got '{config.readout}'")
+    if config.readout not in ("shared", "cell", "token"):
+        raise UserError(f"config: readout must be 'shared', 'cell' or 'token', got '{config.readout}'")
     if config.advantages not in ("zscore", "rank"):
         raise UserError(f"config: advantages must be 'zscore' or 'rank', got '{config.advantages}'")
     if config.advantages == "rank" and config.adv_buffer:

@@ -11,6 +11,7 @@ file:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,3 +81,17 @@ def load_prompts(name_or_path: str) -> list[str]:
     if not prompts:
         raise UserError(f"{path}: no prompts in file")
     return prompts
+
+
+_MIRRORED = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+_RELATION = re.compile(r"\b(left of|right of|above|below)\b")
+
+
+def mirror_prompt(prompt: str) -> str | None:
+    """The prompt with its spatial relation reversed ("a red circle left of a blue square" ->
+    "... right of ..."): the same objects, the opposite layout. None for a prompt with no
+    relation, or with several (whose mirror is ambiguous)."""
+    found = _RELATION.findall(prompt)
+    if len(found) != 1:
+        return None
+    return _RELATION.sub(lambda m: _MIRRORED[m.group(1)], prompt)

@@ -44,10 +44,14 @@ def sample_batches(
     seed: int,
     batch: int = 64,
     latents_fn: LatentsFn | None = None,
+    prompt_ids: Sequence[int] | None = None,
 ) -> Iterator[list[Sample]]:
     """Render ``n`` samples of each prompt, ``batch`` images per forward pass, one list per pass
-    (lazily: each ``next`` renders); sample j of prompt i uses ``sample_seed(seed, i, j)``."""
-    jobs = [(i, j, p, sample_seed(seed, i, j)) for i, p in enumerate(prompts) for j in range(n)]
+    (lazily: each ``next`` renders); sample j of prompt i uses ``sample_seed(seed, i, j)``.
+    ``prompt_ids`` gives each prompt's index i when ``prompts`` is a subset of a larger list
+    whose images these must pair with (default: its position)."""
+    ids = range(len(prompts)) if prompt_ids is None else prompt_ids
+    jobs = [(i, j, p, sample_seed(seed, i, j)) for i, p in zip(ids, prompts, strict=True) for j in range(n)]
     for start in range(0, len(jobs), batch):
         chunk = jobs[start : start + batch]
         conditioning = encode_distinct(backend, [p for _, _, p, _ in chunk])

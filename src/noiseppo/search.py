@@ -38,12 +38,12 @@ from noiseppo.advantages import centred_ranks
 from noiseppo.backends.base import Backend, Conditioning, resolve_guidance
 from noiseppo.baseline_config import SearchConfig
 from noiseppo.errors import UserError
-from noiseppo.evaluate import score_side
 from noiseppo.grid import Block, Cell, prompt_grid
 from noiseppo.images import to_pil
 from noiseppo.rewards import Reward
 from noiseppo.sampling import LatentsFn
 from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.sides import score_side
 
 SEARCH_STREAM = 2**42
 """The prompt index under which generation base seeds are derived: no prompt set is this long."""

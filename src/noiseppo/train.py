@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from noiseppo import report
-from noiseppo.advantages import PerPromptStats
+from noiseppo.advantages import PerPromptStats, centre_noises
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import resolve_guidance
 from noiseppo.checkpoint import (
@@ -51,7 +51,6 @@ from noiseppo.checkpoint import (
 from noiseppo.config import TrainConfig
 from noiseppo.distributed import Ranks
 from noiseppo.errors import UserError
-from noiseppo.evaluate import score_side
 from noiseppo.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
 from noiseppo.files import occupied, replaced_folder, truncate_jsonl
 from noiseppo.interrupt import Interrupted, Snapshot
@@ -68,6 +67,8 @@ from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import encode_distinct
 from noiseppo.schedule import batch_arithmetic, learning_rate
 from noiseppo.seeds import EVAL_SEED, sample_seed
+from noiseppo.sides import score_side
+from noiseppo.specificity import controls, specificity_row
 
 TRAIN_STREAM = 2**40
 """Sample index under which training draws its generator: no command draws that many samples."""
@@ -75,6 +76,21 @@ TRAIN_STREAM = 2**40
 
 def iteration_generator(config: TrainConfig, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(sample_seed(config.seed, iteration, TRAIN_STREAM))
+
+
+def draw_noise(cfg: TrainConfig, latent_shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """One iteration's standard noise, (prompts x samples, *latent_shape), prompt-major.
+
+    With ``antithetic`` each prompt's second half of noises mirrors its first half (ε, -ε); with
+    ``shared_noise`` every prompt gets the same ``samples_per_prompt`` noises (a prompts x noises grid).
+    """
+    prompts = 1 if cfg.shared_noise else cfg.prompts_per_iteration
+    eps = torch.randn(prompts * cfg.samples_per_prompt, *latent_shape, generator=generator)
+    if cfg.antithetic:
+        groups = eps.view(prompts, cfg.samples_per_prompt, -1)
+        half = cfg.samples_per_prompt // 2
+        groups[:, half:] = -groups[:, :half]
+    return eps.repeat(cfg.prompts_per_iteration, *[1] * len(latent_shape)) if cfg.shared_noise else eps
 
 
 class Trainer:
@@ -119,6 +135,7 @@ class Trainer:
             query_std=config.query_std,
             readout=config.readout,
             feature_mlp=config.feature_mlp,
+            prompt_blind=config.prompt_blind,
         ).to(device)
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=config.lr, betas=(config.adam_beta1, 0.999), weight_decay=config.weight_decay
@@ -140,11 +157,9 @@ class Trainer:
         cfg, ranks = self.config, self.ranks
         chosen = torch.randperm(len(self.prompts), generator=generator)[: cfg.prompts_per_iteration]
         prompts = [self.prompts[i] for i in chosen.tolist() for _ in range(cfg.samples_per_prompt)]
-        eps = torch.randn(len(prompts), *self.backend.latent_shape, generator=generator)
-        if cfg.antithetic:  # each prompt's second half of noises mirrors its first half
-            groups = eps.view(cfg.prompts_per_iteration, cfg.samples_per_prompt, -1)
-            half = cfg.samples_per_prompt // 2
-            groups[:, half:] = -groups[:, :half]
+        eps = draw_noise(cfg, self.backend.latent_shape, generator)
+        # A sample's noise: its index in its prompt's group when the prompts share the noises.
+        noise_ids = np.tile(np.arange(cfg.samples_per_prompt), cfg.prompts_per_iteration)
 
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -203,6 +218,8 @@ class Trainer:
         # A prompt's group is its conditioning's text (``Conditioning.prompts``), as DDPO's is.
         kept_prompts = [cond.prompts[i] for i in keep.tolist()]
         advantages, adv_info = self.stats.advantages(kept_prompts, reward[keep].numpy())
+        if cfg.noise_centring:  # the noise's main effect out too: what is left depends on the prompt
+            advantages = centre_noises(advantages, noise_ids[keep.numpy()], cfg.noise_centring)
         full = Rollout(cond, latents, old_logprob, torch.zeros(len(prompts)), mean, log_sigma)
         rollout = full.take(keep)
         rollout.advantages = torch.as_tensor(advantages, dtype=torch.float32, device=rollout.latents.device)
@@ -272,7 +289,14 @@ class Trainer:
             self._standard_eval = scores(None)
         standard, clusters = self._standard_eval
         policy_side, _ = scores(self.policy.noise_to_latents("sample"))
-        return paired_row(standard, policy_side, clusters)
+        row = paired_row(standard, policy_side, clusters)
+        if cfg.eval_specificity:  # own - other, own - mirror: does the gain depend on the prompt?
+            sides = controls(
+                self.backend, self.policy, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance,
+                EVAL_SEED, cfg.render_batch, cfg.overlap_scoring,
+            )  # fmt: skip
+            row.update({f"eval_{k}": v for k, v in specificity_row(policy_side, clusters, sides).items()})
+        return row
 
     # -- state on disk -------------------------------------------------------------------
     def save(self, run: Path) -> None:
@@ -435,16 +459,30 @@ def train(
 
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
     """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds,
-    with the paired difference's 95% cluster-bootstrap interval (resampling prompts)."""
+    with the paired difference's 95% cluster-bootstrap interval (resampling prompts); then the
+    prompt-specificity controls, own - other and own - mirror (``noiseppo.specificity``)."""
+    sides = [side for side in ("other", "mirror") if f"eval_{side}_pairs" in row]
     lines = [
         f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt ({row['eval_pairs']:.0f} pairs), "
         f"{cfg.steps} steps:",
-        f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}{'95% CI':>20}",
+        f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}{'95% CI':>20}"
+        + "".join(f"{'own-' + side:>12}{'95% CI':>20}" for side in sides),
     ]
     for key in (k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")):
         before, after = row[f"eval_standard_{key}"], row[f"eval_{key}"]
         ci = f"[{row[f'eval_delta_{key}_ci95_low']:+.3f}, {row[f'eval_delta_{key}_ci95_high']:+.3f}]"
-        lines.append(f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}{ci:>20}")
+        line = f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}{ci:>20}"
+        for side in sides:
+            name = f"eval_own_minus_{side}_{key}"
+            ci = f"[{row[f'{name}_ci95_low']:+.3f}, {row[f'{name}_ci95_high']:+.3f}]"
+            line += f"{row[name]:>+12.3f}{ci:>20}"
+        lines.append(line)
+    if sides:
+        pairs = ", ".join(f"{side}: {row[f'eval_{side}_pairs']:.0f} pairs" for side in sides)
+        lines.append(
+            f"own-other / own-mirror: the policy's images minus those from the latents it makes for another "
+            f"prompt / the mirrored relation, same seed ({pairs}); above 0: the gain depends on the prompt"
+        )
     return "\n".join(lines)
 
 

@@ -1,0 +1,146 @@
+"""The study of prompt-specific learning (docs/noise_ppo.md, "Learning what each prompt needs").
+
+    python experiments/specificity_study.py --only NAME[,NAME] [--out runs/spec] [--threads 1]
+        [--seeds 4] [--train-seeds 2] [--train-seed 0]
+
+Each variant is the ``shapes`` preset with the keys in VARIANTS changed, trained from scratch
+into ``OUT/NAME`` (a finished run is read back, an interrupted one resumes; ``--train-seed`` s > 0
+trains into ``OUT/NAME-seed{s}``). Its final policy is then evaluated at the training step
+count on two splits, every side paired by seed with standard noise:
+
+- held-out: every ``shapes-test`` prompt x ``--seeds`` seeds (148 x 4 = 592 pairs);
+- training: every fourth ``shapes-train`` prompt x ``--train-seeds`` seeds (137 x 2 = 274 pairs).
+
+On each split: Δ correct against standard noise; own - other and own - mirror
+(``noiseppo.specificity``); the within-prompt diversity of the policy's images as a fraction of
+standard noise's (``noiseppo.evaluate.diversity``). Intervals are the project's 95% cluster
+bootstrap over prompts. The row also carries the run's mu_rms, clipfrac, approx_kl and policy_kl
+over its last 10 iterations, and its wall time. Each variant prints one JSON row; the last line
+is one JSON object with all rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from noiseppo.backends import get_backend
+from noiseppo.checkpoint import has_state
+from noiseppo.config import TrainConfig
+from noiseppo.evaluate import diversity
+from noiseppo.paired import paired_bootstrap
+from noiseppo.policy import NoisePolicy, load_policy
+from noiseppo.presets import resolve
+from noiseppo.prompts import load_prompts
+from noiseppo.rewards import get_reward
+from noiseppo.sides import score_side
+from noiseppo.specificity import controls, specificity_row
+from noiseppo.train import train
+
+SHARED = {"shared_noise": True}
+VARIANTS: dict[str, dict[str, object]] = {
+    # The default before this study is ``shipped:shapes-steps4`` (the shapes preset, seed 0).
+    # One change each from the default: every prompt of an iteration gets the same 8 noises,
+    # and that fraction of each noise's mean advantage over the 16 prompts is removed.
+    "shared": {**SHARED},
+    "shared-centre0.9": {**SHARED, "noise_centring": 0.9},
+    "shared-centre1": {**SHARED, "noise_centring": 1.0},
+    # One change from each of those: the token readout (each contextual token paints a map).
+    "shared-centre0.9-token": {**SHARED, "noise_centring": 0.9, "readout": "token"},
+    "shared-centre1-token": {**SHARED, "noise_centring": 1.0, "readout": "token"},
+}
+
+
+def evaluate(policy: NoisePolicy, cfg: TrainConfig, prompts: list[str], seeds: int) -> dict:
+    """Δ correct, own - other, own - mirror and diversity of ``policy`` (trained with ``cfg``) on ``prompts``."""
+    backend = get_backend(cfg.backend, cfg.model or None, cfg.scheduler, cfg.device, cfg.dtype)
+    guidance = cfg.guidance or backend.default_guidance
+    reward = get_reward(cfg.reward)
+    sides, samples = {}, {}
+    for side, fn in (("standard", None), ("policy", policy.noise_to_latents("sample"))):
+        sides[side], samples[side] = score_side(backend, reward, prompts, cfg.steps, seeds, guidance, 0, 128, fn)
+    clusters = np.array([s.prompt_index for s in samples["standard"]])
+    out: dict = {"n": len(clusters)}
+    delta = sides["policy"]["correct"] - sides["standard"]["correct"]
+    low, high = paired_bootstrap(delta, clusters)
+    out["standard"] = float(sides["standard"]["correct"].mean())
+    out["policy"] = float(sides["policy"]["correct"].mean())
+    out["delta"], out["delta_ci"] = float(delta.mean()), [low, high]
+    spec = specificity_row(sides["policy"], clusters, controls(backend, policy, reward, prompts, cfg.steps, seeds,
+                                                                guidance, 0, 128), 10_000)  # fmt: skip
+    for side in ("other", "mirror"):
+        key = f"own_minus_{side}_correct"
+        out[f"own_minus_{side}"] = spec[key]
+        out[f"own_minus_{side}_ci"] = [spec[f"{key}_ci95_low"], spec[f"{key}_ci95_high"]]
+        out[f"{side}_pairs"] = spec[f"{side}_pairs"]
+    div = {side: diversity([s.image for s in samples[side]], clusters) for side in samples}
+    out["diversity_standard"], out["diversity_policy"] = div["standard"], div["policy"]
+    out["diversity_ratio"] = div["policy"] / div["standard"]
+    return out
+
+
+def run_variant(name: str, overrides: dict, out: Path, threads: int, seeds: int, train_seeds: int, seed: int) -> dict:
+    run = out / name if seed == 0 else out / f"{name}-seed{seed}"
+    settings = {"eval_every": 0, "eval_prompts": "", **overrides, "seed": seed, "threads": threads}
+    config = resolve(overrides=[f"{k}={v}" for k, v in settings.items()])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if run.exists() else []
+    if not rows or rows[-1]["iteration"] < config.iterations:
+        t0 = time.perf_counter()
+        train(config, run, resume=has_state(run / "checkpoint"), quiet=True)
+        (run / "wall_s.txt").write_text(f"{time.perf_counter() - t0:.0f}\n")
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    wall = float((run / "wall_s.txt").read_text()) if (run / "wall_s.txt").exists() else None
+    tail = [r for r in rows if "reward_mean" in r][-10:]
+    result: dict = {"variant": name, "train_seed": seed, "overrides": overrides, "wall_s": wall,
+                    "iterations": rows[-1]["iteration"]}  # fmt: skip
+    result["renders"] = result["iterations"] * config.prompts_per_iteration * config.samples_per_prompt
+    for key in ("reward_mean", "mu_rms", "clipfrac", "approx_kl", "policy_kl"):
+        result[key] = float(np.mean([r[key] for r in tail]))
+    policy = load_policy(run)
+    result["held_out"] = evaluate(policy, config, load_prompts("shapes-test"), seeds)
+    result["train"] = evaluate(policy, config, load_prompts("shapes-train")[::4], train_seeds)
+    return result
+
+
+def shipped_row(name: str, seeds: int, train_seeds: int) -> dict:
+    """A shipped policy (trained by the preset it names, as its model card says), evaluated as a variant."""
+    config = resolve()
+    policy = load_policy(name)
+    result: dict = {"variant": name, "train_seed": 0, "overrides": {}, "shipped": True}
+    result["held_out"] = evaluate(policy, config, load_prompts("shapes-test"), seeds)
+    result["train"] = evaluate(policy, config, load_prompts("shapes-train")[::4], train_seeds)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="runs/spec")
+    ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=4, help="evaluation seeds per held-out prompt")
+    ap.add_argument("--train-seeds", type=int, default=2, help="evaluation seeds per training prompt")
+    ap.add_argument("--train-seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in names:
+        if name.startswith("shipped:"):  # e.g. shipped:shapes-steps4, the default before this study
+            result = shipped_row(name.split(":", 1)[1], args.seeds, args.train_seeds)
+        else:
+            result = run_variant(
+                name, VARIANTS[name], Path(args.out), args.threads, args.seeds, args.train_seeds, args.train_seed
+            )
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    print(json.dumps({"results": results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Render one side of a paired comparison (standard noise, or some latents) and score every image."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from noiseppo.backends.base import Backend
+from noiseppo.overlap import score_while_rendering
+from noiseppo.rewards import Reward
+from noiseppo.rewards.scoring import score_with_details
+from noiseppo.sampling import LatentsFn, Sample, sample_batches
+
+
+def score_side(
+    backend: Backend,
+    reward: Reward,
+    prompts: list[str],
+    steps: int,
+    seeds: int,
+    guidance: float,
+    seed: int,
+    batch: int,
+    latents_fn: LatentsFn | None,
+    overlap: bool = True,
+    prompt_ids: list[int] | None = None,
+) -> tuple[dict[str, np.ndarray], list[Sample]]:
+    """Render one side (standard noise, or a policy's latents) and score every image:
+    ``reward`` plus the reward's numeric details, one value per image. Each chunk of ``batch``
+    images is scored while the next one renders (``noiseppo.overlap``) unless ``overlap`` is off."""
+
+    def score(chunk: list[Sample]) -> tuple[list[Sample], torch.Tensor, dict[str, list[float]]]:
+        images = torch.stack([s.image for s in chunk])
+        return chunk, *score_with_details(reward, images, [s.prompt for s in chunk])
+
+    batches = sample_batches(backend, prompts, seeds, steps, guidance, seed, batch, latents_fn, prompt_ids)
+    scored = score_while_rendering(batches, score, overlap)
+    samples = [s for chunk, _, _ in scored for s in chunk]
+    metrics = {"reward": torch.cat([r for _, r, _ in scored]).numpy().astype(np.float64)}
+    for key in scored[0][2] if scored else ():
+        metrics[key] = np.asarray([v for _, _, details in scored for v in details[key]], dtype=np.float64)
+    return metrics, samples
