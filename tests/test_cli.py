@@ -167,8 +167,8 @@ def test_list_rewards(runs):
     lines = runs["list_rewards"].stdout.splitlines()
     assert [line.split()[0] for line in lines] == [
         "shapes", "shapes-correct", "jpeg_compressibility", "jpeg_incompressibility", "clip_score", "pickscore",
-        "aesthetic", "imagereward", "hpsv2",
-    ]  # fmt: skip
+        "aesthetic", "imagereward", "hpsv2", "module:function", "http://HOST:PORT/PATH", "0.5*A+1.0*B",
+    ]  # fmt: skip  # the registered rewards, then the other forms a reward takes
 
 
 def test_the_documented_score_example(noiseppo, tmp_path, monkeypatch):

@@ -277,6 +277,11 @@ PICKLE_NOT_JSON = "is a pickle (e.g. from torch.save), not a JSON file; noiseppo
 
 CASES: dict[str, Case] = {
     # -- registries and config
+    "Shapes held-out prompts on another backend": Case(
+        ["train", "--preset", "tiny", "--backend", "diffusers", "--model", "{w}/model"],
+        "config: eval_prompts 'shapes-test' is a Shapes world prompt set, but the backend is 'diffusers': give "
+        "eval_prompts=FILE (held-out prompts for your model) or eval_prompts= (no held-out pass)",
+    ),
     "unknown backend": Case(
         [*TRAIN, "--backend", "sdxl-turbo"], "unknown backend 'sdxl-turbo' (known: shapes, diffusers, sd3, flux)"
     ),
@@ -347,6 +352,12 @@ CASES: dict[str, Case] = {
     # -- sizes and batch arithmetic
     "zero size": Case([*TRAIN, "prompts_per_iteration=0"], "config: 'prompts_per_iteration' must be >= 1, got 0"),
     "negative size": Case([*TRAIN, "samples_per_prompt=-4"], "config: 'samples_per_prompt' must be >= 1, got -4"),
+    "another library's name for a key": Case(
+        [*TRAIN, "lerning_rate=1e-3"], "override: unknown config key 'lerning_rate' (did you mean 'lr'?)"
+    ),
+    "negative minibatch": Case(
+        [*TRAIN, "minibatch=-4"], "config: 'minibatch' must be >= 0 (0: the whole batch), got -4"
+    ),
     "zero flag": Case([*TRAIN, "--steps", "0"], "argument --steps: must be >= 1, got 0"),
     "negative rate": Case([*TRAIN, "lr=-0.001"], "config: 'lr' must be a finite number > 0, got -0.001"),
     "minibatch that does not divide": Case(
@@ -378,7 +389,7 @@ CASES: dict[str, Case] = {
     "zero query scale": Case([*TRAIN, "query_std=0"], "config: 'query_std' must be a finite number > 0, got 0.0"),
     "more prompts per iteration than prompts": Case(
         [*TRAIN, "--prompts", "{w}/one.txt"],
-        "config: prompts_per_iteration 2 exceeds the 1 prompts of",
+        "one.txt' (set prompts_per_iteration=1 or fewer, or give more prompts)",
         files(**{"one.txt": "a red circle\n"}),
     ),
     # -- prompt files
@@ -415,8 +426,8 @@ CASES: dict[str, Case] = {
     "run folder that exists and is not a run": Case(
         TRAIN, "out: run folder exists and is not empty; use --resume or a new folder", files(out__keep="mine\n")
     ),
-    "run folder without a parent": Case(
-        TRAIN, "no-such-folder: parent folder of the run does not exist", out="{w}/no-such-folder/run"
+    "run folder below a file": Case(
+        TRAIN, "a-file: is a file, so the output", files(**{"a-file": "mine\n"}), out="{w}/a-file/runs/run"
     ),
     "resume of a folder that is not a run": Case(
         ["train", "--resume", "{w}/out"],
@@ -469,7 +480,7 @@ CASES: dict[str, Case] = {
     ),
     "reward that returns NaN": Case(
         [*TRAIN, "--reward", "nan"],
-        "the reward 'nan' returned NaN for 8 of 8 images at iteration 0 (max_nan_fraction is 0.1)",
+        "reward 'nan', training iteration 1: NaN for 8 of 8 images (max_nan_fraction is 0.1)",
         patch=reward("nan", lambda n: torch.full((n,), float("nan"))),
         left=0,
     ),
@@ -819,10 +830,11 @@ CASES: dict[str, Case] = {
         "out: output path exists and is not empty; choose a new one",
         files(out__keep="mine\n"),
     ),
-    "shapes render into a folder that does not exist": Case(
+    "shapes render below a file": Case(
         ["shapes", "render", "--prompt", "a red circle"],
-        "no-such-folder: parent folder of the output does not exist",
-        out="{w}/no-such-folder/out",
+        "a-file: is a file, so the output",
+        files(**{"a-file": "mine\n"}),
+        out="{w}/a-file/out",
     ),
     "shapes render prompt that ends too soon": Case(
         ["shapes", "render", "--prompt", "a blue square", "--prompt", "two red"],
@@ -915,7 +927,8 @@ def test_hostile_input_gets_one_line_exit_2_and_leaves_nothing_half_written(
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
     errors = [line for line in lines if "noiseppo: error: " in line]
     assert len(errors) == 1 and errors[0].startswith("noiseppo: error: "), err
-    assert all(line.startswith("noise ppo") for line in lines if "noiseppo: error: " not in line), err
+    bars = ("noise ppo", "held-out pass")  # training's bar and a held-out pass's own
+    assert all(line.startswith(bars) for line in lines if "noiseppo: error: " not in line), err
     assert case.message in errors[0], errors[0]
     assert not (w / MARKER).exists() and not list(w.rglob(MARKER)), "a pickle was run"
 

@@ -155,7 +155,10 @@ def test_a_reward_that_fails_in_flight_stops_the_run_resumably(
     err = failed.stderr
     assert failed.returncode == 2, err
     assert "Traceback" not in err and err.count("noiseppo: error:") == 1
-    assert err.strip().splitlines()[-1] == "noiseppo: error: the reward raised RuntimeError: scorer fell over"
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        "noiseppo: error: reward 'flaky', training iteration 1: the reward raised RuntimeError: scorer fell over"
+    )
     assert not scoring_threads()
     # The failure came in the first iteration: the iteration-0 checkpoint resumes the run.
     monkeypatch.setitem(REWARDS, "flaky", (lambda: shapes, "works again"))

@@ -165,4 +165,4 @@ def test_train_reports_specificity_in_its_held_out_table(noiseppo, tmp_path: Pat
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["eval_other_pairs"] == 3 and last["eval_mirror_pairs"] == 2
     first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert first["eval_own_minus_other_correct"] == 0 and first["eval_own_minus_mirror_correct"] == 0  # untrained
+    assert first["eval_correct"] == first["eval_standard_correct"] and "eval_other_pairs" not in first  # untrained

@@ -366,9 +366,9 @@ def cmd_golden(args: argparse.Namespace) -> int:
         policy = None if policy is None else {**policy_info, **policy}
         golden_run.write_outputs(tmp, header, results, policy, matrices, policy_raw, header["latent_shape"])
     print(golden_run.format_table(results))
-    print(f"wrote golden.json, matrices.safetensors, heatmap.png, steps.png and best_noises_steps*.safetensors "
-          f"to {args.out}")  # fmt: skip
-    print(json.dumps(golden_run.summary_line(header, results, policy)))
+    print(f"wrote golden.json (every figure), matrices.safetensors, heatmap.png, steps.png and "
+          f"best_noises_steps*.safetensors to {args.out}")  # fmt: skip
+    print(json.dumps(golden_run.summary_line(header, results, policy)))  # the headline figures, as JSON
     return 0
 
 
@@ -431,6 +431,12 @@ def cmd_train_base(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from noiseppo.presets import DEFAULT_PRESET, resolve
+
+    if not args.resume:  # a mistyped preset or key answers before torch loads (seconds)
+        if not args.out:
+            raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
+        flags = {f: getattr(args, f) for f in TRAIN_FLAGS}
+        config = resolve(args.preset or DEFAULT_PRESET, args.config, args.overrides, flags)
     from noiseppo.train import train
 
     if args.resume:
@@ -445,10 +451,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(done)
             return 0
     else:
-        if not args.out:
-            raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
-        flags = {f: getattr(args, f) for f in TRAIN_FLAGS}
-        config = resolve(args.preset or DEFAULT_PRESET, args.config, args.overrides, flags)
         run = train(config, args.out)
     print(f"policy written to {run / 'policy'}")
     return 0
@@ -519,8 +521,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         write_search(tmp, result, prompts, config, header)
     first, last = result.log[0], result.log[-1]
     print(
-        f"searched {len(prompts)} prompt(s), {result.renders} renders each: reward {first['reward_mean']:.3f} "
-        f"(first generation) -> {last['reward_mean']:.3f} (last), best {last['best_reward_mean']:.3f}; "
+        f"searched {len(prompts)} prompt(s), {result.renders} renders each: mean reward of a generation's samples "
+        f"{first['reward_mean']:.3f} (first) -> {last['reward_mean']:.3f} (last); kept: each prompt's best render "
+        f"of the whole search (mean reward {last['best_reward_mean']:.3f}), its latents in latents.safetensors; "
         f"wrote latents.safetensors, images/, grid.png and search.json to {args.out}"
     )
     return 0
@@ -556,7 +559,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             say=lambda line: print(line, file=sys.stderr, flush=True),
         )  # fmt: skip
     print(format_table(body))
-    print(f"wrote compare.json and compare.png to {args.out}")
+    print(f"wrote compare.json (every figure) and compare.png to {args.out}")
+    # The headline figures as the last line, one JSON object (the README's figures cite it).
     print(json.dumps({"rows": {r["method"]: round(r["correct"], 4) for r in body["rows"]}, "p3": body["p3"],
                       "p4": body["p4"]}))  # fmt: skip
     return 0
@@ -580,11 +584,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max([18, *(len(name) + 2 for name in listing)])
     for name, description in listing.items():
         print(f"{name:<{width}}{description}")
+    if args.what == "rewards":  # the forms a reward takes besides a registered name
+        print(f"{'module:function':<{width}}your own function from a module (README: Your model, your reward)")
+        print(f"{'http://HOST:PORT/PATH':<{width}}a reward server (noiseppo reward-server, docs/reward_server.md)")
+        print(f"{'0.5*A+1.0*B':<{width}}a weighted sum of rewards")
     return 0
 
 
-def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", help="a registered backend (default: the policy's, else shapes)")
+def _add_backend_arguments(parser: argparse.ArgumentParser, takes_policy: bool = True) -> None:
+    default = "the policy's, else shapes" if takes_policy else "shapes"  # search has no --policy
+    parser.add_argument("--backend", help=f"a registered backend (default: {default})")
     parser.add_argument("--model", help="model folder or hub id (default: the backend's own)")
     parser.add_argument(
         "--scheduler",
@@ -811,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument(
         "--reward", default="shapes", help="a registered reward, module:function, http://HOST:PORT/PATH or W*A+W*B"
     )
-    _add_backend_arguments(srch)
+    _add_backend_arguments(srch, takes_policy=False)
     _add_threads_argument(srch)
     _add_out_argument(srch)
     srch.set_defaults(func=cmd_search)

@@ -73,7 +73,8 @@ class TrainConfig:
     prompts: str = "shapes-train"
     """Training prompts: a prompt set or a .txt/.jsonl file."""
     eval_prompts: str = "shapes-test"
-    """Held-out prompts for the periodic evaluation ("" to skip it)."""
+    """Held-out prompts for the periodic evaluation ("" to skip it). With another backend than
+    ``shapes`` give your own (a Shapes set is refused there: it would only waste renders)."""
     steps: int = 4
     """Sampling steps of the frozen model: the policy is trained for this step count."""
     guidance: float | None = None
@@ -156,9 +157,9 @@ class TrainConfig:
     """PPO epochs over each iteration's samples. With σ fixed the surrogate is linear in μ, so a
     second epoch over the same samples repeats the same noisy direction rather than refining
     it; one step per iteration lets Adam's momentum average directions across iterations."""
-    minibatch: int = 128
+    minibatch: int = 0
     """Samples per PPO minibatch; must divide prompts_per_iteration x samples_per_prompt
-    (the default: the whole batch, one step per epoch).
+    (0, the default: the whole batch, one step per epoch).
     Minibatches are made of whole prompt groups (shuffled each epoch), so a multiple of
     ``samples_per_prompt`` keeps every group in one minibatch."""
     clip_range: float = 0.2

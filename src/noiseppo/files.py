@@ -20,6 +20,16 @@ def occupied(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
+def check_parent(path: Path) -> None:
+    """Refuse an output whose missing parent folders cannot be made because a file is in the way;
+    the folders themselves are made when the output is written (``mkdir -p``), not before."""
+    for ancestor in path.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise UserError(f"{ancestor}: is a file, so the output {path} cannot be made below it")
+            return
+
+
 @contextlib.contextmanager
 def new_output_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; rename it to ``path`` only on success.
@@ -30,8 +40,8 @@ def new_output_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if occupied(path):
         raise UserError(f"{path}: output path exists and is not empty; choose a new one")
-    if not path.parent.is_dir():
-        raise UserError(f"{path.parent}: parent folder of the output does not exist")
+    check_parent(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -17,6 +17,7 @@ from noiseppo.backends.base import Conditioning
 from noiseppo.config import TrainConfig
 from noiseppo.distributed import Ranks
 from noiseppo.policy import NoisePolicy, gaussian_kl, gaussian_kl_to_prior, gaussian_log_prob
+from noiseppo.schedule import minibatch_size
 
 
 @dataclass
@@ -84,8 +85,9 @@ def ppo_update(
     for _epoch in range(config.epochs):
         shuffled = torch.randperm(len(members), generator=generator).tolist()
         order = torch.tensor([i for g in shuffled for i in members[g]])
-        for start in range(0, len(rollout), config.minibatch):
-            index = order[start : start + config.minibatch]
+        size = minibatch_size(config)
+        for start in range(0, len(rollout), size):
+            index = order[start : start + size]
             if ranks is not None and ranks.world > 1:  # even shares (uneven only after dropped NaNs)
                 index = torch.tensor_split(index, ranks.world)[ranks.rank]
             mb = rollout.take(index)

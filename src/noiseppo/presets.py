@@ -19,9 +19,15 @@ import yaml
 from noiseppo.config import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.names import closest, unknown_name
+from noiseppo.schedule import minibatch_size
 
 PRESETS_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_PRESET = "shapes"
+SHAPES_SETS = ("shapes-train", "shapes-test")
+ALIASES = {"learning_rate": "lr", "num_iterations": "iterations", "batch_size": "prompts_per_iteration",
+           "num_steps": "steps", "guidance_scale": "guidance", "clip_epsilon": "clip_range"}  # fmt: skip
+"""Other libraries' names for config keys: a typo of one is answered with the key it means."""
+"""The Shapes world's prompt sets, the defaults of ``prompts`` and ``eval_prompts``."""
 
 
 def presets() -> dict[str, str]:
@@ -38,7 +44,7 @@ def config_value(key: str, value: Any, where: str) -> Any:
     message) as the type of the ``TrainConfig`` field ``key``, or one line naming the bad key or value."""
     kinds = get_type_hints(TrainConfig)
     if key not in kinds:
-        close = closest(key, kinds)
+        close = closest(key, kinds) or ALIASES.get(closest(key, ALIASES) or "")
         hint = f"did you mean '{close}'?" if close else "see 'noiseppo train --help'"
         raise UserError(f"{where}: unknown config key '{key}' ({hint})")
     kind = kinds[key]
@@ -120,18 +126,26 @@ def resolve(
 def validate(config: TrainConfig) -> None:
     """Refuse settings that cannot run, before anything is loaded or written."""
     positive = ["steps", "iterations", "prompts_per_iteration", "samples_per_prompt", "render_batch", "epochs"]
-    positive += ["minibatch", "grid", "width", "checkpoint_every", "keep_checkpoints", "eval_seeds"]
+    positive += ["grid", "width", "checkpoint_every", "keep_checkpoints", "eval_seeds"]
     for key in positive:
         if getattr(config, key) < 1:
             raise UserError(f"config: '{key}' must be >= 1, got {getattr(config, key)}")
     batch = config.prompts_per_iteration * config.samples_per_prompt
-    if batch % config.minibatch:
+    if config.minibatch < 0:
+        raise UserError(f"config: 'minibatch' must be >= 0 (0: the whole batch), got {config.minibatch}")
+    if batch % minibatch_size(config):
         raise UserError(
             f"config: minibatch {config.minibatch} does not divide the batch of {batch} samples "
             f"(prompts_per_iteration {config.prompts_per_iteration} x samples_per_prompt {config.samples_per_prompt})"
         )
     if config.antithetic and config.samples_per_prompt % 2:
         raise UserError(f"config: antithetic needs an even samples_per_prompt, got {config.samples_per_prompt}")
+    if config.backend != "shapes" and config.eval_prompts in SHAPES_SETS:  # the default would only waste renders
+        raise UserError(
+            f"config: eval_prompts '{config.eval_prompts}' is a Shapes world prompt set, but the backend is "
+            f"'{config.backend}': give eval_prompts=FILE (held-out prompts for your model) or eval_prompts= "
+            "(no held-out pass)"
+        )
     if config.noise_centring and not config.shared_noise:
         raise UserError("config: noise_centring needs shared_noise (a noise's mean is over the prompts sharing it)")
     if not 0 <= config.noise_centring <= 1:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from noiseppo.errors import UserError
+from noiseppo.schedule import minibatch_size
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT = "report.html"
@@ -221,17 +222,32 @@ def held_out_line(row: dict) -> str:
 
 
 # -- a run's page -------------------------------------------------------------------------------
-def curves(logprob: str) -> list[Curve]:
-    per = "per latent dimension" if logprob == "mean" else "per sample, summed over latent dimensions"
+def curves(config) -> list[Curve]:
+    """The run's curves; a curve the run's settings hold still says why under it."""
+    per = "per latent dimension" if config.logprob == "mean" else "per sample, summed over latent dimensions"
+    one_step = config.epochs == 1 and minibatch_size(config) == config.prompts_per_iteration * config.samples_per_prompt
+    still = (
+        " 0 throughout by construction: with one PPO step per iteration (1 epoch, the whole batch) the "
+        "gradient is taken at ratio 1, before the policy has moved"
+        if one_step
+        else ""
+    )
     return [
         Curve("reward (mean ± std over the batch)", "reward (the reward's own units)", ("reward_mean",)),
         Curve("training batch, verifier", "fraction of images", ("train_correct", "train_partial")),
-        Curve("policy_kl: KL(π_old ‖ π_new)", "nats per latent dimension", ("policy_kl",), "before each PPO step"),
-        Curve("approx_kl", f"nats, {per}", ("approx_kl",), "cleanrl's (ratio - 1) - log ratio"),
-        Curve("clipfrac", "fraction of samples", ("clipfrac",), "ratio outside [1-ε, 1+ε]"),
+        Curve(
+            "policy_kl: KL(π_old ‖ π_new)", "nats per latent dimension", ("policy_kl",), "before each PPO step." + still
+        ),
+        Curve("approx_kl", f"nats, {per}", ("approx_kl",), "cleanrl's (ratio - 1) - log ratio." + still),
+        Curve("clipfrac", "fraction of samples", ("clipfrac",), "ratio outside [1-ε, 1+ε]." + still),
         Curve("kl_prior: KL(π ‖ N(0, I))", f"nats, {per}", ("kl_prior",)),
         Curve("mu_rms: size of the learned mean", "N(0, I) units (RMS over latents)", ("mu_rms",)),
-        Curve("sigma_mean", "N(0, I) units (1: standard noise)", ("sigma_mean",)),
+        Curve(
+            "sigma_mean",
+            "N(0, I) units (1: standard noise)",
+            ("sigma_mean",),
+            "" if config.learn_sigma else "1 throughout: learn_sigma is off, σ stays 1",
+        ),
         Curve("zero_spread_groups", "fraction of prompt groups", ("zero_spread_groups",), "identical rewards"),
         Curve("samples/s", "images per second", ("samples_per_s",), "rollout and update of one iteration"),
         Curve("learning rate", "AdamW lr", ("lr",)),
@@ -474,13 +490,13 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
         ("wall time", _wall_time(wall, rows)),
     ]
     held_out, caption = _held_out(config, rows)
-    plotted = {k for c in curves(config.logprob) for k in c.keys} | {"iteration", "reward_std"}
+    plotted = {k for c in curves(config) for k in c.keys} | {"iteration", "reward_std"}
     return RunPage(
         folder=str(run),
         header=header,
         config=_config_rows(config),
         batch=batch_arithmetic(config, guidance),
-        plots=curve_plots(rows, curves(config.logprob)),
+        plots=curve_plots(rows, curves(config)),
         held_out_plots=held_out_plots(rows),
         held_out=held_out,
         held_out_caption=caption,

@@ -24,12 +24,17 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def minibatch_size(cfg: TrainConfig) -> int:
+    """Samples per PPO minibatch: ``cfg.minibatch``, or the whole iteration's batch when it is 0."""
+    return cfg.minibatch or cfg.prompts_per_iteration * cfg.samples_per_prompt
+
+
 def batch_arithmetic(cfg: TrainConfig, guidance: float | None, world: int = 1) -> str:
     """The batch line printed at start-up (and shown in the report)."""
-    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
+    batch, minibatch = cfg.prompts_per_iteration * cfg.samples_per_prompt, minibatch_size(cfg)
     return (
         f"batch: {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} samples = {batch} images per "
-        f"iteration, {batch // cfg.minibatch} minibatches of {cfg.minibatch} x {cfg.epochs} epochs; "
+        f"iteration, {batch // minibatch} minibatches of {minibatch} x {cfg.epochs} epochs; "
         f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps"
         + (f", guidance {guidance}" if guidance is not None else "")
         + (f"; {world} processes render {batch // world} images each" if world > 1 else "")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from noiseppo.backends.base import Backend
 from noiseppo.overlap import score_while_rendering
@@ -24,6 +27,7 @@ def score_side(
     latents_fn: LatentsFn | None,
     overlap: bool = True,
     prompt_ids: list[int] | None = None,
+    progress: str | None = None,
 ) -> tuple[dict[str, np.ndarray], list[Sample]]:
     """Render one side (standard noise, or a policy's latents) and score every image:
     ``reward`` plus the reward's numeric details, one value per image. Each chunk of ``batch``
@@ -34,6 +38,8 @@ def score_side(
         return chunk, *score_with_details(reward, images, [s.prompt for s in chunk])
 
     batches = sample_batches(backend, prompts, seeds, steps, guidance, seed, batch, latents_fn, prompt_ids)
+    if progress is not None:  # a bar of its own, named, that goes when the side is done
+        batches = tqdm(batches, total=math.ceil(len(prompts) * seeds / batch), desc=progress, leave=False)
     scored = score_while_rendering(batches, score, overlap)
     samples = [s for chunk, _, _ in scored for s in chunk]
     metrics = {"reward": torch.cat([r for _, r, _ in scored]).numpy().astype(np.float64)}

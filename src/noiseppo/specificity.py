@@ -75,6 +75,7 @@ def controls(
     overlap: bool = True,
     mode: Mode = "sample",
     other_seed: int = OTHER_SEED,
+    progress: str | None = None,
 ) -> dict[str, Control]:
     """Render and score the "other" and "mirror" sides (each present when the prompts allow it),
     paired with ``score_side(..., prompts, ..., seed, ...)`` of the same arguments."""
@@ -83,7 +84,10 @@ def controls(
     others = other_prompts(prompts, other_seed)
     if others:
         fn = partner_latents(policy, backend, dict(zip(canonical, others, strict=True)), mode)
-        metrics, _ = score_side(backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap)
+        label = None if progress is None else f"{progress}: other prompts' latents"
+        metrics, _ = score_side(
+            backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap, progress=label
+        )
         out["other"] = Control(metrics, np.arange(len(prompts) * seeds))
     ids = [i for i, p in enumerate(prompts) if mirror_prompt(p) is not None]
     if ids:
@@ -91,7 +95,8 @@ def controls(
         backend.encode(list(partners.values()))  # a mirror outside the backend's language fails here, clearly
         fn = partner_latents(policy, backend, partners, mode)  # type: ignore[arg-type]
         subset = [prompts[i] for i in ids]
-        metrics, _ = score_side(backend, reward, subset, steps, seeds, guidance, seed, batch, fn, overlap, ids)
+        label = None if progress is None else f"{progress}: mirrored prompts' latents"
+        metrics, _ = score_side(backend, reward, subset, steps, seeds, guidance, seed, batch, fn, overlap, ids, label)
         rows = (np.asarray(ids)[:, None] * seeds + np.arange(seeds)[None]).reshape(-1)
         out["mirror"] = Control(metrics, rows)
     return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -52,7 +53,7 @@ from noiseppo.config import TrainConfig
 from noiseppo.distributed import Ranks
 from noiseppo.errors import UserError
 from noiseppo.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
-from noiseppo.files import occupied, replaced_folder, truncate_jsonl
+from noiseppo.files import check_parent, occupied, replaced_folder, truncate_jsonl
 from noiseppo.interrupt import Interrupted, Snapshot
 from noiseppo.overlap import score_while_rendering
 from noiseppo.paired import paired_row
@@ -63,9 +64,9 @@ from noiseppo.prompts import load_prompts
 from noiseppo.provenance import write_run_info
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import redacted
-from noiseppo.rewards.scoring import score_with_details
+from noiseppo.rewards.scoring import reward_phase, score_with_details
 from noiseppo.sampling import encode_distinct
-from noiseppo.schedule import batch_arithmetic, learning_rate
+from noiseppo.schedule import batch_arithmetic, learning_rate, minibatch_size
 from noiseppo.seeds import EVAL_SEED, sample_seed
 from noiseppo.sides import score_side
 from noiseppo.specificity import controls, specificity_row
@@ -103,9 +104,10 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.ranks = Ranks(config.device, config.dist_timeout)
         world = self.ranks.world
-        for key in ("prompts_per_iteration", "minibatch"):
-            if getattr(config, key) % world:
-                raise UserError(f"config: {key} {getattr(config, key)} does not split over {world} processes")
+        splits = {"prompts_per_iteration": config.prompts_per_iteration, "minibatch": minibatch_size(config)}
+        for key, value in splits.items():
+            if value % world:
+                raise UserError(f"config: {key} {value} does not split over {world} processes")
         device = config.device if world == 1 else str(self.ranks.device)  # one GPU per process
         self.backend = get_backend(config.backend, config.model or None, config.scheduler, device, config.dtype)
         self.guidance = resolve_guidance(self.backend, config.guidance)
@@ -114,7 +116,8 @@ class Trainer:
         if len(self.prompts) < config.prompts_per_iteration:
             raise UserError(
                 f"config: prompts_per_iteration {config.prompts_per_iteration} exceeds the "
-                f"{len(self.prompts)} prompts of '{config.prompts}'"
+                f"{len(self.prompts)} prompts of '{config.prompts}' (set prompts_per_iteration={len(self.prompts)} "
+                "or fewer, or give more prompts)"
             )
         self.eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
         # Refuse prompts outside the backend's language, and a step count or guidance it cannot
@@ -142,6 +145,7 @@ class Trainer:
         )
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count, config.advantages)
         self.iteration = 0
+        self.show_progress = False  # a held-out pass's own progress bar (noiseppo train sets it unless quiet)
         # The frozen model's held-out scores (metric -> per-image values) and each image's prompt index.
         self._standard_eval: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         # A fixed sample of training prompts on which the policy's size is logged.
@@ -203,7 +207,9 @@ class Trainer:
             rewards = torch.cat([scores for scores, _ in scored])
             return rewards, {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
 
-        local_reward, local_fields = ranks.run(render_and_score)
+        # Iterations count from 1, as metrics.jsonl does: this is the row this rollout will write.
+        with reward_phase(redacted(cfg.reward), f"training iteration {self.iteration + 1}"):
+            local_reward, local_fields = ranks.run(render_and_score)
         reward = ranks.gather(local_reward.to(ranks.device)).cpu()
         fields = {k: ranks.gather(v.to(ranks.device)).cpu() for k, v in sorted(local_fields.items())}
 
@@ -211,8 +217,8 @@ class Trainer:
         dropped = int((~finite).sum())
         if dropped > cfg.max_nan_fraction * len(reward):
             raise UserError(
-                f"the reward '{redacted(cfg.reward)}' returned NaN for {dropped} of {len(reward)} images at iteration "
-                f"{self.iteration} (max_nan_fraction is {cfg.max_nan_fraction})"
+                f"reward '{redacted(cfg.reward)}', training iteration {self.iteration + 1}: NaN for {dropped} of "
+                f"{len(reward)} images (max_nan_fraction is {cfg.max_nan_fraction})"
             )
         keep = finite.nonzero().flatten()
         # A prompt's group is its conditioning's text (``Conditioning.prompts``), as DDPO's is.
@@ -278,23 +284,39 @@ class Trainer:
         if not self.eval_prompts:
             return {}
 
-        def scores(latents_fn) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        label = f"held-out pass after iteration {self.iteration}" if self.show_progress else None
+
+        def scores(latents_fn, side: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
             metrics, samples = score_side(
                 self.backend, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance, EVAL_SEED,
-                cfg.render_batch, latents_fn, cfg.overlap_scoring,
+                cfg.render_batch, latents_fn, cfg.overlap_scoring, progress=label and f"{label}: {side}",
             )  # fmt: skip
             return metrics, np.array([s.prompt_index for s in samples])
 
-        if self._standard_eval is None:  # the frozen model's side never changes
-            self._standard_eval = scores(None)
-        standard, clusters = self._standard_eval
-        policy_side, _ = scores(self.policy.noise_to_latents("sample"))
+        phase = f"held-out pass after iteration {self.iteration}"
+        with reward_phase(redacted(cfg.reward), phase):
+            if self._standard_eval is None:  # the frozen model's side never changes
+                self._standard_eval = scores(None, "standard noise")
+            standard, clusters = self._standard_eval
+            # At iteration 0 the policy is the untrained one, whose latents are the standard noise bit
+            # for bit (tested): its side is the standard side, and no control can differ from it.
+            untrained = self.iteration == 0
+            policy_side = standard if untrained else scores(self.policy.noise_to_latents("sample"), "policy")[0]
+        for side, metrics in (("standard noise", standard), ("policy", policy_side)):  # as training counts NaN
+            dropped = int(np.isnan(metrics["reward"]).sum())
+            if dropped > cfg.max_nan_fraction * len(metrics["reward"]):
+                raise UserError(
+                    f"reward '{redacted(cfg.reward)}', {phase}: NaN for {dropped} of {len(metrics['reward'])} "
+                    f"{side} images (max_nan_fraction is {cfg.max_nan_fraction})"
+                )
         row = paired_row(standard, policy_side, clusters)
-        if cfg.eval_specificity:  # own - other, own - mirror: does the gain depend on the prompt?
-            sides = controls(
-                self.backend, self.policy, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance,
-                EVAL_SEED, cfg.render_batch, cfg.overlap_scoring,
-            )  # fmt: skip
+        row["eval_nan_rewards"] = float(np.isnan(policy_side["reward"]).sum() + np.isnan(standard["reward"]).sum())
+        if cfg.eval_specificity and not untrained:  # own - other, own - mirror: does the gain depend on the prompt?
+            with reward_phase(redacted(cfg.reward), phase):
+                sides = controls(
+                    self.backend, self.policy, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds,
+                    self.guidance, EVAL_SEED, cfg.render_batch, cfg.overlap_scoring, progress=label,
+                )  # fmt: skip
             row.update({f"eval_{k}": v for k, v in specificity_row(policy_side, clusters, sides).items()})
         return row
 
@@ -330,8 +352,7 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
         return resolve(config_file=str(out / "config.yaml"))
     if occupied(out):
         raise UserError(f"{out}: run folder exists and is not empty; use --resume or a new folder")
-    if not out.parent.is_dir():
-        raise UserError(f"{out.parent}: parent folder of the run does not exist")
+    check_parent(out)  # missing parent folders are made with the run's own (``runs/`` need not exist)
     return None
 
 
@@ -371,6 +392,7 @@ def train(
         trainer.load(out)
     cfg = config
     quiet = quiet or not ranks.is_main
+    trainer.show_progress = not quiet
     say = (lambda *a: None) if quiet else print
     # config.yaml holds the guidance the run uses, not None for "the backend's default".
     resolved = dataclasses.replace(cfg, guidance=trainer.guidance)
@@ -382,7 +404,7 @@ def train(
     def start() -> tuple:
         first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
         if not resume:
-            out.mkdir(exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
             tmp = out / ".config.yaml.tmp"
             tmp.write_text(to_yaml(resolved))
             tmp.replace(out / "config.yaml")
@@ -509,20 +531,22 @@ def _write_report(out: Path, trainer: Trainer) -> bool:
 
 
 def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> None:
+    # JSON has no NaN: a non-finite value is written as null (a NaN reward's count is its own key, nan_rewards).
+    finite = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
     try:
         with (out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(finite, allow_nan=False) + "\n")
     except OSError as e:  # a full disk: the checkpoint holds the run, --resume rewrites the rows
         raise UserError(f"{out / 'metrics.jsonl'}: cannot write ({e.strerror or e}); resume once there is room") from e
     step = int(row["iteration"])
-    for key, value in row.items():
-        if key != "iteration":
+    for key, value in finite.items():
+        if key != "iteration" and value is not None:
             writer.add_scalar(key, value, step)
     writer.flush()
     if wandb_run is not None:
         wandb_run.log(row, step=step)
     if not quiet:
-        print(json.dumps({k: round(v, 4) for k, v in row.items()}))
+        print(json.dumps({k: (round(v, 4) if v is not None else None) for k, v in finite.items()}))
 
 
 def _start_wandb(cfg: TrainConfig, out: Path):

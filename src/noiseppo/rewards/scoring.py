@@ -10,7 +10,8 @@ imports them back (``weighted``, ``http``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from noiseppo.errors import UserError, first_line
@@ -19,6 +20,20 @@ if TYPE_CHECKING:
     import torch
 
     from noiseppo.rewards import Reward
+
+
+class RewardError(UserError):
+    """A reward that broke its contract or failed; ``reward_phase`` says which reward and where."""
+
+
+@contextlib.contextmanager
+def reward_phase(name: str, phase: str) -> Iterator[None]:
+    """Name the reward and the phase ("training iteration 3", "held-out pass after iteration 20")
+    in the one line of a reward failure raised inside: the same message says where it happened."""
+    try:
+        yield
+    except RewardError as e:
+        raise UserError(f"reward '{name}', {phase}: {e}") from e
 
 
 def check_images(reward: Reward, images: Any, n: int) -> None:
@@ -30,19 +45,21 @@ def check_images(reward: Reward, images: Any, n: int) -> None:
         raise UserError(f"the backend made images of shape {shape}, the reward reads {wanted}")
 
 
-def reward_failure(e: Exception) -> UserError:
+def reward_failure(e: Exception) -> RewardError:
     """The one line for a reward that raised something other than a ``UserError``."""
     line = first_line(e)
     reason = f": {line}" if line else ""
-    return UserError(f"the reward raised {e.__class__.__name__}{reason}")
+    return RewardError(f"the reward raised {e.__class__.__name__}{reason}")
 
 
 def _call(fn: Callable, images: Any, prompts: Sequence[str]) -> Any:
     """Call the reward; its failure (a crashed model, a dropped connection) stops the run with one line."""
     try:
         return fn(images, prompts)
-    except UserError:
+    except RewardError:
         raise
+    except UserError as e:  # the reward's own one line (a server that refused): the same line, as a reward's
+        raise RewardError(str(e)) from e
     except Exception as e:
         raise reward_failure(e) from e
 
@@ -55,11 +72,11 @@ def checked_scores(raw: Any, n: int) -> torch.Tensor:
     try:
         scores = torch.as_tensor(raw, dtype=torch.float32).detach().cpu().flatten()
     except (TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"the reward returned something that is not a list of numbers ({e})") from None
+        raise RewardError(f"the reward returned something that is not a list of numbers ({e})") from None
     if scores.numel() != n:
-        raise UserError(f"the reward returned {scores.numel()} scores for {n} images")
+        raise RewardError(f"the reward returned {scores.numel()} scores for {n} images")
     if torch.isinf(scores).any():
-        raise UserError("the reward returned an infinite score")
+        raise RewardError("the reward returned an infinite score")
     return scores
 
 
