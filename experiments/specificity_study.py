@@ -44,6 +44,8 @@ from noiseppo.train import train
 
 SHARED = {"shared_noise": True}
 VARIANTS: dict[str, dict[str, object]] = {
+    # The control: the default with the prompt hidden from the policy (what the prompt adds).
+    "default-blind": {"prompt_blind": True},
     # The default before this study is ``shipped:shapes-steps4`` (the shapes preset, seed 0).
     # One change each from the default: every prompt of an iteration gets the same 8 noises,
     # and that fraction of each noise's mean advantage over the 16 prompts is removed.
@@ -53,6 +55,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     # One change from each of those: the token readout (each contextual token paints a map).
     "shared-centre0.9-token": {**SHARED, "noise_centring": 0.9, "readout": "token"},
     "shared-centre1-token": {**SHARED, "noise_centring": 1.0, "readout": "token"},
+    # One change from shared-centre1: ten times the learning rate (each prompt's own direction gets
+    # only a small share of the shared weights' normalised Adam step).
+    "shared-centre1-lr1e-2": {**SHARED, "noise_centring": 1.0, "lr": 1e-2},
 }
 
 
@@ -107,6 +112,23 @@ def run_variant(name: str, overrides: dict, out: Path, threads: int, seeds: int,
     return result
 
 
+def stopped_row(name: str, out: Path, seeds: int, train_seeds: int) -> dict:
+    """A variant whose run was stopped before its last iteration, evaluated as it stands (its
+    ``policy/`` is the last checkpoint's), not trained further."""
+    run = out / name
+    config = resolve(config_file=str(run / "config.yaml"))
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    done = json.loads((run / "checkpoint" / "latest.json").read_text())
+    result: dict = {"variant": name, "train_seed": config.seed, "overrides": VARIANTS[name], "stopped": done}
+    tail = [r for r in rows if "reward_mean" in r][-10:]
+    for key in ("reward_mean", "mu_rms"):
+        result[key] = float(np.mean([r[key] for r in tail]))
+    policy = load_policy(run)
+    result["held_out"] = evaluate(policy, config, load_prompts("shapes-test"), seeds)
+    result["train"] = evaluate(policy, config, load_prompts("shapes-train")[::4], train_seeds)
+    return result
+
+
 def shipped_row(name: str, seeds: int, train_seeds: int) -> dict:
     """A shipped policy (trained by the preset it names, as its model card says), evaluated as a variant."""
     config = resolve()
@@ -133,6 +155,8 @@ def main() -> None:
     for name in names:
         if name.startswith("shipped:"):  # e.g. shipped:shapes-steps4, the default before this study
             result = shipped_row(name.split(":", 1)[1], args.seeds, args.train_seeds)
+        elif name.startswith("stopped:"):  # a variant's run stopped early: its last checkpoint's policy
+            result = stopped_row(name.split(":", 1)[1], Path(args.out), args.seeds, args.train_seeds)
         else:
             result = run_variant(
                 name, VARIANTS[name], Path(args.out), args.threads, args.seeds, args.train_seeds, args.train_seed

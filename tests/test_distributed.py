@@ -78,7 +78,8 @@ def test_one_failing_rank_stops_every_rank_with_its_message(noiseppo, tmp_path: 
     assert time.time() - start < 120, "the healthy rank waited for the failed one"
     assert result.returncode != 0
     message = (
-        "noiseppo: error: process 1: the reward raised RuntimeError: the reward model on this host ran out of memory"
+        "noiseppo: error: process 1: reward 'flaky_reward:reward', training iteration 1: the reward raised "
+        "RuntimeError: the reward model on this host ran out of memory"
     )
     assert result.stderr.count(message) == 2, result.stderr[-3000:]  # both ranks stop with the same line
     # No traceback out of noiseppo itself (torchrun reports the failed child with its own).

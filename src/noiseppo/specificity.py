@@ -89,11 +89,12 @@ def controls(
             backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap, progress=label
         )
         out["other"] = Control(metrics, np.arange(len(prompts) * seeds))
-    ids = [i for i, p in enumerate(prompts) if mirror_prompt(p) is not None]
+    mirrors = {i: m for i, p in enumerate(prompts) if (m := mirror_prompt(p)) is not None}
+    ids = list(mirrors)
     if ids:
-        partners = {canonical[i]: mirror_prompt(prompts[i]) for i in ids}
+        partners = {canonical[i]: mirrors[i] for i in ids}
         backend.encode(list(partners.values()))  # a mirror outside the backend's language fails here, clearly
-        fn = partner_latents(policy, backend, partners, mode)  # type: ignore[arg-type]
+        fn = partner_latents(policy, backend, partners, mode)
         subset = [prompts[i] for i in ids]
         label = None if progress is None else f"{progress}: mirrored prompts' latents"
         metrics, _ = score_side(backend, reward, subset, steps, seeds, guidance, seed, batch, fn, overlap, ids, label)

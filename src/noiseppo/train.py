@@ -197,7 +197,9 @@ class Trainer:
                 return result
 
             t3 = time.perf_counter()
-            scored = score_while_rendering(chunks(), score, cfg.overlap_scoring)
+            # Iterations count from 1, as metrics.jsonl does: this is the row this rollout will write.
+            with reward_phase(redacted(cfg.reward), f"training iteration {self.iteration + 1}"):
+                scored = score_while_rendering(chunks(), score, cfg.overlap_scoring)
             timings["time_sampling"] += rendering
             timings["time_reward_wait"] = time.perf_counter() - t3 - rendering
             fields: dict[str, list[float]] = {}
@@ -207,9 +209,7 @@ class Trainer:
             rewards = torch.cat([scores for scores, _ in scored])
             return rewards, {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
 
-        # Iterations count from 1, as metrics.jsonl does: this is the row this rollout will write.
-        with reward_phase(redacted(cfg.reward), f"training iteration {self.iteration + 1}"):
-            local_reward, local_fields = ranks.run(render_and_score)
+        local_reward, local_fields = ranks.run(render_and_score)
         reward = ranks.gather(local_reward.to(ranks.device)).cpu()
         fields = {k: ranks.gather(v.to(ranks.device)).cpu() for k, v in sorted(local_fields.items())}
 
