@@ -86,6 +86,8 @@ def evaluate_steps(
 def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
     """One row per metric: means of each side, paired deltas and their bootstrap intervals."""
     rows = []
+    # own - other, own - mirror for every metric at once (each bootstrap is seeded: the same figures per metric)
+    spec = specificity_row(result.scores["policy"], result.prompt_index, result.controls, resamples)
     for metric, standard in result.scores["standard"].items():
         policy = result.scores["policy"][metric]
         mu = result.scores["policy_mu"][metric]
@@ -109,7 +111,6 @@ def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
                 "ci95_mu_high": high_mu,
             }
         )
-        spec = specificity_row(result.scores["policy"], result.prompt_index, result.controls, resamples)
         for side in result.controls:  # own - other, own - mirror, where the prompts have them
             key = f"own_minus_{side}_{metric}"
             if key in spec:
