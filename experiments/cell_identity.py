@@ -39,7 +39,7 @@ def main() -> None:
     rows = []
     for std in (float(s) for s in args.query_stds.split(",")):
         torch.manual_seed(0)
-        policy = NoisePolicy(latent_shape=backend.latent_shape, cond_dim=conditioning.pooled.shape[-1], query_std=std)
+        policy = NoisePolicy.for_backend(backend, query_std=std)
         with torch.no_grad():
             h = cell_features(policy, conditioning)
         within = float(h.var(1).mean())  # across the cells of one prompt

@@ -62,6 +62,7 @@ def noise(n: int, offset: int = 0) -> torch.Tensor:
 def test_encode_gives_token_states_pooled_and_mask(backend: ShapesBackend) -> None:
     c = backend.encode(PROMPTS)
     assert c.token_states.shape == (3, 9, 16) and c.pooled.shape == (3, 16)
+    assert backend.token_dim == backend.pooled_dim == 16  # the text encoder's width, which a policy for it reads
     # <bos> plus the prompt's words are real tokens, the rest is padding.
     assert c.mask.sum(1).tolist() == [4, 4, 9]
     assert not c.token_states.requires_grad

@@ -201,13 +201,19 @@ def test_compare_json_follows_its_documented_schema(noiseppo, tmp_path: Path) ->
     assert rows["noise-ppo-blind"]["own_minus_other"] == 0  # the prompt hidden: another prompt's latents are its own
     assert rows["noise-ppo-blind"]["renders_train"] == rows["noise-ppo"]["renders_train"]
     assert "own_minus_other" not in rows["golden-top-2"] and rows["golden-top-2"]["renders_train"] == 69 * 4
-    p3 = body["p3"]["noise-ppo"]
+    p3 = body["against_best_of_n"]["noise-ppo"]
     assert [a["method"] for a in p3["against"]] == ["best-of-1", "best-of-3"] and "matches_best_of_n" in p3
     assert p3["against"][0]["delta"] == pytest.approx(rows["noise-ppo"]["correct"] - rows["best-of-1"]["correct"])
-    assert body["p4"]["ddpo_final"]["iteration"] == 1 and "wall_time_ratio_at_ends" in body["p4"]
+    assert body["against_ddpo"]["ddpo_final"]["iteration"] == 1 and "wall_time_ratio_at_ends" in body["against_ddpo"]
     assert (out / "compare.png").is_file()
+    page = (out / "report.html").read_text()  # the baselines on a page: every row, its score as in the JSON
+    table = page[page.index('<table class="compare-table">') :].split("</table>")[0]
+    for name, row in rows.items():
+        assert f'<td>{name}</td><td class="num">{row["correct"]:.3f}</td>' in table, name
     last = done.stdout.strip().splitlines()[-1]
-    assert json.loads(last)["rows"]["standard"] == round(rows["standard"]["correct"], 4)
+    summary = json.loads(last)  # one line: the scores and the path of the JSON with every figure
+    assert summary["rows"]["standard"] == round(rows["standard"]["correct"], 4) and summary["metric"] == "correct"
+    assert summary["wrote"] == str(out / "compare.json") and set(summary) == {"wrote", "metric", "rows"}
     # docs/baselines.md documents exactly these keys.
     documented = set(re.findall(r"^\| `(\w+)` \|", DOC.read_text(), re.M))
     assert documented == set(TOP_KEYS) | set(ROW_KEYS) | set(OPTIONAL_ROW_KEYS)

@@ -58,3 +58,13 @@ def test_two_spellings_of_one_prompt_are_one_group(tmp_path: Path) -> None:
     trainer.stats.advantages = recording  # type: ignore[method-assign]
     trainer.step()
     assert grouped == [["a red circle"] * 8]
+
+
+def test_another_backend_without_eval_prompts_has_no_held_out_pass_and_keeps_the_users_own(tmp_path: Path) -> None:
+    # The presets' held-out sets are Shapes prompts: they never go through another model by default.
+    assert resolve("shapes").eval_prompts == "shapes-test"
+    assert resolve("shapes", flags={"backend": "diffusers"}).eval_prompts == ""
+    assert resolve("tiny", overrides=["backend=sd3"]).eval_prompts == ""
+    (tmp_path / "c.yaml").write_text(f"backend: flux\neval_prompts: {tmp_path / 'mine.txt'}\n")
+    assert resolve("shapes", config_file=str(tmp_path / "c.yaml")).eval_prompts == str(tmp_path / "mine.txt")
+    assert resolve("shapes", flags={"backend": "diffusers"}, overrides=["eval_prompts=my.txt"]).eval_prompts == "my.txt"

@@ -51,6 +51,7 @@ def users_pipeline(path: Path) -> DiffusionPipeline:
 def test_the_backend_reads_the_pipeline(backend: DiffusersBackend) -> None:
     assert backend.latent_shape == (4, 8, 8)  # unet.in_channels, sample_size
     assert backend.default_guidance == 7.5  # StableDiffusionPipeline.__call__'s own default
+    assert (backend.token_dim, backend.pooled_dim) == (16, 16)  # SD has no pooled vector: the token states' mean
     cond = backend.encode(PROMPTS)
     assert cond.token_states.shape == (3, 16, 16) and cond.pooled.shape == (3, 16) and cond.mask.all()
     assert torch.allclose(cond.pooled, cond.token_states.mean(1))
@@ -59,7 +60,7 @@ def test_the_backend_reads_the_pipeline(backend: DiffusersBackend) -> None:
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
 def test_the_untrained_policy_gives_the_pipelines_own_images(backend: DiffusersBackend, tiny_sd, guidance) -> None:
-    policy = NoisePolicy(latent_shape=backend.latent_shape, cond_dim=16)
+    policy = NoisePolicy.for_backend(backend)
     cond = backend.encode(PROMPTS)
     eps = standard_noise(backend.latent_shape, [0, 1, 2])
     z = policy.noise_to_latents()(cond, eps)
@@ -139,7 +140,7 @@ def test_an_unknown_model_offline_is_one_line(noiseppo, tmp_path: Path) -> None:
 
 def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: DiffusersBackend, tiny_sd: Path) -> None:
     pipe = users_pipeline(tiny_sd)
-    untrained = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16)
+    untrained = NoisePolicy.for_backend(backend)
     # Untrained, with a generator: exactly the images the pipeline draws for itself.
     latents = untrained.latents_for(pipe, PROMPTS, generator=torch.Generator().manual_seed(7))
     mine = pipe(PROMPTS, latents=latents, num_inference_steps=2, output_type="pt").images
@@ -148,7 +149,7 @@ def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: Diffuser
 
     # Trained (a random head), with seeds: the latents and images of training and `noiseppo sample`.
     torch.manual_seed(0)
-    policy = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16)
+    policy = NoisePolicy.for_backend(backend)
     torch.nn.init.normal_(policy.head.weight, std=0.5)
     latents = policy.latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
     expected = latents_for_seeds(policy, backend, PROMPTS, [0, 1, 2])
@@ -157,23 +158,25 @@ def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: Diffuser
     assert torch.equal(images, backend.generate(expected, backend.encode(PROMPTS), 2, 1.0))
     assert policy.latents_for(pipe, "a red cat", seeds=[0]).shape == (1, 4, 8, 8)
 
-    with pytest.raises(
-        UserError, match=r"the policy makes latents of shape \(3, 32, 32\), the pipeline takes \(4, 8, 8\)"
-    ):
+    with pytest.raises(UserError, match=r"for latents of shape \(3, 32, 32\), .* has latents of shape \(4, 8, 8\)"):
         NoisePolicy().latents_for(pipe, PROMPTS)
     with pytest.raises(UserError, match="give a generator or seeds, not both"):
         policy.latents_for(pipe, PROMPTS, generator=torch.Generator(), seeds=[0, 1, 2])
-    with pytest.raises(UserError, match="the policy reads conditioning of width 64, the backend gives 16"):
-        NoisePolicy(latent_shape=(4, 8, 8), cond_dim=64).latents_for(pipe, PROMPTS)
+    with pytest.raises(UserError, match="token states 64 wide and pooled vectors 64 wide; the StableDiffusionPipel"):
+        NoisePolicy(latent_shape=(4, 8, 8)).latents_for(pipe, PROMPTS)
 
 
 def test_sdxl(noiseppo, tiny_sdxl: Path, tmp_path: Path) -> None:
-    """Two text encoders, Euler, the U-Net's extra pooled and size inputs: the pipeline's own images."""
+    """Two text encoders, Euler, the U-Net's extra pooled and size inputs: the pipeline's own images.
+    The policy reads token states (32 wide) and SDXL's own pooled embedding (8 wide) at their widths."""
     backend = get_backend("diffusers", str(tiny_sdxl), "default")
     assert type(backend.pipe).__name__ == "StableDiffusionXLPipeline" and backend.default_guidance == 5.0
+    assert (backend.token_dim, backend.pooled_dim) == (32, 8)
     cond = backend.encode(PROMPTS)
-    assert cond.token_states.shape == (3, 16, 32) and cond.pooled.shape == (3, 32)  # one width for the policy
-    policy = NoisePolicy(latent_shape=backend.latent_shape, cond_dim=32)
+    assert cond.token_states.shape == (3, 16, 32) and cond.pooled.shape == (3, 8)
+    own = backend.pipe.encode_prompt(PROMPTS, do_classifier_free_guidance=False)
+    assert torch.equal(cond.token_states, own[0]) and torch.equal(cond.pooled, own[2])  # the U-Net's text_embeds
+    policy = NoisePolicy.for_backend(backend)
     eps = standard_noise(backend.latent_shape, [0, 1, 2])
     pipe = users_pipeline(tiny_sdxl)
     for guidance in (1.0, 3.0):
@@ -189,19 +192,29 @@ def test_sdxl(noiseppo, tiny_sdxl: Path, tmp_path: Path) -> None:
     prompts.write_text("\n".join(PROMPTS) + "\n")
     done = noiseppo.in_process(
         *["train", "--preset", "tiny", "--backend", "diffusers", "--model", str(tiny_sdxl), "--prompts", str(prompts),
-         "--reward", "jpeg_incompressibility", "--steps", "2", "--iterations", "1", "--out", str(tmp_path / "run"),
-         "guidance=1.5", "eval_prompts=", "threads=1"]
+         "--reward", "jpeg_incompressibility", "--steps", "2", "--out", str(tmp_path / "run"), "guidance=1.5",
+         "eval_prompts=", "threads=1"]
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 2 and rows[-1]["reward_mean"] > 0 and rows[-1]["approx_kl"] > 0  # it updated
     # No scheduler given: the pipeline keeps its own (a run on a Turbo model keeps its Euler).
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["scheduler"] == "default"
-    assert json.loads((tmp_path / "run" / "policy" / "config.json").read_text())["cond_dim"] == 32
+    config = json.loads((tmp_path / "run" / "policy" / "config.json").read_text())
+    assert (config["token_dim"], config["pooled_dim"]) == (32, 8)
     done = noiseppo.in_process(
         *["sample", "--policy", str(tmp_path / "run"), "--prompt", "a cat", "--n", "1", "--out", str(tmp_path / "s")]
     )
     assert done.returncode == 0, done.stderr
     row = json.loads((tmp_path / "s" / "samples.jsonl").read_text())
     assert row["guidance"] == 1.5 and row["steps"] == 2  # the run's own settings
+    done = noiseppo.in_process(
+        *["eval", "--policy", str(tmp_path / "run"), "--prompts", str(prompts), "--seeds", "2", "--bootstrap", "200",
+          "--out", str(tmp_path / "eval")]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["guidance"] == 1.5 and [r["steps"] for r in report["results"]] == [2]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -219,7 +232,7 @@ def test_cuda_in_half_precision(tiny_sd: Path, backend: DiffusersBackend, dtype:
     assert images.device.type == "cuda" and images.dtype == torch.float32
     reference = backend.generate(eps, backend.encode(PROMPTS), 3, 3.0)
     assert (images.cpu() - reference).abs().max() < 0.1, "half precision strays far from float32"
-    policy = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16).to("cuda")
+    policy = NoisePolicy.for_backend(gpu).to("cuda")
     latents = policy.latents_for(gpu.pipe, PROMPTS, generator=torch.Generator("cuda").manual_seed(0))
     assert latents.device.type == "cuda" and latents.dtype == DTYPES[dtype]
     assert gpu.pipe(PROMPTS, latents=latents, num_inference_steps=2, output_type="pt").images.shape == (3, 3, 16, 16)

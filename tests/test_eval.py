@@ -41,7 +41,7 @@ def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Pat
         "--prompts",
         prompts,
         "--steps",
-        "1,2",
+        "2,4",
         "--seeds",
         "2",
         "--bootstrap",
@@ -50,13 +50,13 @@ def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Pat
         out,
     )
     assert result.returncode == 0, result.stderr
-    names = ["eval.json", "gain.png", "grid_steps1.png", "grid_steps2.png", "report.html"]
+    names = ["eval.json", "gain.png", "grid_steps2.png", "grid_steps4.png", "report.html"]
     assert sorted(p.name for p in out.iterdir()) == names
     report = json.loads((out / "eval.json").read_text())
     assert report["seeds"] == 2 and report["reward"] == "shapes" and report["guidance"] == 1.0
     rows = report["results"]
     assert [(r["steps"], r["metric"]) for r in rows] == [
-        (s, m) for s in (1, 2) for m in ("reward", "correct", "partial")
+        (s, m) for s in (2, 4) for m in ("reward", "correct", "partial")
     ]
     keys = {"steps", "metric", "n", "standard", "policy", "delta", "ci95_low", "ci95_high"}
     keys |= {"policy_mu", "delta_mu", "ci95_mu_low", "ci95_mu_high"}
@@ -67,12 +67,35 @@ def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Pat
     for r in rows:
         assert set(r) == keys
         assert r["n"] == 6 and r["other_pairs"] == 6 and r["mirror_pairs"] == 2
-        assert r["delta"] == pytest.approx(r["policy"] - r["standard"])
-        assert r["delta_mu"] == pytest.approx(r["policy_mu"] - r["standard"])
-        assert r["ci95_low"] <= r["delta"] + 1e-9 and r["delta"] - 1e-9 <= r["ci95_high"]
-        assert all(0.0 <= r[k] <= 1.0 for k in ("standard", "policy", "policy_mu"))
+    # Each side recomputed here, through the public API, from the documented seed rule (sample j of
+    # prompt i: sample_seed(0, i, j)): a wrong seed, side, step count or metric changes these numbers.
+    from noiseppo.backends import get_backend
+    from noiseppo.policy import load_policy
+    from noiseppo.rewards import get_reward
+    from noiseppo.seeds import sample_seed, standard_noise
+
+    backend, policy, shapes = get_backend("shapes"), load_policy(str(run)), get_reward("shapes")
+    texts = [p for p in PROMPTS for _ in range(2)]
+    seeds = [sample_seed(0, i, j) for i in range(len(PROMPTS)) for j in range(2)]
+    by_key = {(r["steps"], r["metric"]): r for r in rows}
+    for steps in (2, 4):
+        with torch.no_grad():
+            cond = backend.encode(texts)
+            standard = torch.as_tensor(
+                shapes(backend.generate(standard_noise((3, 32, 32), seeds), cond, steps, 1.0), texts)
+            ).numpy()
+            z = policy.backend_latents(backend, texts, seeds=seeds, mode="mean")
+            mean = torch.as_tensor(shapes(backend.generate(z, cond, steps, 1.0), texts)).numpy()
+        r = by_key[(steps, "partial")]
+        assert r["standard"] == pytest.approx(standard.mean()) and r["policy_mu"] == pytest.approx(mean.mean())
+        assert r["delta_mu"] == pytest.approx((mean - standard).mean())
+        assert by_key[(steps, "reward")]["standard"] == r["standard"]  # the Shapes reward is the partial score
+    assert (
+        by_key[(4, "partial")]["standard"] > 0
+        and by_key[(4, "partial")]["policy"] != by_key[(4, "partial")]["standard"]
+    )
     assert "steps metric" in result.stdout and "partial" in result.stdout
-    with Image.open(out / "grid_steps2.png") as grid:
+    with Image.open(out / "grid_steps4.png") as grid:
         assert grid.width > 200
     with Image.open(out / "gain.png") as plot:
         assert plot.format == "PNG"

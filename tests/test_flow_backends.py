@@ -17,7 +17,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from noiseppo.backends import get_backend
 from noiseppo.backends.flow import FluxBackend, SD3Backend
 from noiseppo.errors import UserError
-from noiseppo.policy import NoisePolicy, latents_for_seeds
+from noiseppo.policy import NoisePolicy, check_policy, latents_for_seeds
 from noiseppo.seeds import standard_noise
 from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
 
@@ -41,6 +41,12 @@ def tiny_sd3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def tiny_sd3_wide_pooled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CLIP encoders 16 wide projected to 32: 32-wide token states, a 64-wide pooled vector."""
+    return tiny_sd3_pipeline(tmp_path_factory.mktemp("tiny_sd3_wide_pooled"), projection_dim=32)
+
+
+@pytest.fixture(scope="module")
 def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """FLUX.1-dev-like: the transformer reads distilled guidance."""
     return tiny_flux_pipeline(tmp_path_factory.mktemp("tiny_flux"))
@@ -53,8 +59,19 @@ def tiny_schnell(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models(tiny_sd3: Path, tiny_flux: Path, tiny_schnell: Path) -> dict[str, tuple[str, Path]]:
-    return {"sd3": ("sd3", tiny_sd3), "flux-dev": ("flux", tiny_flux), "flux-schnell": ("flux", tiny_schnell)}
+def models(
+    tiny_sd3: Path, tiny_sd3_wide_pooled: Path, tiny_flux: Path, tiny_schnell: Path
+) -> dict[str, tuple[str, Path]]:
+    return {
+        "sd3": ("sd3", tiny_sd3),
+        "sd3-wide-pooled": ("sd3", tiny_sd3_wide_pooled),
+        "flux-dev": ("flux", tiny_flux),
+        "flux-schnell": ("flux", tiny_schnell),
+    }
+
+
+WIDTHS = {"sd3": (32, 32), "sd3-wide-pooled": (32, 64), "flux-dev": (24, 16), "flux-schnell": (24, 16)}
+"""Each tiny model's token-state and pooled-vector widths."""
 
 
 def users_pipeline(path: Path) -> DiffusionPipeline:
@@ -71,22 +88,30 @@ def users_pipeline(path: Path) -> DiffusionPipeline:
 def test_the_backends_read_the_pipelines(models) -> None:
     sd3 = get_backend(*models["sd3"])
     assert isinstance(sd3, SD3Backend) and sd3.latent_shape == SHAPE  # transformer.in_channels x sample_size
-    assert sd3.default_guidance == 7.0 and sd3.cond_dim == 32  # the pipeline's own default; CLIP-L + CLIP-G
+    assert sd3.default_guidance == 7.0  # the pipeline's own default
+    assert (sd3.token_dim, sd3.pooled_dim) == (32, 32)  # CLIP-L + CLIP-G: hidden widths, projection widths
     cond = sd3.encode(PROMPTS)
     assert cond.token_states.shape == (3, 16, 32) and cond.pooled.shape == (3, 32) and cond.mask.all()
     own = sd3.pipe.encode_prompt(PROMPTS, None, None, do_classifier_free_guidance=False)
     assert torch.equal(cond.pooled, own[2]) and torch.equal(cond.token_states, own[0][:, :16, :32])
     assert own[0].shape == (3, 16 + 256, 32)  # the T5 states after the CLIP ones, which the policy leaves
+    wide = get_backend(*models["sd3-wide-pooled"])  # the CLIP projections (2 x 32) wider than their states (2 x 16)
+    assert (wide.token_dim, wide.pooled_dim) == (32, 64)
+    cond = wide.encode(PROMPTS)
+    assert cond.token_states.shape == (3, 16, 32) and cond.pooled.shape == (3, 64)
+    own = wide.pipe.encode_prompt(PROMPTS, None, None, do_classifier_free_guidance=False)
+    assert torch.equal(cond.pooled, own[2]) and torch.equal(cond.token_states, own[0][:, :16, :32])
 
     flux = get_backend(*models["flux-dev"])
-    assert isinstance(flux, FluxBackend) and flux.latent_shape == SHAPE and flux.cond_dim == 24
+    assert isinstance(flux, FluxBackend) and flux.latent_shape == SHAPE
+    assert (flux.token_dim, flux.pooled_dim) == (24, 16)  # T5, CLIP-L
     assert flux.default_guidance == 3.5
     cond = flux.encode(PROMPTS)
-    assert cond.token_states.shape == (3, 512, 24) and cond.pooled.shape == (3, 24)  # T5, max_sequence_length 512
+    assert cond.token_states.shape == (3, 512, 24) and cond.pooled.shape == (3, 16)  # T5, max_sequence_length 512
     lengths = [len(flux.pipe.tokenizer_2(p).input_ids) for p in PROMPTS]  # the prompt's tokens and </s>
     assert cond.mask.sum(1).tolist() == lengths and not cond.mask[:, max(lengths) :].any()
-    means = [states[:n].mean(0) for states, n in zip(cond.token_states, lengths, strict=True)]
-    assert torch.allclose(cond.pooled, torch.stack(means))
+    own = flux.pipe.encode_prompt(PROMPTS, None, max_sequence_length=512)
+    assert torch.equal(cond.token_states, own[0]) and torch.equal(cond.pooled, own[1])  # CLIP-L's pooled output
     schnell = get_backend(*models["flux-schnell"])
     assert schnell.default_guidance == 0.0 and schnell.encode(PROMPTS).token_states.shape == (3, 256, 24)
 
@@ -104,7 +129,7 @@ def test_sd3_conditioning_needs_no_t5(models) -> None:
     pipe.set_progress_bar_config(disable=True)
     with_t5, without = backend.encode(PROMPTS), SD3Backend.encode_prompts(pipe, PROMPTS)
     assert torch.equal(with_t5.token_states, without.token_states) and torch.equal(with_t5.pooled, without.pooled)
-    latents = NoisePolicy(latent_shape=SHAPE, cond_dim=32).latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
+    latents = NoisePolicy.for_backend(backend).latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
     assert torch.equal(latents, standard_noise(SHAPE, [0, 1, 2]))
 
 
@@ -121,14 +146,17 @@ def test_an_unknown_model_offline_is_one_line(noiseppo, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("model", "guidance"), [("sd3", 1.0), ("sd3", 4.0), ("flux-dev", 3.5), ("flux-schnell", 0)])
+@pytest.mark.parametrize(
+    ("model", "guidance"),
+    [("sd3", 1.0), ("sd3", 4.0), ("sd3-wide-pooled", 4.0), ("flux-dev", 3.5), ("flux-schnell", 0)],
+)
 def test_the_untrained_policy_gives_the_pipelines_own_images(models, model: str, guidance: float) -> None:
     """ε drawn as the pipeline draws its own noise from a seeded generator; the backend, given the
     untrained policy's latents, renders exactly the images of ``pipe(prompts, generator=g)``. For
     FLUX that proves the packing too: the pipeline packs what it draws itself."""
     name, path = models[model]
     backend = get_backend(name, str(path))
-    policy = NoisePolicy(latent_shape=SHAPE, cond_dim=backend.cond_dim)
+    policy = NoisePolicy.for_backend(backend)
     cond = backend.encode(PROMPTS)
     eps = randn_tensor((3, *SHAPE), generator=torch.Generator().manual_seed(7))
     z = policy.noise_to_latents()(cond, eps)
@@ -149,7 +177,7 @@ def test_the_untrained_policy_gives_the_pipelines_own_images(models, model: str,
 def test_latents_for_gives_a_real_pipeline_the_policys_latents(models, model: str) -> None:
     name, path = models[model]
     pipe, backend = users_pipeline(path), get_backend(name, str(path))
-    untrained = NoisePolicy(latent_shape=SHAPE, cond_dim=backend.cond_dim)
+    untrained = NoisePolicy.for_backend(backend)
     # Untrained, with a generator: exactly the images the pipeline draws for itself.
     latents = untrained.latents_for(pipe, PROMPTS, generator=torch.Generator().manual_seed(3))
     assert latents.shape == ((3, 16, 64) if name == "flux" else (3, *SHAPE))  # FLUX: 4x4 tokens of 2x2x16
@@ -159,7 +187,7 @@ def test_latents_for_gives_a_real_pipeline_the_policys_latents(models, model: st
 
     # Trained (a random head), with seeds: the latents and images of training and `noiseppo sample`.
     torch.manual_seed(0)
-    policy = NoisePolicy(latent_shape=SHAPE, cond_dim=backend.cond_dim)
+    policy = NoisePolicy.for_backend(backend)
     torch.nn.init.normal_(policy.head.weight, std=0.5)
     latents = policy.latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
     expected = latents_for_seeds(policy, backend, PROMPTS, [0, 1, 2])
@@ -187,20 +215,37 @@ def test_bad_settings_get_one_line(models, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"latents must have shape \(1, 16, 8, 8\)"):
         schnell.generate(torch.zeros(1, 16, 64), cond, 1, 0.0)  # packed latents are the pipeline's business
 
-    # A policy of the other family: the same latent shape, another conditioning width.
+    # A policy of the other family: the same latent shape, other conditioning widths.
     pipe = users_pipeline(models["sd3"][1])
-    with pytest.raises(UserError, match="the policy reads conditioning of width 24, the backend gives 32"):
-        NoisePolicy(latent_shape=SHAPE, cond_dim=24).latents_for(pipe, PROMPTS)
-    with pytest.raises(UserError, match=r"the policy makes latents of shape \(4, 8, 8\), the pipeline takes"):
-        NoisePolicy(latent_shape=(4, 8, 8), cond_dim=32).latents_for(pipe, PROMPTS)
-    with pytest.raises(UserError, match="latents_for takes a StableDiffusionPipeline, .*, got a SimpleNamespace"):
-        NoisePolicy(latent_shape=SHAPE, cond_dim=32).latents_for(SimpleNamespace(), PROMPTS)
+    flux_policy = NoisePolicy(latent_shape=SHAPE, token_dim=24, pooled_dim=16)
+    with pytest.raises(UserError) as refused:
+        flux_policy.latents_for(pipe, PROMPTS)
+    assert str(refused.value) == (
+        "the policy is for latents of shape (16, 8, 8), token states 24 wide and pooled vectors 16 wide; the "
+        "StableDiffusion3Pipeline has latents of shape (16, 8, 8), token states 32 wide and pooled vectors 32 wide"
+    )
+    # Only the pooled width differs: refused as well, by the backend and the plug-in alike.
+    wide = get_backend(*models["sd3-wide-pooled"])
+    with pytest.raises(UserError, match="pooled vectors 32 wide; backend 'sd3' has .* pooled vectors 64 wide$"):
+        check_policy(NoisePolicy(latent_shape=SHAPE, token_dim=32, pooled_dim=32), wide)
+    with pytest.raises(UserError, match="pooled vectors 32 wide; the StableDiffusion3Pipeline has .* 64 wide$"):
+        NoisePolicy(latent_shape=SHAPE, token_dim=32, pooled_dim=32).latents_for(wide.pipe, PROMPTS)
+    with pytest.raises(
+        UserError, match=r"for latents of shape \(4, 8, 8\), .*; the StableDiffusion3Pipeline has latents"
+    ):
+        NoisePolicy(latent_shape=(4, 8, 8), token_dim=32, pooled_dim=32).latents_for(pipe, PROMPTS)
+    with pytest.raises(UserError, match="^latents_for takes a diffusers pipeline, got a SimpleNamespace$"):
+        NoisePolicy(latent_shape=SHAPE, token_dim=32, pooled_dim=32).latents_for(SimpleNamespace(), PROMPTS)
 
 
-@pytest.mark.parametrize(("model", "steps", "guidance"), [("sd3", 2, 2.0), ("flux-schnell", 4, 0.0)])
+@pytest.mark.parametrize(
+    ("model", "steps", "guidance"), [("sd3", 2, 2.0), ("sd3-wide-pooled", 2, 2.0), ("flux-schnell", 4, 0.0)]
+)
 def test_cli_trains_samples_and_evaluates(noiseppo, models, model: str, steps: int, guidance: float, tmp_path: Path):
     """``noiseppo train`` for 2 iterations through --model PATH, then ``sample`` and ``eval`` on the
-    run, which take backend, model, steps and guidance from its config.yaml."""
+    run, which take backend, model, steps and guidance from its config.yaml. The policy reads each
+    model's two widths (equal for ``sd3``, the pooled vector the wider for ``sd3-wide-pooled``, the
+    token states for FLUX)."""
     name, path = models[model]
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
@@ -214,7 +259,7 @@ def test_cli_trains_samples_and_evaluates(noiseppo, models, model: str, steps: i
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["iteration"] == 2 and rows[-1]["reward_mean"] < 0  # minus kB
     config = json.loads((run / "policy" / "config.json").read_text())
-    assert config["latent_shape"] == list(SHAPE) and config["cond_dim"] == (32 if name == "sd3" else 24)
+    assert config["latent_shape"] == list(SHAPE) and (config["token_dim"], config["pooled_dim"]) == WIDTHS[model]
 
     out = tmp_path / "samples"
     done = noiseppo.in_process("sample", "--policy", run, "--prompt", "a red cat", "--n", "2", "--out", out)
@@ -248,7 +293,7 @@ def test_cuda_in_bfloat16(models, model: str) -> None:
     reference = cpu.generate(eps, cpu.encode(PROMPTS), 2, cpu.default_guidance)
     assert (images.cpu() - reference).abs().max() < 0.1, "bfloat16 strays far from float32"
 
-    policy = NoisePolicy(latent_shape=SHAPE, cond_dim=gpu.cond_dim).to("cuda")
+    policy = NoisePolicy.for_backend(gpu).to("cuda")
     latents = policy.latents_for(gpu.pipe, PROMPTS, generator=torch.Generator("cuda").manual_seed(0))
     assert latents.device.type == "cuda" and latents.dtype == torch.bfloat16
     noise = randn_tensor((3, *SHAPE), generator=torch.Generator("cuda").manual_seed(0), device=latents.device,

@@ -202,7 +202,11 @@ def test_golden_runs_through_the_cli_and_writes_what_it_documents(noiseppo, tiny
     assert doc["noises"] == [3, 2] and doc["metrics"] == ["correct", "partial"] and doc["n_prompts"] == 8
     assert doc["templates"] == ["single", "single", "two", "two", "pair", "pair", "relation", "relation"]
     assert doc["noise_seeds"] == [sample_seed(0, 0, j) for j in range(3)]
-    assert summary["metric"] == "correct" and set(summary) >= {"steps1", "steps2", "policy"}
+    assert summary["metric"] == "correct" and set(summary) == {"wrote", "metric", "steps1", "steps2"}
+    assert summary["wrote"] == str(run / "golden.json")  # one summary line: its figures are golden.json's
+    for steps in ("steps1", "steps2"):
+        result = next(r for r in doc["results"] if f"steps{r['steps']}" == steps and r["metric"] == "correct")
+        assert summary[steps]["topk_gain"] == result["transfer"]["gain"]["mean"]
 
     # The cached matrices are the scores of real renders: re-render noise 1 for prompt 5 at 1 step.
     matrices = load_tensors(run / "matrices.safetensors")

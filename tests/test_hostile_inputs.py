@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import json
 import os
 import pickle
 import re
@@ -38,7 +39,7 @@ from noiseppo.rewards import REWARDS, get_reward
 from noiseppo.rewards.http import TOKEN_ENV, make_server
 from noiseppo.safe_load import WEIGHTS_NAME
 from servers import serving
-from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
+from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
 
 DOC = Path(__file__).parents[1] / "docs" / "hostile_inputs.md"
 TRAIN = ["train", "--preset", "tiny", "eval_prompts="]  # 2 iterations of 8 images, no held-out pass
@@ -166,10 +167,10 @@ def model_with(name: str, make: Callable[[Path], None] | None) -> Callable[[Path
     return setup
 
 
-def flow_model(kind: str, policy: tuple[tuple[int, ...], int] | None = None) -> Callable[[Path, Path], None]:
+def flow_model(kind: str, policy: tuple[tuple[int, ...], int, int] | None = None) -> Callable[[Path, Path], None]:
     """A setup that builds a tiny random pipeline into {w}/``kind``/pipeline ("sd3", "flux" or
-    "schnell"), two short prompts into {w}/short.txt, and, given (latent shape, conditioning width),
-    an untrained policy into {w}/policy."""
+    "schnell"), two short prompts into {w}/short.txt, and, given (latent shape, token-state width,
+    pooled-vector width), an untrained policy into {w}/policy."""
 
     def setup(w: Path, run: Path) -> None:
         if kind == "sd3":
@@ -178,7 +179,32 @@ def flow_model(kind: str, policy: tuple[tuple[int, ...], int] | None = None) -> 
             tiny_flux_pipeline(w / kind, guidance_embeds=kind == "flux")
         (w / "short.txt").write_text("a red cat\ntwo dogs\n")  # within the tiny CLIP's 16 tokens
         if policy is not None:
-            NoisePolicy(latent_shape=policy[0], cond_dim=policy[1]).save_pretrained(w / "policy")
+            NoisePolicy(latent_shape=policy[0], token_dim=policy[1], pooled_dim=policy[2]).save_pretrained(w / "policy")
+
+    return setup
+
+
+def one_and_two_widths(folder: Path) -> None:
+    """A policy folder whose config.json has the old one width (cond_dim) beside two others."""
+    NoisePolicy(token_dim=32, pooled_dim=8).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"cond_dim": 16}))
+
+
+DDPO = ["ddpo", "--preset", "tiny", "--no-eval", "--threads", "1"]
+DDPO_SHORT = ["prompts={w}/short.txt", "reward=jpeg_compressibility", "steps=1"]
+
+
+def sd_model(kind: str, run: bool = False) -> Callable[[Path, Path], None]:
+    """A setup that builds a tiny random SD ("sd") or SDXL ("sdxl") pipeline into {w}/``kind``/pipeline and
+    two short prompts into {w}/short.txt; with ``run``, a finished 2-iteration diffusers DDPO run in {w}/run."""
+
+    def setup(w: Path, _: Path) -> None:
+        (tiny_sd_pipeline if kind == "sd" else tiny_sdxl_pipeline)(w / kind)
+        (w / "short.txt").write_text("a red cat\ntwo dogs\n")
+        if run:
+            args = [*DDPO, "--backend", "diffusers", "--model", f"{w}/sd/pipeline", *DDPO_SHORT, "--out", f"{w}/run"]
+            assert main([a.replace("{w}", str(w)) for a in args]) == 0
 
     return setup
 
@@ -217,6 +243,7 @@ class HalfSizeBackend:
     def __init__(self, inner):
         self.inner = inner
         self.latent_shape = inner.latent_shape
+        self.token_dim, self.pooled_dim = inner.token_dim, inner.pooled_dim
         self.default_guidance = inner.default_guidance
 
     def encode(self, prompts: list[str]):
@@ -277,8 +304,8 @@ PICKLE_NOT_JSON = "is a pickle (e.g. from torch.save), not a JSON file; noiseppo
 
 CASES: dict[str, Case] = {
     # -- registries and config
-    "Shapes held-out prompts on another backend": Case(
-        ["train", "--preset", "tiny", "--backend", "diffusers", "--model", "{w}/model"],
+    "Shapes held-out prompts asked of another backend": Case(
+        ["train", "--preset", "tiny", "--backend", "diffusers", "--model", "{w}/model", "eval_prompts=shapes-test"],
         "config: eval_prompts 'shapes-test' is a Shapes world prompt set, but the backend is 'diffusers': give "
         "eval_prompts=FILE (held-out prompts for your model) or eval_prompts= (no held-out pass)",
     ),
@@ -387,11 +414,6 @@ CASES: dict[str, Case] = {
     "final learning rate above lr": Case([*TRAIN, "lr_final=2"], "config: lr_final must be in [0, 1], got 2.0"),
     "Adam momentum of 1": Case([*TRAIN, "adam_beta1=1"], "config: adam_beta1 must be in [0, 1), got 1.0"),
     "zero query scale": Case([*TRAIN, "query_std=0"], "config: 'query_std' must be a finite number > 0, got 0.0"),
-    "more prompts per iteration than prompts": Case(
-        [*TRAIN, "--prompts", "{w}/one.txt"],
-        "one.txt' (set prompts_per_iteration=1 or fewer, or give more prompts)",
-        files(**{"one.txt": "a red circle\n"}),
-    ),
     # -- prompt files
     "empty prompt file": Case(
         [*TRAIN, "--prompts", "{w}/empty.txt"], "empty.txt: no prompts in file", files(**{"empty.txt": "# none\n\n"})
@@ -574,14 +596,15 @@ CASES: dict[str, Case] = {
     ),
     "policy trained for another model family": Case(
         [*SAMPLE, "--policy", "{w}/policy", "--backend", "sd3", "--model", "{w}/sd3/pipeline"],
-        "the policy reads conditioning of width 24, the backend gives 32 (the CLIP-L and CLIP-G token states "
-        "of a StableDiffusion3Pipeline): the policy was trained for another model",
-        flow_model("sd3", policy=((16, 8, 8), 24)),  # a FLUX policy: FLUX's latent shape is SD3's
+        "the policy is for latents of shape (16, 8, 8), token states 24 wide and pooled vectors 16 wide; backend "
+        "'sd3' has latents of shape (16, 8, 8), token states 32 wide and pooled vectors 32 wide",
+        flow_model("sd3", policy=((16, 8, 8), 24, 16)),  # a FLUX policy: FLUX's latent shape is SD3's
     ),
     "policy trained for another latent shape": Case(
         [*SAMPLE, "--policy", "{w}/policy", "--backend", "flux", "--model", "{w}/flux/pipeline"],
-        "the policy makes latents of shape (4, 8, 8), backend 'flux' takes (16, 8, 8)",
-        flow_model("flux", policy=((4, 8, 8), 16)),  # an SD policy
+        "the policy is for latents of shape (4, 8, 8), token states 16 wide and pooled vectors 16 wide; backend "
+        "'flux' has latents of shape (16, 8, 8), token states 24 wide and pooled vectors 16 wide",
+        flow_model("flux", policy=((4, 8, 8), 16, 16)),  # an SD policy
     ),
     "backend images of the wrong size": Case(
         [*TRAIN, "--backend", "half-size"],
@@ -630,6 +653,12 @@ CASES: dict[str, Case] = {
         [*SAMPLE, "--policy", "{w}/run"],
         f"run/policy/{WEIGHTS_NAME}: {PICKLE_NOT_SAFETENSORS}",
         run_with(f"policy/{WEIGHTS_NAME}", torch_pickle),
+    ),
+    "policy config with one width and two": Case(
+        [*SAMPLE, "--policy", "{w}/policy"],
+        "policy: cannot load the policy: cond_dim 16 (the one width of policies saved before token_dim and "
+        "pooled_dim) with token_dim 32 and pooled_dim 8: give one or the other",
+        lambda w, run: one_and_two_widths(w / "policy"),
     ),
     "pickled policy config": Case(
         ["eval", "--policy", "{w}/run", "--prompts", "shapes-test"],
@@ -684,10 +713,11 @@ CASES: dict[str, Case] = {
     ),
     "golden policy trained for another latent shape": Case(
         [*GOLDEN, "--prompts", "{w}/two.txt", "--policy", "{w}/policy"],
-        "the policy makes latents of shape (4, 8, 8), backend 'shapes' takes (3, 32, 32)",
+        "the policy is for latents of shape (4, 8, 8), token states 16 wide and pooled vectors 16 wide; backend "
+        "'shapes' has latents of shape (3, 32, 32), token states 64 wide and pooled vectors 64 wide",
         lambda w, run: (
             files(**{"two.txt": "a red circle\na blue square\n"})(w, run),
-            NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16).save_pretrained(w / "policy"),
+            NoisePolicy(latent_shape=(4, 8, 8), token_dim=16, pooled_dim=16).save_pretrained(w / "policy"),
         ),
     ),
     "golden policy test with a template of one prompt": Case(
@@ -722,6 +752,74 @@ CASES: dict[str, Case] = {
         ["compare", "--methods", "standard,best-of-four"],
         "--methods: unknown method 'best-of-four' (known: standard, best-of-N, search@B, noise-ppo, ",
     ),
+    # -- noiseppo ddpo --backend diffusers (LoRA on a StableDiffusionPipeline's U-Net)
+    "compare on a diffusers pipeline": Case(
+        ["compare", "--methods", "standard,ddpo", "--backend", "diffusers"],
+        "compare runs on the embedded Shapes model, not --backend diffusers: for DDPO on a diffusers pipeline run "
+        "noiseppo ddpo --backend diffusers, whose held-out pass pairs the LoRA with the base model",
+    ),
+    "ddpo on a flow-matching backend": Case(
+        [*DDPO, "--backend", "flux", "--model", "{w}/model"],
+        "DDPO runs on the shapes and diffusers (Stable Diffusion) backends, not 'flux': flow-matching models "
+        "(sd3, flux) sample without DDIM's Gaussian steps",
+    ),
+    "ddpo on an SDXL pipeline": Case(
+        [*DDPO, "--backend", "diffusers", "--model", "{w}/sdxl/pipeline", *DDPO_SHORT],
+        "DDPO with --backend diffusers takes a StableDiffusionPipeline (SD 1.x/2.x, SD-Turbo); the model is a "
+        "StableDiffusionXLPipeline",
+        sd_model("sdxl"),
+    ),
+    "ddpo LoRA target the U-Net lacks": Case(
+        [*DDPO, "--backend", "diffusers", "--model", "{w}/sd/pipeline", *DDPO_SHORT, "--lora-targets", "to_q,attn"],
+        "--lora-targets: no module of the U-Net is named 'attn' (e.g. to_q, to_k, to_v, to_out.0, proj_in, proj_out)",
+        sd_model("sd"),
+    ),
+    "ddpo LoRA rank below 1": Case(
+        [*DDPO, "--backend", "diffusers", "--model", "{w}/sd/pipeline", *DDPO_SHORT, "--lora-rank", "0"],
+        "--lora-rank must be >= 1, got 0",
+        sd_model("sd"),
+    ),
+    "ddpo LoRA alpha that is not positive": Case(
+        [*DDPO, "--backend", "diffusers", "--model", "{w}/sd/pipeline", *DDPO_SHORT, "--lora-alpha", "-1"],
+        "--lora-alpha must be a finite number > 0, got -1.0",
+        sd_model("sd"),
+    ),
+    "ddpo LoRA setting on the Shapes model": Case(
+        [*DDPO, "--lora-rank", "8"],
+        "--lora-rank applies to --backend diffusers (LoRA); the Shapes DDPO tunes a full copy",
+    ),
+    "ddpo of the Shapes model in another dtype": Case(
+        [*DDPO, "--dtype", "bfloat16"], "the Shapes DDPO runs on cpu in float32, got cpu and bfloat16"
+    ),
+    "ddpo with no stochastic step": Case(
+        [*DDPO, "steps=1"],
+        "DDPO at 1 step(s) has no stochastic step to train (a step to alpha-bar 1 is deterministic): use steps >= 2",
+    ),
+    "ddpo without an output folder": Case(DDPO, "give --out RUN_DIR (or --resume RUN_DIR)", out=None),
+    "ddpo resume of a folder that is not a diffusers DDPO run": Case(
+        ["ddpo", "--resume", "{w}/run"],
+        "run: not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend diffusers; the Shapes "
+        "DDPO runs in one go)",
+        files(**{"run__config.json": "{}"}),
+        out=None,
+    ),
+    "ddpo resume of a run whose config.json is not DDPO's": Case(
+        ["ddpo", "--resume", "{w}/run"],
+        "run/config.json: not a DDPO run's settings (KeyError)",
+        files(**{"run__config.json": "{}", "run__checkpoint__step-00000001__state.json": "{}"}),
+        out=None,
+    ),
+    "ddpo resume with another setting": Case(
+        ["ddpo", "--resume", "{w}/run", "--lr", "1e-3"],
+        "--resume continues with the run's saved settings: it takes --iterations and --threads, not --lr",
+        out=None,
+    ),
+    "ddpo resume to fewer iterations than done": Case(
+        ["ddpo", "--resume", "{w}/run", "--iterations", "1"],
+        "--iterations 1: the run in ",
+        sd_model("sd", run=True),
+        out=None,
+    ),
     "search budget below one generation": Case(
         ["search", "--prompt", "a red circle", "--budget", "8"],
         "--budget 8 is below one generation of --group 16 renders per prompt",
@@ -748,13 +846,19 @@ CASES: dict[str, Case] = {
     # -- noiseppo report (issue 15): refused before anything renders or is written
     "report of a folder that is neither a run nor an eval": Case(
         ["report", "{w}/notes"],
-        "notes: neither a run folder (config.yaml, from noiseppo train) nor an eval folder "
-        "(eval.json, from noiseppo eval)",
+        "notes: neither a run folder (config.yaml, from noiseppo train), an eval folder "
+        "(eval.json, from noiseppo eval) nor a compare folder (compare.json, from noiseppo compare)",
         files(**{"notes__todo.txt": "look at the run\n"}),
         out=None,
     ),
     "report of a folder that does not exist": Case(
-        ["report", "{w}/missing"], "missing: no such folder (give a run folder or an eval folder)", out=None
+        ["report", "{w}/missing"], "missing: no such folder (give a run, eval or compare folder)", out=None
+    ),
+    "report of a compare.json that is not one": Case(
+        ["report", "{w}/cmp"],
+        "compare.json: not a compare.json of noiseppo compare",
+        files(**{"cmp__compare.json": '{"rows": []}'}),
+        out=None,
     ),
     "report of an eval.json that is not one": Case(
         ["report", "{w}/ev"],

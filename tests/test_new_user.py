@@ -249,22 +249,25 @@ def test_the_readme_python_example_runs_offline_and_gives_the_policys_images(tmp
     assert (tmp_path / "policy.png").is_file()
 
 
-def test_latents_for_on_a_backend_matches_latents_for_seeds_and_refuses_both_noise_sources() -> None:
+def test_backend_latents_matches_latents_for_seeds_and_refuses_both_noise_sources() -> None:
     from noiseppo.backends import get_backend
     from noiseppo.errors import UserError
 
     backend, policy = get_backend("shapes"), load_policy("shapes-steps2")
     prompts = ["a red circle", "two blue squares"]
     assert torch.equal(
-        policy.latents_for(backend, prompts, seeds=[3, 4]), latents_for_seeds(policy, backend, prompts, [3, 4])
+        policy.backend_latents(backend, prompts, seeds=[3, 4]), latents_for_seeds(policy, backend, prompts, [3, 4])
     )
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     eps = torch.randn(2, *backend.latent_shape, generator=g2)
     assert torch.equal(
-        policy.latents_for(backend, prompts, generator=g1), policy.noise_to_latents()(backend.encode(prompts), eps)
+        policy.backend_latents(backend, prompts, generator=g1), policy.noise_to_latents()(backend.encode(prompts), eps)
     )
     with pytest.raises(UserError, match="give a generator or seeds, not both"):
-        policy.latents_for(backend, prompts, generator=g1, seeds=[0, 1])
+        policy.backend_latents(backend, prompts, generator=g1, seeds=[0, 1])
+    # Each call takes one kind of model and says which call takes the other.
+    with pytest.raises(UserError, match="^latents_for takes a diffusers pipeline, got a ShapesBackend; for a noiseppo"):
+        policy.latents_for(backend, prompts)
 
 
 # -- warnings and config.yaml ---------------------------------------------------------------------
@@ -347,3 +350,48 @@ def test_help_texts_and_tables(noiseppo, capsys) -> None:
     header, line = format_table([row]).splitlines()
     assert header.split() == "steps metric n standard policy delta 95% CI policy_mu delta_mu".split()
     assert line.split()[-2:] == ["0.625", "+0.125"]
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def test_the_readmes_own_model_path_runs_as_written(noiseppo, tmp_path, monkeypatch) -> None:
+    """'Your model, your reward': the reward file, the training command and the inference block,
+    as a reader runs them, against a tiny random SD pipeline saved as ./my-sd-turbo."""
+    import shlex
+    import shutil
+
+    from tiny_models import tiny_sd_pipeline
+
+    reward, use = readme_blocks("Your model, your reward", "python")
+    (command,) = readme_blocks("Your model, your reward", "bash")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shutil.copytree(tiny_sd_pipeline(tmp_path / "tiny"), tmp_path / "my-sd-turbo")
+    (tmp_path / "my_reward.py").write_text(reward)
+    (tmp_path / "my_prompts.txt").write_text("a red bicycle\na cat on a sofa\na blue house\n")
+    (tmp_path / "my_held_out.txt").write_text("a green car\na dog\n")
+
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[:2] == ["noiseppo", "train"]
+    small = ["iterations=2", "prompts_per_iteration=2", "samples_per_prompt=2", "eval_seeds=1", "threads=1"]
+    at = argv.index("--out")  # beside the command's own KEY=VALUE overrides
+    done = noiseppo.in_process(*argv[1:at], *small, *argv[at:])
+    assert done.returncode == 0, done.stderr
+    assert "held-out my_held_out.txt, 1 seed(s) per prompt (2 pairs)" in done.stdout
+    rows = [json.loads(line) for line in (tmp_path / "runs/mine/metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 2 and 0 < rows[-1]["reward_mean"] <= 1  # saturation of images in [0, 1]
+    assert (tmp_path / "runs/mine/report.html").is_file()
+
+    namespace: dict = {}
+    exec(compile(use, "README.md", "exec"), namespace)
+    images, latents, policy = namespace["images"], namespace["latents"], namespace["policy"]
+    assert len(images) == 2 and images[0].size == (16, 16)
+    assert latents.shape == (2, *policy.config.latent_shape)
+    namespace = {}
+    exec(compile(reward, "README.md", "exec"), namespace)
+    grey, red = torch.full((1, 3, 4, 4), 0.5), torch.zeros(1, 3, 4, 4)
+    red[:, 0] = 1
+    assert namespace["saturation"](torch.cat([grey, red]), ["a", "b"]) == [0.0, 1.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,16 +10,17 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from noiseppo.backends import get_backend
-from noiseppo.backends.base import check_compatible
 from noiseppo.errors import UserError
 from noiseppo.policy import (
     NoisePolicy,
+    check_policy,
     gaussian_kl,
     latents_for_seeds,
     load_policy,
 )
 from noiseppo.sampling import sample
 from noiseppo.seeds import standard_noise
+from noiseppo.shipped import SHIPPED_POLICIES
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
 
@@ -102,15 +104,21 @@ def test_bad_policies_are_refused(tmp_path: Path, backend) -> None:
     with pytest.raises(UserError, match="neither a run folder, a policy folder nor a shipped policy"):
         load_policy(tmp_path / "nothing")
     NoisePolicy(latent_shape=(4, 8, 8)).save_pretrained(tmp_path / "sd")
-    with pytest.raises(UserError, match=r"latents of shape \(4, 8, 8\), backend 'shapes' takes \(3, 32, 32\)"):
-        check_compatible(load_policy(tmp_path / "sd"), backend)
+    with pytest.raises(
+        UserError, match=r"latents of shape \(4, 8, 8\), .*; backend 'shapes' has latents of shape \(3, "
+    ):
+        check_policy(load_policy(tmp_path / "sd"), backend)
+    with pytest.raises(UserError, match="token states 64 wide and pooled vectors 32 wide; the conditioning has"):
+        NoisePolicy(pooled_dim=32)(backend.encode(PROMPTS[:1]))  # the forward pass checks what it is given
     broken = tmp_path / "broken"
     NoisePolicy(latent_shape=backend.latent_shape).save_pretrained(broken)
     (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="cannot load the policy"):
         load_policy(broken)
     policy = NoisePolicy(latent_shape=backend.latent_shape)
-    with pytest.raises(UserError, match=r"latents of shape \(3, 32, 32\), got \(3, 16, 16\)"):
+    with pytest.raises(
+        UserError, match=r"latents of shape \(3, 32, 32\), .*; the input has latents of shape \(3, 16, 16\)"
+    ):
         policy.noise_to_latents()(backend.encode(PROMPTS[:1]), torch.zeros(1, 3, 16, 16))
 
 
@@ -133,8 +141,72 @@ def test_preserve_variance_keeps_the_latent_energy_of_the_prior(backend) -> None
 def test_repeated_prompts_are_computed_once_with_the_same_result(backend) -> None:
     policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True))
     repeated = [p for p in PROMPTS for _ in range(3)][::-1]
+    rows: list[int] = []
+    inner = policy._forward
+    policy._forward = lambda conditioning: (rows.append(len(conditioning)), inner(conditioning))[1]
     mean, log_sigma = policy(backend.encode(repeated))
+    assert rows == [len(PROMPTS)]  # one pass over the distinct prompts, not one row per repeat
+    del policy._forward
     for i, prompt in enumerate(repeated):
         alone_mean, alone_log_sigma = policy(backend.encode([prompt]))
         torch.testing.assert_close(mean[i : i + 1], alone_mean)
         torch.testing.assert_close(log_sigma[i : i + 1], alone_log_sigma)
+
+
+def test_the_shipped_policies_give_the_latents_they_gave_before_two_widths(backend) -> None:
+    """shapes-steps4's config.json says ``"cond_dim": 64`` (one width for token states and pooled
+    vector), as every policy saved before ``token_dim`` and ``pooled_dim`` does: it loads as both
+    widths, and gives bit for bit the latents it gave then (values computed before the change)."""
+    policy = load_policy("shapes-steps4")
+    assert json.loads(((SHIPPED_POLICIES / "shapes-steps4") / "config.json").read_text())["cond_dim"] == 64
+    assert (policy.config.token_dim, policy.config.pooled_dim, policy.config.cond_dim) == (64, 64, None)
+    prompt = ["a red circle left of a blue square"]
+    z = latents_for_seeds(policy, backend, prompt, [7])[0]
+    assert torch.equal(z[:, 0, 0], torch.tensor([-0.7697548866271973, 0.9149700999259949, -1.276734471321106]))
+    assert torch.equal(z[:, 16, 16], torch.tensor([-2.193084478378296, 0.8955482244491577, 0.5952251553535461]))
+    row = [0.7397078275680542, -0.9692724943161011, -0.02247539535164833, 0.19840630888938904]
+    assert torch.equal(z[0, 5, :4], torch.tensor(row))
+    mean = latents_for_seeds(policy, backend, prompt, [7], mode="mean")[0, :, 16, 16]
+    assert torch.equal(mean, torch.tensor([-0.09713421761989594, 0.062219299376010895, 0.02703302539885044]))
+
+
+def test_policies_saved_with_one_width_load_as_both(tmp_path: Path, backend) -> None:
+    """A policy saved in the one-width format (``cond_dim``) loads with that width for token states and
+    pooled vector and computes what the same weights compute in the two-width format; saving it again
+    writes the two widths. One width given together with two other ones is refused."""
+    policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, token_dim=64, pooled_dim=64))
+    policy.save_pretrained(tmp_path / "new")
+    config = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert (config["token_dim"], config["pooled_dim"], config["cond_dim"]) == (64, 64, None)
+    old = {k: v for k, v in config.items() if k not in ("token_dim", "pooled_dim")} | {"cond_dim": 64}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old))
+    (tmp_path / "new" / "diffusion_pytorch_model.safetensors").rename(
+        tmp_path / "old" / "diffusion_pytorch_model.safetensors"
+    )
+    loaded = load_policy(tmp_path / "old")
+    assert (loaded.config.token_dim, loaded.config.pooled_dim, loaded.config.cond_dim) == (64, 64, None)
+    cond = backend.encode(PROMPTS)
+    for a, b in zip(policy(cond), loaded(cond), strict=True):
+        assert torch.equal(a, b)
+    loaded.save_pretrained(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert (again["token_dim"], again["pooled_dim"], again["cond_dim"]) == (64, 64, None)
+
+    narrow = NoisePolicy(latent_shape=(4, 8, 8), cond_dim=16)  # an old SD policy's config, as from_config reads it
+    assert (narrow.token_in.in_features, narrow.pooled_in.in_features) == (16, 16)
+    with pytest.raises(UserError, match="cond_dim 16 .* with token_dim 32 and pooled_dim 8: give one or the other"):
+        NoisePolicy(cond_dim=16, token_dim=32, pooled_dim=8)
+
+
+def test_token_states_and_pooled_vector_have_widths_of_their_own(backend) -> None:
+    """Widths that differ (as SDXL's 2048 and 1280): each input projection reads its own, and the
+    untrained policy is still exactly N(0, I)."""
+    policy = NoisePolicy(latent_shape=backend.latent_shape, token_dim=64, pooled_dim=24)
+    assert (policy.token_in.in_features, policy.pooled_in.in_features) == (64, 24)
+    cond = backend.encode(PROMPTS)
+    cond.pooled = cond.pooled[:, :24]  # a narrower pooled vector than the token states
+    eps = standard_noise(backend.latent_shape, [0, 1, 2])
+    assert torch.equal(policy.noise_to_latents()(cond, eps), eps)
+    with pytest.raises(UserError, match="pooled vectors 24 wide; backend 'shapes' has .* pooled vectors 64 wide$"):
+        check_policy(policy, backend)

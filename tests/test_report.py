@@ -151,17 +151,32 @@ def test_the_run_page_holds_what_the_run_measured(noiseppo, run: Path, tmp_path:
     assert f"{last['eval_standard_correct']:.3f}" in html and f"{last['eval_correct']:.3f}" in html
     assert f"[{last['eval_delta_correct_ci95_low']:+.3f}, {last['eval_delta_correct_ci95_high']:+.3f}]" in html
     assert "finished" in html and "batch: 2 prompts x 4 samples = 8 images per iteration" in html
+    # The per-template table splits the same pairs: its pair counts add up, and its deltas
+    # (weighted by pairs) give back the whole table's.
+    from noiseppo.shapes.grammar import parse
+
+    templates = {parse(p).template for p in HELD_OUT}
+    pairs = {t: last[f"eval_group_{t}_pairs"] for t in templates}
+    assert len(templates) > 1 and sum(pairs.values()) == last["eval_pairs"]
+    whole = sum(pairs[t] * last[f"eval_group_{t}_delta_correct"] for t in templates) / last["eval_pairs"]
+    assert whole == pytest.approx(last["eval_correct"] - last["eval_standard_correct"])
+    table = html[html.index('<table class="groups">') :].split("</table>")[0]
+    for t in templates:
+        assert f"<td>{t}</td>" in table and f"{last[f'eval_group_{t}_delta_correct']:+.3f}" in table
     revision = json.loads((run / "run.json").read_text())["git_revision"]
     assert revision is None or revision in html
     # Each config key, with its docstring as a tooltip.
     assert 'title="PPO clip range ε: the ratio is clipped to [1-ε, 1+ε]."' in html
     for title in ("reward (mean ± std over the batch)", "clipfrac", "samples/s", "held-out correct"):
         assert f'alt="{title}"' in html, title
-    # The time split adds up to the iterations' own times plus the evaluations'.
+    # The wall time is the run's real one (its last row's time_wall), which holds the iterations'
+    # own times and the evaluations' and more (start-up, checkpoints, pages): never less than their sum.
     batch = 2 * 4
-    wall = sum(batch / r["samples_per_s"] for r in rows if "samples_per_s" in r)
-    wall += sum(r.get("time_eval", 0.0) for r in rows)
-    assert report_module._duration(wall) in html
+    summed = sum(batch / r["samples_per_s"] for r in rows if "samples_per_s" in r)
+    summed += sum(r.get("time_eval", 0.0) for r in rows)
+    walls = [r["time_wall"] for r in rows]
+    assert walls == sorted(walls) and walls[-1] >= summed
+    assert f"{report_module._duration(walls[-1])}: the run&#39;s real wall time, start to last row" in html
 
 
 def test_a_prompt_with_html_in_it_is_shown_as_text(noiseppo, tmp_path: Path, request: pytest.FixtureRequest) -> None:

@@ -39,7 +39,7 @@ from noiseppo.checkpoint import load_state
 from noiseppo.cli import build_parser
 from noiseppo.errors import UserError
 from noiseppo.presets import resolve
-from noiseppo.rewards import get_reward, score_batch
+from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import (
     DEFAULT_MAX_BODY_MB,
     DEFAULT_QUEUE_TIMEOUT,
@@ -49,6 +49,7 @@ from noiseppo.rewards.http import (
     RewardServer,
     make_server,
 )
+from noiseppo.rewards.scoring import score_batch
 from noiseppo.shapes.render import render_scene
 from noiseppo.train import train
 from servers import server_process, serving
@@ -463,45 +464,43 @@ def fuzz_server(noiseppo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
     args = ["--reward", "shapes", "--port", "0", "--max-body-mb", "1", "--read-timeout", "5"]
     with server_process(noiseppo, *args, log=log, env={TOKEN_ENV: TOKEN}) as (process, url):
-        FUZZ_START_RSS.append(psutil.Process(process.pid).memory_info().rss / 2**20)
         yield psutil.Process(process.pid), int(url.rsplit(":", 1)[1].split("/")[0]), log
 
 
-FUZZ_STATUSES: Counter = Counter()
-FUZZ_START_RSS: list[float] = []
+def test_fuzz_never_crashes_never_answers_5xx_and_logs_each_request(
+    fuzz_server: tuple[psutil.Process, int, Path],
+) -> None:
+    """The fuzz, then its figures (docs/reward_server.md) and the server's one line per request,
+    in one test: the summary cannot be skipped by -k or by the order the tests run in."""
+    process, port, log = fuzz_server
+    start_rss = process.memory_info().rss / 2**20
+    statuses: Counter = Counter()
 
+    @settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(data=raw_requests())
+    def one_request(data: bytes) -> None:
+        try:
+            status, _ = exchange(port, data)
+        except (ConnectionResetError, BrokenPipeError):  # a body longer than its Content-Length: unread bytes, RST
+            status = "reset"
+        statuses[status] += 1
+        assert process.is_running() and process.status() != psutil.STATUS_ZOMBIE, "the server died"
+        assert status in (None, "reset") or status < 500, (status, data[:300])
 
-@settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=raw_requests())
-def test_fuzz_never_crashes_and_never_answers_5xx(fuzz_server: tuple[psutil.Process, int, Path], data: bytes) -> None:
-    process, port, _ = fuzz_server
-    try:
-        status, _ = exchange(port, data)
-    except (ConnectionResetError, BrokenPipeError):  # a body longer than its Content-Length: unread bytes, RST
-        status = "reset"
-    FUZZ_STATUSES[status] += 1
-    assert process.is_running() and process.status() != psutil.STATUS_ZOMBIE, "the server died"
-    assert status in (None, "reset") or status < 500, (status, data[:300])
-
-
-def test_fuzz_summary(fuzz_server: tuple[psutil.Process, int, Path]) -> None:
-    """Runs after the fuzz: its figures (docs/reward_server.md) and the server's one line per request."""
-    process, _, log = fuzz_server
-    if not FUZZ_STATUSES:
-        pytest.skip("the fuzz did not run in this session")
+    one_request()
     text = log.read_text()
     assert "Traceback" not in text
     peak_mb = int(re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{process.pid}/status").read_text())[1]) / 1024
     summary = {
-        "requests": sum(FUZZ_STATUSES.values()),
-        "statuses": {str(k): v for k, v in sorted(FUZZ_STATUSES.items(), key=lambda kv: str(kv[0]))},
+        "requests": sum(statuses.values()),
+        "statuses": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))},
         "server_alive": process.is_running(),
-        "server_start_rss_mb": round(FUZZ_START_RSS[-1], 1),
+        "server_start_rss_mb": round(start_rss, 1),
         "server_peak_rss_mb": round(peak_mb, 1),
         "log_lines": len(text.splitlines()),
     }
     print(json.dumps(summary))
-    assert FUZZ_STATUSES[200] > 0, "the fuzz never sent a good request"
+    assert statuses[200] > 0, "the fuzz never sent a good request"
     assert len(text.splitlines()) == summary["requests"], "one log line per request"
     assert peak_mb < 1024
 
@@ -510,7 +509,8 @@ def test_fuzz_summary(fuzz_server: tuple[psutil.Process, int, Path]) -> None:
 
 DYING_REWARD = """
 import os, time
-from noiseppo.rewards import get_reward, score_batch
+from noiseppo.rewards import get_reward
+from noiseppo.rewards.scoring import score_batch
 
 shapes, calls = get_reward("shapes"), 0
 

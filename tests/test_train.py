@@ -37,8 +37,15 @@ def test_cli_two_iterations_write_the_documented_run_folder(noiseppo, tmp_path: 
     table = result.stdout[result.stdout.index("held-out") :].splitlines()
     assert f"1 seed(s) per prompt ({len(EVAL_PROMPTS)} pairs)" in table[0] and "95% CI" in table[1]
     correct = next(line for line in table if line.startswith("correct")).split()
-    low, high = (float(x) for x in " ".join(correct[4:]).strip("[]").split(", "))
-    assert low <= float(correct[3]) <= high
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])  # the table prints the last pass
+    expected = [
+        last["eval_standard_correct"],
+        last["eval_correct"],
+        last["eval_correct"] - last["eval_standard_correct"],
+    ]
+    assert correct[1:4] == [f"{expected[0]:.3f}", f"{expected[1]:.3f}", f"{expected[2]:+.3f}"]
+    ci = f"[{last['eval_delta_correct_ci95_low']:+.3f}, {last['eval_delta_correct_ci95_high']:+.3f}]"
+    assert " ".join(correct[4:6]) == ci
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoint", "config.yaml", "metrics.jsonl", "policy", "report.html", "run.json", "tb"
     ]  # fmt: skip
@@ -166,3 +173,21 @@ def test_antithetic_noises_come_in_mirrored_pairs() -> None:
     assert not torch.equal(groups[:, 0], groups[:, 1])
     with pytest.raises(UserError, match="antithetic needs an even samples_per_prompt"):
         resolve("tiny", overrides=["antithetic=true", "samples_per_prompt=3", "minibatch=3"])
+
+
+def test_a_prompt_file_smaller_than_the_batch_is_drawn_with_replacement(noiseppo, tmp_path: Path) -> None:
+    from noiseppo.sampling import draw_prompt_ids
+
+    g = torch.Generator().manual_seed(0)
+    enough = draw_prompt_ids(10, 4, g)
+    assert len(set(enough.tolist())) == 4  # without replacement when the file has enough
+    assert torch.equal(enough, torch.randperm(10, generator=torch.Generator().manual_seed(0))[:4])  # as before
+    few = draw_prompt_ids(2, 16, torch.Generator().manual_seed(0))
+    assert len(few) == 16 and set(few.tolist()) == {0, 1}
+    (tmp_path / "two.txt").write_text("a red circle\ntwo blue squares\n")
+    args = ["train", "--preset", "tiny", "--prompts", tmp_path / "two.txt", "prompts_per_iteration=4", "minibatch=0"]
+    done = noiseppo.in_process(*args, "eval_prompts=", "threads=1", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert "has 2, fewer than prompts_per_iteration 4: each iteration draws 4 with replacement" in done.stdout
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]

@@ -132,25 +132,28 @@ def tiny_t5(d_model: int):
     return T5EncoderModel(config), tokenizer
 
 
-def tiny_sd3_pipeline(folder: Path, seed: int = 0) -> Path:
+def tiny_sd3_pipeline(folder: Path, seed: int = 0, projection_dim: int = 16) -> Path:
     """A StableDiffusion3Pipeline of random weights: CLIP-L and CLIP-G 16 wide each (so 32-wide CLIP
-    token states and pooled vector), a T5 32 wide, 16x16 images, 16x8x8 latents; saved to ``folder``."""
+    token states), each projected to ``projection_dim`` (so a pooled vector twice that wide: 32 by
+    default, as wide as the token states; another ``projection_dim`` makes the two widths differ, as
+    nothing in SD3's architecture forbids), a T5 32 wide, 16x16 images, 16x8x8 latents; saved to ``folder``."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
         sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=1, attention_head_dim=8,
-        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16, pooled_projection_dim=32,
-        pos_embed_max_size=8,
+        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+        pooled_projection_dim=2 * projection_dim, pos_embed_max_size=8,
     )  # fmt: skip
     t5, t5_tokenizer = tiny_t5(d_model=32)
     tokenizer = tiny_clip_tokenizer(folder / "_vocab")
     pipe = StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         vae=tiny_vae(16, scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False),
-        text_encoder=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=16)), tokenizer=tokenizer,
-        text_encoder_2=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=16)), tokenizer_2=tokenizer,
+        text_encoder=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=projection_dim)),
+        text_encoder_2=CLIPTextModelWithProjection(tiny_clip_text_config(projection_dim=projection_dim)),
+        tokenizer=tokenizer, tokenizer_2=tokenizer,
         text_encoder_3=t5, tokenizer_3=t5_tokenizer,
     )  # fmt: skip
     pipe.save_pretrained(folder / "pipeline", safe_serialization=True)

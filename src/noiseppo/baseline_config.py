@@ -30,7 +30,8 @@ class SearchConfig:
 @dataclass
 class DDPOConfig:
     """Settings of ``noiseppo ddpo``: DDPO (Black et al. 2023, the importance-sampled PPO
-    variant) on the embedded Shapes model. The budget comes from a Noise PPO preset, so the
+    variant) on the embedded Shapes model (a full copy of its denoiser) or on a diffusers Stable
+    Diffusion pipeline (LoRA adapters on its U-Net). The budget comes from a Noise PPO preset, so the
     two methods see the same reward, prompts, step count and renders; the update's settings
     are ddpo-pytorch's (``config/base.py``) scaled to this model (docs/baselines.md)."""
 
@@ -40,9 +41,9 @@ class DDPOConfig:
     iterations: int = 0
     """Iterations (each renders prompts_per_iteration x samples_per_prompt trajectories);
     0: the preset's, the same render budget as its Noise PPO."""
-    lr: float = 1e-5
-    """AdamW learning rate on every denoiser weight. ddpo-pytorch's 1e-4 (config/base.py) is for
-    LoRA adapters; a full fine-tune takes a tenth of it (not tuned here)."""
+    lr: float = 0.0
+    """AdamW learning rate; 0: ddpo-pytorch's 1e-4 (config/base.py) for LoRA adapters (--backend
+    diffusers), a tenth of it, 1e-5, for the Shapes model's full fine-tune (neither tuned here)."""
     clip_range: float = 1e-4
     """PPO clip range of the per-step ratio, ddpo-pytorch's. The log-probability is the mean over
     the 3,072 latent dimensions, so 1 ± 1e-4 still allows about 0.3 nats of density per step."""
@@ -61,10 +62,20 @@ class DDPOConfig:
     eta: float = 1.0
     """DDIM η of the sampler: 1 makes every step a Gaussian with a log-probability."""
     eval: bool = True
-    """Render the held-out evaluation (the preset's eval_prompts x eval_seeds, DDIM η = 0) every
-    eval_every iterations and at the end; --no-eval skips it (smoke tests)."""
+    """Render the held-out evaluation (the preset's eval_prompts x eval_seeds; Shapes: DDIM η = 0,
+    diffusers: the pipeline's own scheduler) every eval_every iterations and at the end; --no-eval
+    skips it (smoke tests)."""
     render_batch: int = 128
     """Trajectories sampled per forward pass."""
+    lora_rank: int = 4
+    """--backend diffusers: rank of the LoRA adapters on the U-Net (ddpo-pytorch's and diffusers'
+    train_text_to_image_lora.py's 4); each adapted d_in x d_out layer gains rank x (d_in + d_out) weights."""
+    lora_alpha: float = 4.0
+    """--backend diffusers: LoRA scale numerator; the update is (alpha / rank) B A, so alpha = rank
+    (diffusers' examples) applies B A as is."""
+    lora_targets: str = "to_q,to_k,to_v,to_out.0"
+    """--backend diffusers: comma-separated module names (peft target_modules) given adapters: the
+    attention projections of every U-Net transformer block, where ddpo-pytorch puts its LoRA."""
     seed: int = 0
     """Seed of the prompt draws, the noise and the minibatch order."""
     threads: int = 0

@@ -21,13 +21,10 @@ import numpy as np
 import torch
 
 from noiseppo.backends.base import Backend
-from noiseppo.rewards import Reward
+from noiseppo.rewards.base import Reward
 from noiseppo.sampling import LatentsFn
-from noiseppo.seeds import sample_seed
+from noiseppo.seeds import BEST_OF_STREAM, sample_seed
 from noiseppo.sides import score_side
-
-BEST_OF_STREAM = 2**41
-"""The prompt index under which candidate base seeds are derived: no prompt set is this long."""
 
 
 def candidate_seed(seed: int, k: int) -> int:

@@ -159,7 +159,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
     latents_fn = None
     if policy is not None:
-        from noiseppo.backends import check_policy
+        from noiseppo.policy import check_policy
 
         check_policy(policy, backend)
         latents_fn = policy.noise_to_latents(args.policy_mode)
@@ -237,7 +237,7 @@ def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
     """Backend settings a policy was trained with fill in the flags the user left out;
     returns that training config ({} without a policy or a saved config)."""
     from noiseppo.config import TrainConfig
-    from noiseppo.policy import training_config
+    from noiseppo.shipped import training_config
 
     trained = (training_config(args.policy) if args.policy else None) or {}
     defaults = TrainConfig()  # what a run trained without these settings used
@@ -252,12 +252,12 @@ def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
 def cmd_eval(args: argparse.Namespace) -> int:
     import time
 
-    from noiseppo.backends import check_policy, get_backend
+    from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
     from noiseppo.config import TrainConfig
     from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
     from noiseppo.files import new_output_dir
-    from noiseppo.policy import load_policy
+    from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
 
@@ -299,7 +299,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- noiseppo report (issue 15): parsing here, the page in noiseppo.report ----------------------
+# -- noiseppo report: parsing here, the page in noiseppo.report --------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     """Write one HTML file (images inline, no script, nothing fetched) showing a run (curves, held-out
     table, standard against policy images, config) and its evaluations (per-step table, gain plot,
@@ -320,7 +320,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- end of noiseppo report --
 
 
-# -- noiseppo golden (issue 14): parsing here, the work in noiseppo.golden_run ----------------
+# -- noiseppo golden: parsing here, the work in noiseppo.golden_run --------------------------
 def _golden_int_list(flag: str, text: str, count: int | None = None) -> list[int]:
     """A comma-separated list of whole numbers >= 1 (``count`` of them, or 1 for all)."""
     try:
@@ -366,18 +366,22 @@ def cmd_golden(args: argparse.Namespace) -> int:
         policy = None if policy is None else {**policy_info, **policy}
         golden_run.write_outputs(tmp, header, results, policy, matrices, policy_raw, header["latent_shape"])
     print(golden_run.format_table(results))
-    print(f"wrote golden.json (every figure), matrices.safetensors, heatmap.png, steps.png and "
-          f"best_noises_steps*.safetensors to {args.out}")  # fmt: skip
-    print(json.dumps(golden_run.summary_line(header, results, policy)))  # the headline figures, as JSON
+    # One summary line, as one JSON object: per step count the noise's share of the variance and the
+    # top-k noises' gain on held-out prompts; every other figure is in golden.json beside the
+    # matrices, heatmap.png, steps.png and best_noises_steps*.safetensors.
+    line = golden_run.summary_line(header, results, policy)
+    short = ("noises", "noise_share", "noise_share_ci95", "topk_gain", "topk_gain_ci95")
+    steps = {k: {f: v[f] for f in short} for k, v in line.items() if k.startswith("steps")}
+    print(json.dumps({"wrote": str(Path(args.out) / "golden.json"), "metric": line["metric"], **steps}))
     return 0
 
 
 def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]) -> tuple:
     """Check every input, then render: (header, matrices, policy scores, policy settings)."""
     from noiseppo import golden_run
-    from noiseppo.backends import check_policy, get_backend
+    from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
-    from noiseppo.policy import load_policy
+    from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
 
@@ -489,7 +493,7 @@ def cmd_reward_server(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- noiseppo search, ddpo and compare (issue 13: noiseppo.search, noiseppo.ddpo, noiseppo.compare) --
+# -- noiseppo search, ddpo and compare: the work in noiseppo.search, noiseppo.ddpo, noiseppo.compare --
 def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -530,12 +534,39 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ddpo(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from noiseppo.baseline_config import DDPOConfig
     from noiseppo.dataclass_args import dataclass_from_args
-    from noiseppo.ddpo import train_ddpo
 
-    summary = train_ddpo(dataclass_from_args(DDPOConfig, args), args.out, args.model)
-    print(f"tuned model written to {Path(args.out) / 'model'}")
+    if args.resume:  # the run's own settings; only its length and the thread count may change
+        named = [f.name for f in dataclasses.fields(DDPOConfig) if f.name not in ("iterations", "threads")]
+        given = [f"--{k.replace('_', '-')}" for k in ("out", "model", "backend", "device", "dtype", *named)
+                 if getattr(args, k) is not None] + [o for o in args.overrides]  # fmt: skip
+        if given:
+            raise UserError(f"--resume continues with the run's saved settings: it takes --iterations and --threads, "
+                            f"not {given[0]}")  # fmt: skip
+        from noiseppo.ddpo_diffusers import resume_ddpo_diffusers
+
+        out = Path(args.resume)
+        summary = resume_ddpo_diffusers(out, args.iterations or 0, args.threads or 0)
+    else:
+        from noiseppo.ddpo import ddpo_settings, train_ddpo
+
+        if not args.out:
+            raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
+        out = Path(args.out)
+        flags = [f"{k}={getattr(args, k)}" for k in ("backend", "device", "dtype") if getattr(args, k) is not None]
+        config = dataclass_from_args(DDPOConfig, args)
+        cfg = ddpo_settings(config, (*args.overrides, *flags))
+        if cfg.backend == "diffusers":  # an SD pipeline with LoRA: its own run folder and resume
+            from noiseppo.ddpo_diffusers import train_ddpo_diffusers
+
+            summary = train_ddpo_diffusers(config, cfg, out, str(args.model or cfg.model))
+        else:
+            summary = train_ddpo(config, out, args.model, overrides=(*args.overrides, *flags))
+    lora = "lora_parameters" in summary  # the diffusers run's adapters; the Shapes run's whole model
+    print(f"LoRA weights written to {out / 'lora'}" if lora else f"tuned model written to {out / 'model'}")
     print(json.dumps({k: v for k, v in summary.items() if k != "last"} | {"last": summary["last"]}))
     return 0
 
@@ -544,6 +575,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from noiseppo.compare import format_table, parse_methods, run_compare
     from noiseppo.files import new_output_dir
 
+    if args.backend != "shapes":  # its metric is the Shapes verifier's; a pipeline's DDPO evaluates itself
+        raise UserError(
+            f"compare runs on the embedded Shapes model, not --backend {args.backend}: for DDPO on a diffusers "
+            "pipeline run noiseppo ddpo --backend diffusers, whose held-out pass pairs the LoRA with the base model"
+        )
     methods = parse_methods(args.methods)  # an unknown method: refused before anything runs
     for m in methods:
         if m.kind == "golden" and int(m.arg) > args.golden_noises:
@@ -558,11 +594,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
             args.iterations, curve, args.bootstrap, args.golden_noises,
             say=lambda line: print(line, file=sys.stderr, flush=True),
         )  # fmt: skip
+    from noiseppo.report import REPORT, write_or_warn
+
+    if write_or_warn([Path(args.out)], Path(args.out) / REPORT):  # the table and compare.png as a page
+        print(f"report: {Path(args.out) / REPORT}")
     print(format_table(body))
-    print(f"wrote compare.json (every figure) and compare.png to {args.out}")
-    # The headline figures as the last line, one JSON object (the README's figures cite it).
-    print(json.dumps({"rows": {r["method"]: round(r["correct"], 4) for r in body["rows"]}, "p3": body["p3"],
-                      "p4": body["p4"]}))  # fmt: skip
+    # One summary line, as one JSON object (the README's figures cite it): each method's score and
+    # where every other figure is (against best-of-N, against DDPO, the curves).
+    scores = {r["method"]: round(r[body["metric"]], 4) for r in body["rows"]}
+    print(json.dumps({"wrote": str(Path(args.out) / "compare.json"), "metric": body["metric"], "rows": scores}))
     return 0
 
 
@@ -804,7 +844,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_reward_server)
 
-    # -- noiseppo search, ddpo and compare (issue 13) --
+    # -- noiseppo search, ddpo and compare --
     from noiseppo.baseline_config import SearchConfig
 
     srch = _config_parser(
@@ -831,12 +871,29 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "ddpo",
         DDPOConfig,
-        "DDPO on the embedded Shapes model: fine-tunes a copy of the denoiser (a baseline)",
-        "DDPO (Black et al. 2023, importance-sampled PPO over the DDIM eta=1 steps) on a copy of the Shapes "
-        "denoiser, with a Noise PPO preset's reward, prompts and render budget.",
+        "DDPO: fine-tunes a copy of the Shapes denoiser, or LoRA on an SD pipeline's U-Net (a baseline)",
+        "DDPO (Black et al. 2023, importance-sampled PPO over the DDIM eta=1 steps) with a Noise PPO preset's "
+        "reward, prompts and render budget: on a copy of the Shapes denoiser (default), or with --backend diffusers "
+        "--model FOLDER on LoRA adapters of a StableDiffusionPipeline's U-Net (SD 1.x/2.x, SD-Turbo; SDXL and the "
+        "flow backends are refused), written to RUN/lora for pipe.load_lora_weights. docs/baselines.md.",
     )
-    ddpo.add_argument("--model", help="Shapes model folder to start from (default: the shipped model; never modified)")
-    ddpo.add_argument("--out", required=True, help="run folder (must not exist or be empty)")
+    ddpo.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="preset overrides, e.g. reward=pickscore prompts=FILE steps=4"
+    )
+    ddpo.add_argument("--backend", help="shapes (the preset's, default) or diffusers (a StableDiffusionPipeline)")
+    ddpo.add_argument(
+        "--model", help="Shapes model folder (default: the shipped one) or, with --backend diffusers, a pipeline "
+        "folder or hub id; never modified"
+    )  # fmt: skip
+    ddpo.add_argument("--device", help="torch device of --backend diffusers, e.g. cuda (default: cpu)")
+    ddpo.add_argument(
+        "--dtype", help="float32, float16 or bfloat16, --backend diffusers (the adapters train in float32)"
+    )
+    ddpo.add_argument("--out", help="run folder (must not exist or be empty)")
+    ddpo.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a --backend diffusers run from its last checkpoint, exactly; "
+        "with --iterations N (at least what it has done), train it further to N"
+    )  # fmt: skip
     ddpo.set_defaults(func=cmd_ddpo)
 
     cmp = sub.add_parser(
@@ -856,6 +913,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--steps", type=_int_at_least(1), default=4, help="sampling steps of the frozen model")
     cmp.add_argument("--reward", default="shapes", help="the reward every method optimises and picks with")
     cmp.add_argument("--preset", default="shapes", help="the Noise PPO preset (and DDPO's budget)")
+    cmp.add_argument(
+        "--backend", default="shapes", help="shapes, the only one: every row is scored by the Shapes verifier "
+        "(DDPO on a diffusers pipeline: noiseppo ddpo --backend diffusers)"
+    )  # fmt: skip
     _add_threads_argument(cmp)
     cmp.add_argument(
         "--iterations",
@@ -874,7 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.set_defaults(func=cmd_compare)
     # -- end of noiseppo search, ddpo and compare --
 
-    # -- noiseppo report (issue 15) --
+    # -- noiseppo report --
     rep = sub.add_parser("report", help="one self-contained HTML page of a run and its evaluations")
     rep.description = cmd_report.__doc__
     rep.add_argument("folders", nargs="+", metavar="RUN_OR_EVAL_DIR", help="a run folder, then any eval folders")

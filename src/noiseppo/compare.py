@@ -33,7 +33,7 @@ bootstraps over prompts. ``compare.json`` (docs/baselines.md documents it)::
                "note": "..."}, ...],
      "search_curve": [{"renders_per_prompt": 32, "correct": ..., "correct_ci95_low": ..., ...}, ...],
      "curves": {"noise-ppo": [{"iteration": 40, "train_time_s": ..., "eval_correct": ...}], "ddpo": [...]},
-     "p3": {...}, "p4": {...}}
+     "against_best_of_n": {...}, "against_ddpo": {...}}
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ GOLDEN_PROMPT_STRIDE = 8
 """``golden-top-K`` chooses on every this-many-th training prompt."""
 SEARCH_CURVE = (32, 64, 128, 256, 512)
 TOP_KEYS = ("prompts", "seeds", "seed", "steps", "reward", "metric", "pairs", "methods", "standard", "rows",
-            "search_curve", "curves", "p3", "p4")  # fmt: skip
+            "search_curve", "curves", "against_best_of_n", "against_ddpo")  # fmt: skip
 """The keys of compare.json (docs/baselines.md documents each)."""
 ROW_KEYS = ("method", "renders_train", "renders_per_image", "reward_calls_per_image", "oracle_at_inference",
             "train_wall_s", "peak_rss_mb", "rss_rise_mb", "weights_change", "note", "n", "correct",
@@ -154,7 +154,7 @@ def noise_ppo_curve(run: Path) -> list[dict]:
     return curve
 
 
-def p3(rows: dict[str, dict], per_image: dict[str, dict], clusters: np.ndarray, resamples: int) -> dict:
+def against_best_of_n(rows: dict[str, dict], per_image: dict[str, dict], clusters: np.ndarray, resamples: int) -> dict:
     """Each policy at 1x inference (``noise-ppo``, ``policy:NAME``) against best-of-N: the paired
     difference to each N, the largest N whose correct-rate the policy reaches, and the Ns whose
     paired interval holds 0."""
@@ -178,7 +178,7 @@ def p3(rows: dict[str, dict], per_image: dict[str, dict], clusters: np.ndarray, 
     return out
 
 
-def p4(curves: dict[str, list[dict]], rows: dict[str, dict]) -> dict:
+def against_ddpo(curves: dict[str, list[dict]], rows: dict[str, dict]) -> dict:
     """Noise PPO against DDPO: the wall-time and peak-memory ratios at which Noise PPO first
     reaches DDPO's final held-out correct-rate, or where each ends."""
     if "noise-ppo" not in curves or "ddpo" not in curves or not curves["ddpo"]:
@@ -483,8 +483,8 @@ def run_compare(
         "search_curve": search_points,
         "curves": curves,
     }
-    body["p3"] = p3(rows, per_image, clusters, resamples)
-    body["p4"] = p4(curves, rows)
+    body["against_best_of_n"] = against_best_of_n(rows, per_image, clusters, resamples)
+    body["against_ddpo"] = against_ddpo(curves, rows)
     (out / "compare.json").write_text(json.dumps(body, indent=1))
     plot(body, out / "compare.png")
     return body

@@ -85,7 +85,8 @@ class TrainConfig:
     iterations: int = 80
     """PPO iterations (rollout, then update)."""
     prompts_per_iteration: int = 16
-    """Prompts drawn (without replacement) per iteration."""
+    """Prompts drawn per iteration: without replacement, or with replacement from a prompt file
+    that has fewer (``sampling.draw_prompt_ids``)."""
     samples_per_prompt: int = 8
     """Latents per prompt: the group whose rewards normalise each other's advantages."""
     antithetic: bool = True

@@ -9,8 +9,12 @@ denoiser (the shipped files are only read). Each iteration:
    never stores, and what ``trajectory_bytes_per_sample`` reports;
 3. scores the final images with the reward and turns them into the preset's per-prompt advantages;
 4. runs PPO over the timesteps: for each minibatch, every stochastic step is recomputed with
-   gradients through the denoiser, ratio = exp(log p_θ − log p_old), the clipped surrogate is
-   accumulated over the steps and one AdamW step is taken.
+   gradients through the denoiser, ratio = exp(log p_θ − log p_old), Noise PPO's clipped
+   surrogate (``noiseppo.ppo.ppo_loss``) is accumulated over the steps and one AdamW step is taken.
+
+That iteration (``ddpo_iteration``) knows the model only through ``DDPOModel``: the Shapes copy
+here (``ShapesDDPOModel``), or LoRA adapters on a diffusers Stable Diffusion pipeline's U-Net
+(``noiseppo.ddpo_diffusers``, ``--backend diffusers``, which has its own run folder and resume).
 
 The log-probability is the mean over latent dimensions (ddpo-pytorch's convention, with its
 clip range 1e-4). The mean of each step is what diffusers' ``DDIMScheduler.step`` returns with
@@ -36,8 +40,10 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -53,16 +59,19 @@ from noiseppo.files import new_output_dir
 from noiseppo.memory import PeakRSS
 from noiseppo.paired import paired_row
 from noiseppo.policy import gaussian_log_prob
+from noiseppo.ppo import ppo_loss
 from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.scoring import score_with_details
-from noiseppo.sampling import encode_distinct
-from noiseppo.seeds import sample_seed
+from noiseppo.sampling import draw_batch, encode_distinct
+from noiseppo.seeds import DDPO_STREAM, sample_seed
 from noiseppo.sides import score_side
 
-DDPO_STREAM = 2**43
-"""Sample index under which DDPO draws each iteration's generator (disjoint from Noise PPO's)."""
+FULL_LR = 1e-5
+"""``--lr 0``'s value for a full fine-tune (the Shapes copy): a tenth of ddpo-pytorch's LoRA rate."""
+LORA_LR = 1e-4
+"""``--lr 0``'s value for LoRA adapters: ddpo-pytorch's ``config/base.py``."""
 
 
 def step_std(scheduler: DDIMScheduler, t: int, eta: float) -> float:
@@ -94,6 +103,16 @@ def ddim_step_with_logprob(
     return prev_x, gaussian_log_prob(prev_x.detach(), mean, log_sigma, "mean"), mean, std
 
 
+def check_stochastic(scheduler: DDIMScheduler, eta: float) -> None:
+    """Refuse a schedule (set to the run's steps) none of whose steps has a log-probability: nothing to train."""
+    if not any(step_std(scheduler, int(t), eta) > 0 for t in scheduler.timesteps):
+        steps = len(scheduler.timesteps)
+        raise UserError(
+            f"DDPO at {steps} step(s) has no stochastic step to train (a step to alpha-bar 1 is deterministic): "
+            "use steps >= 2"
+        )
+
+
 @dataclass
 class Trajectories:
     xs: torch.Tensor  # (N, S + 1, *latent): x_T (the initial noise) ... x_0
@@ -105,54 +124,144 @@ class Trajectories:
         return (self.xs.nbytes + self.log_probs.nbytes) // len(self.xs)
 
 
-def denoise(denoiser, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-    return denoiser(x, t, cond.token_states, cond.pooled, cond.mask).float()
+Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(x_t, t) -> the model output DDIM steps with (float32), for a fixed batch of prompts."""
+
+
+class DDPOModel(Protocol):
+    """What a DDPO iteration needs of the model it tunes (the Shapes copy, or a pipeline's LoRA)."""
+
+    latent_shape: tuple[int, ...]
+    device: torch.device
+    scheduler: DDIMScheduler  # set to the run's step count
+
+    def encode(self, prompts: list[str]) -> Conditioning: ...
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor: ...
+
+    def images(self, x0: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
 
 
 @torch.no_grad()
 def sample_trajectories(
-    denoiser, scheduler: DDIMScheduler, cond: Conditioning, latents: torch.Tensor, eta: float,
-    generator: torch.Generator,
-) -> Trajectories:  # fmt: skip
+    predict: Predict, scheduler: DDIMScheduler, latents: torch.Tensor, eta: float, generator: torch.Generator
+) -> Trajectories:
     """Sample x_T = ``latents`` → x_0 at ``eta``, keeping every x_t and every step's log-probability."""
     xs, lps, stochastic = [latents * scheduler.init_noise_sigma], [], []
     for t in scheduler.timesteps:
         x = xs[-1]
-        noise = torch.randn(x.shape, generator=generator)
-        prev_x, lp, _, std = ddim_step_with_logprob(scheduler, denoise(denoiser, x, t, cond), t, x, eta, noise=noise)
+        noise = torch.randn(x.shape, generator=generator).to(x.device)  # drawn on the CPU: any device repeats it
+        prev_x, lp, _, std = ddim_step_with_logprob(scheduler, predict(x, t), t, x, eta, noise=noise)
         xs.append(prev_x)
         lps.append(lp)
         stochastic.append(std > 0)
     return Trajectories(torch.stack(xs, 1), torch.stack(lps, 1), scheduler.timesteps.clone(), stochastic)
 
 
-def images_of(trajectories: Trajectories) -> torch.Tensor:
-    return ((trajectories.xs[:, -1] + 1) / 2).clamp(0, 1)
-
-
 def ppo_minibatch(
-    denoiser, scheduler: DDIMScheduler, cond: Conditioning, traj: Trajectories, advantages: torch.Tensor,
-    config: DDPOConfig, order: list[int],
+    predict: Predict, scheduler: DDIMScheduler, traj: Trajectories, advantages: torch.Tensor, config: DDPOConfig,
+    order: list[int],
 ) -> dict[str, float]:  # fmt: skip
     """Accumulate the clipped surrogate's gradient over the stochastic steps (in ``order``)."""
     stats = {"approx_kl": 0.0, "clipfrac": 0.0, "first_ratio_dev": 0.0, "loss": 0.0}
     steps = [k for k in order if traj.stochastic[k]]
     for n, k in enumerate(steps):
         t = traj.timesteps[k]
-        out = denoise(denoiser, traj.xs[:, k], t, cond)
+        out = predict(traj.xs[:, k], t)
         _, lp, _, _ = ddim_step_with_logprob(scheduler, out, t, traj.xs[:, k], config.eta, prev_x=traj.xs[:, k + 1])
-        ratio = torch.exp(lp - traj.log_probs[:, k])
-        clipped = torch.clamp(ratio, 1 - config.clip_range, 1 + config.clip_range)
-        loss = torch.maximum(-advantages * ratio, -advantages * clipped).mean()
+        loss, got = ppo_loss(lp, traj.log_probs[:, k], advantages, config.clip_range)  # Noise PPO's, per step
         (loss / len(steps)).backward()
-        with torch.no_grad():
-            diff = lp - traj.log_probs[:, k]
-            stats["approx_kl"] += float(0.5 * (diff**2).mean()) / len(steps)
-            stats["clipfrac"] += float(((ratio - 1).abs() > config.clip_range).float().mean()) / len(steps)
-            stats["loss"] += float(loss) / len(steps)
-            if n == 0:
-                stats["first_ratio_dev"] = float((ratio - 1).abs().max())
+        stats["approx_kl"] += float(got["approx_kl"]) / len(steps)
+        stats["clipfrac"] += float(got["clipfrac"]) / len(steps)
+        stats["loss"] += float(loss.detach()) / len(steps)
+        if n == 0:
+            stats["first_ratio_dev"] = float((torch.exp(lp.detach() - traj.log_probs[:, k]) - 1).abs().max())
     return stats
+
+
+def ddpo_iteration(
+    model: DDPOModel, optimizer: torch.optim.Optimizer, stats: PerPromptStats, reward, prompts: list[str],
+    cfg: TrainConfig, config: DDPOConfig, iteration: int,
+) -> tuple[dict[str, float], Trajectories]:  # fmt: skip
+    """Iteration ``iteration`` (from 0): sample trajectories, score them, take the PPO steps.
+
+    Every random draw comes from one generator seeded by (seed, iteration), so the iteration is
+    a function of the model's and optimizer's state, the advantage statistics and its number:
+    what makes a resumed run repeat the uninterrupted one."""
+    start = time.perf_counter()
+    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
+    generator = torch.Generator().manual_seed(sample_seed(config.seed, iteration, DDPO_STREAM))
+    texts, eps = draw_batch(cfg, prompts, model.latent_shape, generator)  # as Noise PPO draws its batch
+    cond = model.encode(texts)
+
+    def predict_for(rows: list[int]) -> Predict:
+        part = cond.select(rows)
+        return lambda x, t: model.predict(x, t, part)
+
+    parts = [
+        sample_trajectories(predict_for(list(range(s, min(s + config.render_batch, batch)))), model.scheduler,
+                            eps[s : s + config.render_batch].to(model.device), config.eta, generator)
+        for s in range(0, batch, config.render_batch)
+    ]  # fmt: skip
+    traj = Trajectories(
+        torch.cat([p.xs for p in parts]), torch.cat([p.log_probs for p in parts]),
+        parts[0].timesteps, parts[0].stochastic,
+    )  # fmt: skip
+    chunks = range(0, batch, config.render_batch)
+    with torch.no_grad():
+        images = torch.cat([model.images(traj.xs[s : s + config.render_batch, -1]) for s in chunks])
+    scores, _ = score_with_details(reward, images, texts)  # the reward reads the prompts as given
+    adv, _ = stats.advantages(cond.prompts, scores.numpy())
+    adv_t = torch.from_numpy(np.clip(adv, -config.adv_clip, config.adv_clip)).float().to(model.device)
+    logged: dict[str, float] = {}
+    first_ratio = 0.0
+    for epoch in range(config.epochs):
+        perm = torch.randperm(batch, generator=generator).tolist()
+        for m in range(0, batch, config.minibatch):
+            rows_m = perm[m : m + config.minibatch]
+            sub = Trajectories(traj.xs[rows_m], traj.log_probs[rows_m], traj.timesteps, traj.stochastic)
+            order = torch.randperm(len(traj.timesteps), generator=generator).tolist()
+            optimizer.zero_grad()
+            got = ppo_minibatch(predict_for(rows_m), model.scheduler, sub, adv_t[rows_m], config, order)
+            if epoch == 0 and m == 0:
+                first_ratio = got["first_ratio_dev"]
+            grad_norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()), config.max_grad_norm)
+            optimizer.step()
+            for key in ("approx_kl", "clipfrac", "loss"):
+                logged[key] = logged.get(key, 0.0) + got[key] / (config.epochs * batch // config.minibatch)
+            logged["grad_norm"] = float(grad_norm)
+    row = {"iteration": iteration + 1, "reward_mean": float(np.nanmean(scores.numpy())), **logged,
+           "first_ratio_dev": first_ratio, "time_s": time.perf_counter() - start}  # fmt: skip
+    return row, traj
+
+
+class ShapesDDPOModel:
+    """The Shapes backend's encoder and schedule around a trainable copy of its denoiser."""
+
+    def __init__(self, backend: ShapesBackend, tuned, steps: int, eta: float):
+        self.backend, self.tuned = backend, tuned
+        self.latent_shape, self.device = backend.latent_shape, backend.device
+        self.scheduler = DDIMScheduler.from_config(backend.train_scheduler_config, timestep_spacing="trailing")
+        self.scheduler.set_timesteps(steps)
+        check_stochastic(self.scheduler, eta)
+
+    def encode(self, prompts: list[str]) -> Conditioning:
+        return encode_distinct(self.backend, prompts)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.tuned(x, t, cond.token_states, cond.pooled, cond.mask).float()
+
+    def images(self, x0: torch.Tensor) -> torch.Tensor:
+        return ((x0 + 1) / 2).clamp(0, 1)  # pixel space in [-1, 1]
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return self.tuned.parameters()
+
+
+DDPO_BACKENDS = ("shapes", "diffusers")
+"""The backends DDPO tunes: the Shapes denoiser (a full copy) and SD pipelines' U-Nets (LoRA)."""
 
 
 def ddpo_settings(config: DDPOConfig, overrides: tuple[str, ...] = ()) -> TrainConfig:
@@ -167,13 +276,26 @@ def ddpo_settings(config: DDPOConfig, overrides: tuple[str, ...] = ()) -> TrainC
         config.minibatch = batch // 4 if batch % 4 == 0 else batch
     if config.minibatch < 1 or batch % config.minibatch:
         raise UserError(f"--minibatch {config.minibatch} does not divide the iteration's batch of {batch} trajectories")
+    if config.lr == 0:
+        config.lr = FULL_LR if preset.backend == "shapes" else LORA_LR
     for key in ("clip_range", "lr"):
         if not 0 < getattr(config, key) < float("inf"):
             raise UserError(f"--{key.replace('_', '-')} must be a finite number > 0, got {getattr(config, key)}")
     if not 0 < config.eta <= 1:
         raise UserError(f"--eta must be in (0, 1], got {config.eta} (DDPO needs stochastic steps)")
-    if preset.backend != "shapes":
-        raise UserError(f"DDPO runs on the embedded Shapes model; preset '{config.preset}' uses '{preset.backend}'")
+    if preset.backend not in DDPO_BACKENDS:
+        raise UserError(
+            f"DDPO runs on the shapes and diffusers (Stable Diffusion) backends, not '{preset.backend}': "
+            "flow-matching models (sd3, flux) sample without DDIM's Gaussian steps"
+        )
+    if preset.backend == "shapes":
+        lora = {f.name: f.default for f in dataclasses.fields(DDPOConfig) if f.name.startswith("lora_")}
+        changed = [k for k, v in lora.items() if getattr(config, k) != v]
+        if changed:
+            flag = "--" + changed[0].replace("_", "-")
+            raise UserError(f"{flag} applies to --backend diffusers (LoRA); the Shapes DDPO tunes a full copy")
+        if (preset.device, preset.dtype) != ("cpu", "float32"):
+            raise UserError(f"the Shapes DDPO runs on cpu in float32, got {preset.device} and {preset.dtype}")
     return preset
 
 
@@ -192,11 +314,14 @@ def train_ddpo(
     quiet: bool = False,
     overrides: tuple[str, ...] = (),
 ) -> dict:
-    """Run DDPO into a new folder ``out``; returns the summary (also ``out/ddpo.json``)."""
+    """Run DDPO on the Shapes model into a new folder ``out``; returns the summary (also
+    ``out/ddpo.json``). An SD pipeline with LoRA is ``noiseppo.ddpo_diffusers.train_ddpo_diffusers``."""
     cfg = ddpo_settings(config, overrides)
+    if cfg.backend != "shapes":  # the CLI sends a pipeline's run to noiseppo.ddpo_diffusers
+        raise UserError(f"train_ddpo runs on the Shapes model; backend '{cfg.backend}' is ddpo_diffusers'")
     if config.threads:
         torch.set_num_threads(config.threads)
-    model = Path(model or DEFAULT_MODEL)
+    model = Path(model or cfg.model or DEFAULT_MODEL)
     backend = ShapesBackend.from_pretrained(model, "ddim")
     reward = get_reward(cfg.reward)
     prompts = load_prompts(cfg.prompts)
@@ -205,65 +330,20 @@ def train_ddpo(
     tuned = copy.deepcopy(backend.denoiser).requires_grad_(True)
     optimizer = torch.optim.AdamW(tuned.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     stats = PerPromptStats(cfg.adv_buffer, cfg.adv_min_count, cfg.advantages)
-    scheduler = DDIMScheduler.from_config(backend.train_scheduler_config, timestep_spacing="trailing")
-    scheduler.set_timesteps(cfg.steps)
+    tuning = ShapesDDPOModel(backend, tuned, cfg.steps, config.eta)
     assert isinstance(make_scheduler("ddim", backend.train_scheduler_config), DDIMScheduler)
-    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
     say = (lambda *a: None) if quiet else print
-    say(
-        f"ddpo: {cfg.iterations} iterations x {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} "
-        f"samples = {cfg.iterations * batch} trajectories at {cfg.steps} steps (eta {config.eta}), "
-        f"{batch // config.minibatch} optimizer steps of {config.minibatch} per epoch x {config.epochs}"
-    )
-    rows, traj_bytes, train_time = [], 0, 0.0
+    say(batch_line(cfg, config))
+    rows, traj_bytes, train_time, stochastic = [], 0, 0.0, 0
     with new_output_dir(out) as tmp, PeakRSS() as peak:
         standard = None
         if eval_prompts:
             standard, _ = score_side(backend, reward, eval_prompts, cfg.steps, cfg.eval_seeds, 1.0, 0, 128, None)
         for it in range(cfg.iterations):
-            start = time.perf_counter()
-            generator = torch.Generator().manual_seed(sample_seed(config.seed, it, DDPO_STREAM))
-            chosen = torch.randperm(len(prompts), generator=generator)[: cfg.prompts_per_iteration]
-            texts = [prompts[i] for i in chosen.tolist() for _ in range(cfg.samples_per_prompt)]
-            eps = torch.randn(len(texts), *backend.latent_shape, generator=generator)
-            if cfg.antithetic:  # as Noise PPO draws its noise: each group's second half mirrors its first
-                groups = eps.view(cfg.prompts_per_iteration, cfg.samples_per_prompt, -1)
-                half = cfg.samples_per_prompt // 2
-                groups[:, half:] = -groups[:, :half]
-            cond = encode_distinct(backend, texts)
-            parts = [
-                sample_trajectories(tuned, scheduler, cond.select(list(range(s, min(s + config.render_batch, batch)))),
-                                    eps[s : s + config.render_batch], config.eta, generator)
-                for s in range(0, batch, config.render_batch)
-            ]  # fmt: skip
-            traj = Trajectories(
-                torch.cat([p.xs for p in parts]), torch.cat([p.log_probs for p in parts]),
-                parts[0].timesteps, parts[0].stochastic,
-            )  # fmt: skip
-            traj_bytes = traj.nbytes_per_sample()
-            scores, _ = score_with_details(reward, images_of(traj), texts)  # the reward reads the prompts as given
-            adv, _ = stats.advantages(cond.prompts, scores.numpy())
-            adv_t = torch.from_numpy(np.clip(adv, -config.adv_clip, config.adv_clip)).float()
-            logged: dict[str, float] = {}
-            first_ratio = 0.0
-            for epoch in range(config.epochs):
-                perm = torch.randperm(batch, generator=generator).tolist()
-                for m in range(0, batch, config.minibatch):
-                    rows_m = perm[m : m + config.minibatch]
-                    sub = Trajectories(traj.xs[rows_m], traj.log_probs[rows_m], traj.timesteps, traj.stochastic)
-                    order = torch.randperm(len(traj.timesteps), generator=generator).tolist()
-                    optimizer.zero_grad()
-                    got = ppo_minibatch(tuned, scheduler, cond.select(rows_m), sub, adv_t[rows_m], config, order)
-                    if epoch == 0 and m == 0:
-                        first_ratio = got["first_ratio_dev"]
-                    grad_norm = torch.nn.utils.clip_grad_norm_(tuned.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    for key in ("approx_kl", "clipfrac", "loss"):
-                        logged[key] = logged.get(key, 0.0) + got[key] / (config.epochs * batch // config.minibatch)
-                    logged["grad_norm"] = float(grad_norm)
-            train_time += time.perf_counter() - start
-            row = {"iteration": it + 1, "reward_mean": float(np.nanmean(scores.numpy())), **logged,
-                   "first_ratio_dev": first_ratio, "train_time_s": train_time}  # fmt: skip
+            row, traj = ddpo_iteration(tuning, optimizer, stats, reward, prompts, cfg, config, it)
+            traj_bytes, stochastic = traj.nbytes_per_sample(), sum(traj.stochastic)
+            train_time += row.pop("time_s")
+            row["train_time_s"] = train_time
             if eval_prompts and ((cfg.eval_every and (it + 1) % cfg.eval_every == 0) or it + 1 == cfg.iterations):
                 row.update(evaluate_tuned(backend, tuned, reward, eval_prompts, cfg, standard))
             rows.append(row)
@@ -275,16 +355,32 @@ def train_ddpo(
         (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         settings = {"ddpo": dataclasses.asdict(config), "preset": dataclasses.asdict(cfg), "model": str(model)}
         (tmp / "config.json").write_text(json.dumps(settings, indent=1))
-        summary = {
-            "train_time_s": train_time,
-            "iterations": cfg.iterations,
-            "trajectories": cfg.iterations * batch,
-            "renders": cfg.iterations * batch,
-            "trajectory_bytes_per_sample": traj_bytes,
-            "stochastic_steps": sum(traj.stochastic) if cfg.iterations else 0,
-            "last": rows[-1] if rows else {},
-        }
+        summary = summarise(cfg, train_time, traj_bytes, stochastic, rows)
         summary["peak_rss_mb"] = peak.peak_bytes / 2**20  # sampled so far; the file write adds nothing large
         summary["start_rss_mb"] = peak.start_bytes / 2**20
         (tmp / "ddpo.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def batch_line(cfg: TrainConfig, config: DDPOConfig) -> str:
+    """The batch arithmetic, printed at the start of a run."""
+    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
+    return (
+        f"ddpo: {cfg.iterations} iterations x {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} "
+        f"samples = {cfg.iterations * batch} trajectories at {cfg.steps} steps (eta {config.eta}), "
+        f"{batch // config.minibatch} optimizer steps of {config.minibatch} per epoch x {config.epochs}"
+    )
+
+
+def summarise(cfg: TrainConfig, train_time: float, traj_bytes: int, stochastic: int, rows: list[dict]) -> dict:
+    """ddpo.json's figures, before the memory ones."""
+    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
+    return {
+        "train_time_s": train_time,
+        "iterations": cfg.iterations,
+        "trajectories": cfg.iterations * batch,
+        "renders": cfg.iterations * batch,
+        "trajectory_bytes_per_sample": traj_bytes,
+        "stochastic_steps": stochastic,
+        "last": rows[-1] if rows else {},
+    }

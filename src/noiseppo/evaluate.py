@@ -41,7 +41,7 @@ from noiseppo.grid import Block, Cell, prompt_grid
 from noiseppo.images import to_pil
 from noiseppo.paired import paired_bootstrap
 from noiseppo.policy import NoisePolicy
-from noiseppo.rewards import Reward
+from noiseppo.rewards.base import Reward
 from noiseppo.sides import score_side
 from noiseppo.specificity import Control, controls, specificity_row
 

@@ -31,7 +31,7 @@ from noiseppo.backends.base import Backend
 from noiseppo.errors import UserError
 from noiseppo.overlap import score_while_rendering
 from noiseppo.policy import NoisePolicy
-from noiseppo.rewards import Reward
+from noiseppo.rewards.base import Reward
 from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import encode_distinct
 from noiseppo.seeds import sample_seed, standard_noise

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from noiseppo.images import to_pil as to_pil  # re-exported: its old home
-
 FONT_SIZE = 12
 LINE = 15  # pixels per text line at FONT_SIZE
 PAD = 6

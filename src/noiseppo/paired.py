@@ -21,6 +21,32 @@ def paired_row(
     return row
 
 
+def group_rows(
+    standard: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    clusters: np.ndarray,
+    groups: list[str],
+    resamples: int = 2000,
+) -> dict[str, float]:
+    """``paired_row``'s Δ and interval within each group of prompts (``groups[i]``: prompt i's, e.g.
+    its Shapes template), as ``eval_group_{group}_pairs`` and ``eval_group_{group}_delta_{metric}``
+    (with ``_ci95_low`` and ``_ci95_high``): where the gain comes from."""
+    row: dict[str, float] = {}
+    of_image = np.array([groups[i] for i in clusters])
+    for group in sorted(set(groups)):
+        mine = of_image == group
+        row[f"eval_group_{group}_pairs"] = float(mine.sum())
+        for key, values in after.items():
+            delta = values[mine] - standard[key][mine]
+            finite = np.isfinite(delta)
+            name = f"eval_group_{group}_delta_{key}"
+            row[name] = float(delta[finite].mean())
+            row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = paired_bootstrap(
+                delta[finite], clusters[mine][finite], resamples
+            )
+    return row
+
+
 def paired_bootstrap(
     delta: np.ndarray, clusters: np.ndarray, resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,9 @@ from noiseppo.safe_load import load_pretrained
 from noiseppo.sampling import LatentsFn
 from noiseppo.seeds import standard_noise
 from noiseppo.shipped import SHIPPED_POLICIES, shipped_policies
-from noiseppo.shipped import training_config as training_config  # re-exported: its old home
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 LOG_2PI = math.log(2 * math.pi)
 Mode = Literal["sample", "mean"]
@@ -44,6 +46,8 @@ Reduce = Literal["sum", "mean"]
 READOUTS = ("shared", "cell", "token")
 """How the policy turns the prompt into its output map (``TrainConfig.readout``)."""
 """How a per-dimension log-density or KL becomes one number per sample (``TrainConfig.logprob``)."""
+CONDITIONING_WIDTH = 64
+"""The default width of both token states and pooled vector: the Shapes text encoder's."""
 
 
 class NoisePolicy(ModelMixin, ConfigMixin):
@@ -55,7 +59,8 @@ class NoisePolicy(ModelMixin, ConfigMixin):
     def __init__(
         self,
         latent_shape: Sequence[int] = (3, 32, 32),
-        cond_dim: int = 64,
+        token_dim: int = CONDITIONING_WIDTH,
+        pooled_dim: int = CONDITIONING_WIDTH,
         grid: int = 8,
         width: int = 64,
         heads: int = 4,
@@ -66,16 +71,35 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         readout: str = "shared",
         feature_mlp: bool = True,
         prompt_blind: bool = False,
+        cond_dim: int | None = None,
     ):
+        """``token_dim`` is the width of the token states (N, L, token_dim) the policy reads, and
+        ``pooled_dim`` that of the pooled vector (N, pooled_dim): a backend's ``token_dim`` and
+        ``pooled_dim``, which differ in most models (SDXL: 2048 and 1280; FLUX: 4096 and 768).
+
+        ``cond_dim`` is only for policies saved when the policy read one width for both (their
+        config.json says ``"cond_dim"``, as the shipped ones do, and has neither ``token_dim`` nor
+        ``pooled_dim``): it is read as both widths. New policies leave it None.
+        """
         super().__init__()
+        if cond_dim is not None:
+            if (token_dim, pooled_dim) not in ((CONDITIONING_WIDTH,) * 2, (cond_dim, cond_dim)):
+                raise UserError(
+                    f"cond_dim {cond_dim} (the one width of policies saved before token_dim and pooled_dim) "
+                    f"with token_dim {token_dim} and pooled_dim {pooled_dim}: give one or the other"
+                )
+            # An old policy's one width was both: its token and pooled projections are cond_dim wide.
+            # Its config is saved from now on with the two widths (and cond_dim null).
+            token_dim = pooled_dim = cond_dim
+            self.register_to_config(token_dim=cond_dim, pooled_dim=cond_dim, cond_dim=None)
         self.latent_shape = tuple(int(d) for d in latent_shape)
         channels = self.latent_shape[0]
         # The cells' only identity is their query. At a std far below the pooled prompt's
         # projection (about 0.55), every cell reads the prompt alike and the first updates can
         # only shift the whole map uniformly; at about 1 the cells differ from the start.
         self.queries = nn.Parameter(torch.randn(grid * grid, width) * query_std)
-        self.token_in = nn.Linear(cond_dim, width)
-        self.pooled_in = nn.Linear(cond_dim, width)
+        self.token_in = nn.Linear(token_dim, width)
+        self.pooled_in = nn.Linear(pooled_dim, width)
         self.norm = nn.LayerNorm(width)
         self.to_q = nn.Linear(width, width)
         self.to_kv = nn.Linear(width, 2 * width)
@@ -101,6 +125,19 @@ class NoisePolicy(ModelMixin, ConfigMixin):
             self.cell_weight = nn.Parameter(torch.zeros(grid * grid, width, outputs))
             self.cell_bias = nn.Parameter(torch.zeros(grid * grid, outputs))
 
+    @property
+    def sizes(self) -> tuple[tuple[int, ...], int, int]:
+        """What the policy was made for: its latent shape, and the widths of the token states and
+        pooled vector it reads (``backends.base.check_compatible`` holds them against a model's)."""
+        return self.latent_shape, self.config.token_dim, self.config.pooled_dim
+
+    @classmethod
+    def for_backend(cls, backend: Backend, **config) -> NoisePolicy:
+        """An untrained policy for ``backend``: its latent shape and conditioning widths, and ``config``."""
+        return cls(
+            latent_shape=backend.latent_shape, token_dim=backend.token_dim, pooled_dim=backend.pooled_dim, **config
+        )
+
     def forward(self, conditioning: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log standard deviation, each (N, *latent_shape).
 
@@ -122,11 +159,8 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         cfg = self.config
         states = conditioning.token_states.to(self.device, self.dtype)
         pooled = conditioning.pooled.to(self.device, self.dtype)
-        if states.shape[-1] != cfg.cond_dim or pooled.shape[-1] != cfg.cond_dim:
-            raise UserError(
-                f"the policy reads conditioning of width {cfg.cond_dim}, the backend gives "
-                f"{states.shape[-1]} (token states) and {pooled.shape[-1]} (pooled)"
-            )
+        # The conditioning carries no latents: only its widths are checked here.
+        check_compatible(self.sizes, self.latent_shape, states.shape[-1], pooled.shape[-1], "the conditioning")
         mask = conditioning.mask.to(self.device, torch.bool)
         if cfg.prompt_blind:  # the control: one constant conditioning (one zero token), whatever the prompt
             states, pooled = states.new_zeros(len(states), 1, states.shape[-1]), torch.zeros_like(pooled)
@@ -201,8 +235,8 @@ class NoisePolicy(ModelMixin, ConfigMixin):
 
         @torch.no_grad()
         def fn(conditioning: Conditioning, eps: torch.Tensor) -> torch.Tensor:
-            if eps.shape[1:] != self.latent_shape:
-                raise UserError(f"the policy makes latents of shape {self.latent_shape}, got {tuple(eps.shape[1:])}")
+            widths = conditioning.token_states.shape[-1], conditioning.pooled.shape[-1]
+            check_compatible(self.sizes, eps.shape[1:], *widths, "the input")
             if mode == "mean":
                 return self(conditioning)[0].to(eps.device)
             return self.sample(conditioning, eps).to(eps.device)
@@ -211,28 +245,67 @@ class NoisePolicy(ModelMixin, ConfigMixin):
 
     def latents_for(
         self,
-        pipe,
+        pipe: DiffusionPipeline,
         prompts: str | Sequence[str],
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | None = None,
         mode: Mode = "sample",
     ) -> torch.Tensor:
         """Initial latents for a diffusers pipeline: ``pipe(prompts, latents=policy.latents_for(pipe,
-        prompts, generator=g))``. The prompts are encoded as the ``diffusers`` backend encodes them
-        in training; ε comes from ``generator`` as the pipeline would draw it, or from ``seeds`` by
-        noiseppo's seed rule. See ``noiseppo.backends.plugin.latents_for_pipeline``.
+        prompts, generator=g))``. The prompts are encoded as the pipeline's backend encodes them in
+        training (``noiseppo.backends.plugin.backend_for`` finds it by the pipeline's class).
 
-        ``pipe`` may also be a noiseppo backend (``get_backend("shapes")``, the embedded model,
-        which has no diffusers pipeline): then the latents go to ``backend.generate(latents,
-        backend.encode(prompts), steps, guidance)`` (README, "Python API")."""
+        The standard noise ε is drawn as the pipeline draws its own (``randn_tensor`` with
+        ``generator``, in the dtype of its prompt embeddings), so an untrained policy gives that
+        call's images; or, with ``seeds``, by noiseppo's seed rule, so the latents pair with
+        ``noiseppo sample --seed``. The result is on the pipeline's device, in its dtype, in the
+        layout the pipeline takes (packed for FLUX). For a noiseppo backend (the embedded Shapes
+        model has no pipeline) the call is ``backend_latents``."""
         from diffusers import DiffusionPipeline
+        from diffusers.utils.torch_utils import randn_tensor
 
-        is_backend = all(hasattr(pipe, a) for a in ("encode", "generate", "latent_shape"))
-        if is_backend and not isinstance(pipe, DiffusionPipeline):
-            return _backend_latents(self, pipe, prompts, generator, seeds, mode)
-        from noiseppo.backends.plugin import latents_for_pipeline
+        from noiseppo.backends.pipeline import encode_all
+        from noiseppo.backends.plugin import backend_for
 
-        return latents_for_pipeline(self, pipe, prompts, generator, seeds, mode)
+        if not isinstance(pipe, DiffusionPipeline):
+            hint = "; for a noiseppo backend use policy.backend_latents" if hasattr(pipe, "generate") else ""
+            raise UserError(f"latents_for takes a diffusers pipeline, got a {type(pipe).__name__}{hint}")
+        backend = backend_for(pipe)
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        shape = backend.pipeline_latent_shape(pipe)
+        check_compatible(self.sizes, shape, *backend.conditioning_widths(pipe), f"the {type(pipe).__name__}")
+        if seeds is not None and generator is not None:
+            raise UserError("give a generator or seeds, not both")
+        if seeds is not None and len(seeds) != len(prompts):
+            raise UserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+        conditioning = encode_all(backend, pipe, prompts)
+        device, dtype = pipe._execution_device, conditioning.token_states.dtype
+        if seeds is not None:
+            eps = standard_noise(shape, seeds)
+        else:
+            eps = randn_tensor((len(prompts), *shape), generator=generator, device=device, dtype=dtype)
+        z = self.noise_to_latents(mode)(conditioning, eps).to(device, dtype)
+        return backend.pipeline_latents(pipe, z)
+
+    def backend_latents(
+        self,
+        backend: Backend,
+        prompts: str | Sequence[str],
+        generator: torch.Generator | None = None,
+        seeds: Sequence[int] | None = None,
+        mode: Mode = "sample",
+    ) -> torch.Tensor:
+        """Initial latents for a noiseppo backend (``get_backend("shapes")``, the embedded model),
+        for ``backend.generate(latents, backend.encode(prompts), steps, guidance)`` (README, "Python
+        API"): ε from ``seeds`` by the seed rule (what ``noiseppo sample`` draws) or from ``generator``."""
+        check_policy(self, backend)
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if seeds is not None and generator is not None:
+            raise UserError("give a generator or seeds, not both")
+        if seeds is not None:
+            return latents_for_seeds(self, backend, prompts, seeds, mode)
+        eps = torch.randn(len(prompts), *backend.latent_shape, generator=generator)
+        return self.noise_to_latents(mode)(backend.encode(prompts), eps)
 
 
 def reparameterise(mean: torch.Tensor, log_sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -264,6 +337,14 @@ def gaussian_kl(
     return term.flatten(1).mean(1)
 
 
+def check_policy(policy: NoisePolicy, backend: Backend) -> None:
+    """Refuse a policy trained for another model: another latent shape, or conditioning of other
+    widths (which tells SD3 and FLUX policies apart where their latent shapes match)."""
+    check_compatible(
+        policy.sizes, backend.latent_shape, backend.token_dim, backend.pooled_dim, f"backend '{backend.name}'"
+    )
+
+
 def latents_for_seeds(
     policy: NoisePolicy, backend: Backend, prompts: Sequence[str], seeds: Sequence[int], mode: Mode = "sample"
 ) -> torch.Tensor:
@@ -291,23 +372,3 @@ def load_policy(name_or_path: str | Path) -> NoisePolicy:
         f"'{name_or_path}' is neither a run folder, a policy folder nor a shipped policy "
         f"({hint}shipped: {', '.join(shipped) or 'none'})"
     )
-
-
-def _backend_latents(
-    policy: NoisePolicy,
-    backend: Backend,
-    prompts: str | Sequence[str],
-    generator: torch.Generator | None,
-    seeds: Sequence[int] | None,
-    mode: Mode,
-) -> torch.Tensor:
-    """``NoisePolicy.latents_for`` on a noiseppo backend: ε from ``seeds`` by the seed rule (what
-    ``noiseppo sample`` draws) or from ``generator``."""
-    check_compatible(policy, backend)
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if seeds is not None and generator is not None:
-        raise UserError("give a generator or seeds, not both")
-    if seeds is not None:
-        return latents_for_seeds(policy, backend, prompts, seeds, mode)
-    eps = torch.randn(len(prompts), *backend.latent_shape, generator=generator)
-    return policy.noise_to_latents(mode)(backend.encode(prompts), eps)

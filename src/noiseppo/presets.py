@@ -110,14 +110,18 @@ def resolve(
     if preset not in presets():
         raise unknown_name("preset", preset, presets())
     values = _read_yaml(PRESETS_DIR / f"{preset}.yaml")
-    if config_file:
-        values.update(_read_yaml(Path(config_file)))
+    given: dict[str, Any] = _read_yaml(Path(config_file)) if config_file else {}  # what the user chose
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"'{item}': overrides are written key=value")
-        values[key.strip()] = config_value(key.strip(), value, "override")
-    values.update({k: config_value(k, v, "flag") for k, v in (flags or {}).items() if v is not None})
+        given[key.strip()] = config_value(key.strip(), value, "override")
+    given.update({k: config_value(k, v, "flag") for k, v in (flags or {}).items() if v is not None})
+    values.update(given)
+    if values.get("backend", TrainConfig.backend) != "shapes" and "eval_prompts" not in given:
+        # The presets' held-out sets are Shapes prompts: through another model they would only
+        # waste renders. Without the user's own eval_prompts there is no held-out pass (train says so).
+        values["eval_prompts"] = ""
     config = TrainConfig(**values)
     validate(config)
     return config

@@ -95,3 +95,21 @@ def mirror_prompt(prompt: str) -> str | None:
     if len(found) != 1:
         return None
     return _RELATION.sub(lambda m: _MIRRORED[m.group(1)], prompt)
+
+
+def prompt_groups(name_or_path: str, prompts: list[str]) -> list[str] | None:
+    """Each prompt's group, for a per-group table of the held-out gain: a ``.jsonl`` file's
+    ``"group"`` field where every line has one, else the Shapes template ("single", "two",
+    "three", "pair", "relation") where every prompt is in the Shapes grammar; else None."""
+    from noiseppo.shapes.grammar import PromptError, parse
+
+    path = Path(name_or_path)
+    if name_or_path not in PROMPT_SETS and path.suffix == ".jsonl":  # read and checked by load_prompts already
+        items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        groups = [item.get("group") if isinstance(item, dict) else None for item in items]
+        if all(isinstance(g, str) and g for g in groups):
+            return groups
+    try:
+        return [parse(prompt).template for prompt in prompts]
+    except PromptError:
+        return None

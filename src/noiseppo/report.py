@@ -45,17 +45,20 @@ CHECKPOINT_INTERVAL_S = 60.0
 
 # -- what a folder is -------------------------------------------------------------------------
 def folder_kind(folder: Path) -> str:
-    """ "run" (``config.yaml``, as ``noiseppo train`` writes first) or "eval" (``eval.json``)."""
+    """ "run" (``config.yaml``, as ``noiseppo train`` writes first), "eval" (``eval.json``) or
+    "compare" (``compare.json``)."""
     if (folder / "config.yaml").is_file():
         return "run"
     if (folder / "eval.json").is_file():
         return "eval"
+    if (folder / "compare.json").is_file():
+        return "compare"
     if not folder.is_dir():
         what = "not a folder" if folder.exists() else "no such folder"
-        raise UserError(f"{folder}: {what} (give a run folder or an eval folder)")
+        raise UserError(f"{folder}: {what} (give a run, eval or compare folder)")
     raise UserError(
-        f"{folder}: neither a run folder (config.yaml, from noiseppo train) nor an eval folder "
-        "(eval.json, from noiseppo eval)"
+        f"{folder}: neither a run folder (config.yaml, from noiseppo train), an eval folder "
+        "(eval.json, from noiseppo eval) nor a compare folder (compare.json, from noiseppo compare)"
     )
 
 
@@ -210,6 +213,28 @@ def held_out_rows(row: dict) -> list[HeldOutRow]:
     ]
 
 
+@dataclass
+class GroupRow:
+    group: str
+    pairs: int
+    cells: list[tuple[float, float, float]]  # per metric: delta, CI low, CI high
+
+
+def group_table(row: dict) -> tuple[list[str], list[GroupRow]]:
+    """The held-out gain per group of prompts (their Shapes template, or a .jsonl "group" field;
+    ``paired.group_rows``): the metrics shown and one row per group."""
+    groups = sorted(
+        k[len("eval_group_") : -len("_pairs")] for k in row if k.startswith("eval_group_") and k.endswith("_pairs")
+    )
+    metrics = [m for m in eval_metrics(row) if groups and f"eval_group_{groups[0]}_delta_{m}" in row]
+    rows = []
+    for g in groups:
+        name = f"eval_group_{g}_delta_"
+        cells = [(row[name + m], row[name + m + "_ci95_low"], row[name + m + "_ci95_high"]) for m in metrics]
+        rows.append(GroupRow(g, int(row[f"eval_group_{g}_pairs"]), cells))
+    return metrics, rows
+
+
 def held_out_line(row: dict) -> str:
     """One line for a periodic held-out evaluation, as the progress bar shows it."""
     by_metric = {r.metric: r for r in held_out_rows(row)}
@@ -287,6 +312,8 @@ class RunPage:
     warnings: list[str]
     notes: list[str]
     unplotted: list[str] = field(default_factory=list)
+    group_metrics: list[str] = field(default_factory=list)
+    groups: list[GroupRow] = field(default_factory=list)
 
 
 def _config_rows(config) -> list[ConfigRow]:
@@ -312,6 +339,9 @@ def _duration(seconds: float) -> str:
 def _wall_time(seconds: float, rows: list[dict]) -> str:
     if not seconds:
         return "no iteration yet"
+    walls = [r["time_wall"] for r in rows if isinstance(r.get("time_wall"), (int, float))]
+    if walls:  # the real one: start-up, iterations, held-out passes and writing; resumed sessions added up
+        return f"{_duration(walls[-1])}: the run's real wall time, start to last row (resumed sessions added up)"
     if any("time_eval" in r for r in rows):
         return f"{_duration(seconds)}: the iterations' and the held-out evaluations' own times, summed"
     return f"{_duration(seconds)}: the iterations' own times, summed (the run did not record its evaluations' times)"
@@ -399,9 +429,9 @@ class GridBlock:
 
 def _load(run: Path, config) -> Live:
     """The run's latest policy, its frozen model and its reward, as ``noiseppo eval`` loads them."""
-    from noiseppo.backends import check_policy, get_backend
+    from noiseppo.backends import get_backend
     from noiseppo.checkpoint import latest_step
-    from noiseppo.policy import load_policy
+    from noiseppo.policy import check_policy, load_policy
     from noiseppo.rewards import get_reward
 
     policy = load_policy(run)
@@ -490,7 +520,9 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
         ("wall time", _wall_time(wall, rows)),
     ]
     held_out, caption = _held_out(config, rows)
-    plotted = {k for c in curves(config) for k in c.keys} | {"iteration", "reward_std"}
+    evals = [r for r in rows if any(k.startswith("eval_standard_") for k in r)]
+    group_metrics, groups = group_table(evals[-1]) if evals else ([], [])
+    plotted = {k for c in curves(config) for k in c.keys} | {"iteration", "reward_std", "time_wall"}
     return RunPage(
         folder=str(run),
         header=header,
@@ -506,6 +538,8 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
         warnings=warnings,
         notes=[] if rows else ["metrics.jsonl holds no row yet"],
         unplotted=sorted({k for r in rows for k in r if not k.startswith("eval_")} - plotted),
+        group_metrics=group_metrics,
+        groups=groups,
     )
 
 
@@ -548,6 +582,35 @@ def eval_page(folder: Path) -> EvalPage:
     return EvalPage(str(folder), header, rows, data_uri(gain.read_bytes()) if gain.is_file() else None, grids)
 
 
+# -- a comparison's page -----------------------------------------------------------------------
+@dataclass
+class ComparePage:
+    folder: str
+    header: list[tuple[str, str]]
+    metric: str
+    rows: list[dict]
+    plot: str | None
+
+
+def compare_page(folder: Path) -> ComparePage:
+    """The baselines of a ``noiseppo compare`` run: every method's score with its interval and
+    its paired difference to standard noise, what it cost, and compare.png."""
+    from noiseppo.rewards.http import redacted
+
+    try:
+        data = json.loads((folder / "compare.json").read_text())
+        metric, rows = data["metric"], data["rows"]
+        if not any(r.get("method") == "standard" for r in rows):  # the comparison's baseline, first
+            rows = [{**data["standard"], "method": "standard"}, *rows]
+        assert isinstance(metric, str) and all(isinstance(r, dict) and metric in r for r in rows)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(f"{folder / 'compare.json'}: not a compare.json of noiseppo compare") from None
+    keys = ("prompts", "seeds", "seed", "steps", "reward", "metric", "pairs")
+    header = [(k, redacted(str(data[k])) if k == "reward" else str(data[k])) for k in keys if k in data]
+    png = folder / "compare.png"
+    return ComparePage(str(folder), header, metric, rows, data_uri(png.read_bytes()) if png.is_file() else None)
+
+
 # -- the page -------------------------------------------------------------------------------------
 def render(folders: Sequence[Path], live: Live | None = None) -> str:
     """The HTML page of ``folders`` (runs and evaluations, in order)."""
@@ -555,12 +618,15 @@ def render(folders: Sequence[Path], live: Live | None = None) -> str:
 
     from noiseppo import __version__
 
-    runs, evals = [], []
+    runs, evals, compares = [], [], []
     for folder in folders:
-        if folder_kind(folder) == "run":
+        kind = folder_kind(folder)
+        if kind == "run":
             runs.append(run_page(folder, live))
-        else:
+        elif kind == "eval":
             evals.append(eval_page(folder))
+        else:
+            compares.append(compare_page(folder))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -568,6 +634,7 @@ def render(folders: Sequence[Path], live: Live | None = None) -> str:
         title=f"noiseppo report: {', '.join(Path(f).name or str(f) for f in folders)}",
         runs=runs,
         evals=evals,
+        compares=compares,
         version=__version__,
         built=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from noiseppo.backends.base import Backend, Conditioning
 from noiseppo.seeds import sample_seed, standard_noise
+
+if TYPE_CHECKING:
+    from noiseppo.config import TrainConfig
 
 
 @dataclass
@@ -67,3 +70,39 @@ def sample_batches(
 def sample(*args: Any, **kwargs: Any) -> list[Sample]:
     """All of ``sample_batches`` (the same arguments) in one list."""
     return [s for chunk in sample_batches(*args, **kwargs) for s in chunk]
+
+
+# -- one training iteration's batch (Noise PPO and DDPO draw it alike) ------------------------------
+def draw_batch(
+    cfg: TrainConfig, prompts: Sequence[str], latent_shape: Sequence[int], generator: torch.Generator
+) -> tuple[list[str], torch.Tensor]:
+    """One iteration's prompts, each repeated ``samples_per_prompt`` times (prompt-major), and
+    their standard noise, both drawn from ``generator`` in that order."""
+    chosen = draw_prompt_ids(len(prompts), cfg.prompts_per_iteration, generator)
+    texts = [prompts[i] for i in chosen.tolist() for _ in range(cfg.samples_per_prompt)]
+    return texts, draw_noise(cfg, latent_shape, generator)
+
+
+def draw_prompt_ids(count: int, per_iteration: int, generator: torch.Generator) -> torch.Tensor:
+    """The indices of one iteration's prompts: without replacement when there are enough, so each
+    prompt comes at most once; a smaller prompt file is drawn with replacement, as ddpo-pytorch
+    draws every batch, so the default batch runs on a file of a few prompts. A prompt drawn twice
+    is one group of twice the samples: advantages group by the prompt's text."""
+    if count >= per_iteration:
+        return torch.randperm(count, generator=generator)[:per_iteration]
+    return torch.randint(count, (per_iteration,), generator=generator)
+
+
+def draw_noise(cfg: TrainConfig, latent_shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """One iteration's standard noise, (prompts x samples, *latent_shape), prompt-major.
+
+    With ``antithetic`` each prompt's second half of noises mirrors its first half (ε, -ε); with
+    ``shared_noise`` every prompt gets the same ``samples_per_prompt`` noises (a prompts x noises grid).
+    """
+    prompts = 1 if cfg.shared_noise else cfg.prompts_per_iteration
+    eps = torch.randn(prompts * cfg.samples_per_prompt, *latent_shape, generator=generator)
+    if cfg.antithetic:
+        groups = eps.view(prompts, cfg.samples_per_prompt, -1)
+        half = cfg.samples_per_prompt // 2
+        groups[:, half:] = -groups[:, :half]
+    return eps.repeat(cfg.prompts_per_iteration, *[1] * len(latent_shape)) if cfg.shared_noise else eps

@@ -40,13 +40,10 @@ from noiseppo.baseline_config import SearchConfig
 from noiseppo.errors import UserError
 from noiseppo.grid import Block, Cell, prompt_grid
 from noiseppo.images import to_pil
-from noiseppo.rewards import Reward
+from noiseppo.rewards.base import Reward
 from noiseppo.sampling import LatentsFn
-from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.seeds import SEARCH_STREAM, sample_seed, standard_noise
 from noiseppo.sides import score_side
-
-SEARCH_STREAM = 2**42
-"""The prompt index under which generation base seeds are derived: no prompt set is this long."""
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -80,10 +77,6 @@ class SearchResult:
     renders: int = 0  # renders per prompt actually used
     log: list[dict] = field(default_factory=list)  # one row per generation
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # renders per prompt -> cells
-
-    def noise_to_latents(self, prompts: Sequence[str], latent_shape: Sequence[int], cells: torch.Tensor | None = None):
-        """``noiseppo.sampling`` hook: ε → up(m) + ε for each row's prompt (``prompts`` in search order)."""
-        return mean_latents_fn(self.cells if cells is None else cells, prompts, latent_shape)
 
 
 def upsample(cells: torch.Tensor, latent_shape: Sequence[int]) -> torch.Tensor:

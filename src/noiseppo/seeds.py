@@ -20,6 +20,19 @@ if TYPE_CHECKING:
 EVAL_SEED = 0
 """Base seed of the periodic held-out evaluation (pairs with ``noiseppo sample --seed 0``)."""
 
+# The streams: indices under which a command derives seeds that must never be those of an image
+# (sample_seed(s, i, j) with i a prompt's index and j a sample's, both far below 2**40) nor each
+# other's. One place, so that a new stream cannot take one already used (tests/test_regression.py).
+TRAIN_STREAM = 2**40
+"""Sample index under which Noise PPO draws each iteration's generator."""
+BEST_OF_STREAM = 2**41
+"""Prompt index under which best-of-N derives its candidates' base seeds."""
+SEARCH_STREAM = 2**42
+"""Prompt index under which the noise search derives each generation's base seed."""
+DDPO_STREAM = 2**43
+"""Sample index under which DDPO draws each iteration's generator (disjoint from Noise PPO's)."""
+STREAMS = (TRAIN_STREAM, BEST_OF_STREAM, SEARCH_STREAM, DDPO_STREAM)
+
 
 def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     """The seed of sample ``sample_index`` of prompt ``prompt_index`` under ``seed``."""

@@ -16,7 +16,7 @@ from noiseppo.backends.base import Backend
 from noiseppo.grid import Block, Cell
 from noiseppo.images import to_pil
 from noiseppo.policy import NoisePolicy
-from noiseppo.rewards import Reward
+from noiseppo.rewards.base import Reward
 from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import encode_distinct
 from noiseppo.seeds import sample_seed, standard_noise

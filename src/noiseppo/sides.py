@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from noiseppo.backends.base import Backend
 from noiseppo.overlap import score_while_rendering
-from noiseppo.rewards import Reward
+from noiseppo.rewards.base import Reward
 from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import LatentsFn, Sample, sample_batches
 

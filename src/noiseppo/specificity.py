@@ -23,7 +23,7 @@ from noiseppo.backends.base import Backend
 from noiseppo.paired import paired_bootstrap
 from noiseppo.policy import Mode, NoisePolicy
 from noiseppo.prompts import mirror_prompt
-from noiseppo.rewards import Reward
+from noiseppo.rewards.base import Reward
 from noiseppo.sampling import LatentsFn, encode_distinct
 from noiseppo.sides import score_side
 

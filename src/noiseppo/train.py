@@ -30,6 +30,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from tqdm import tqdm
 from noiseppo import report
 from noiseppo.advantages import PerPromptStats, centre_noises
 from noiseppo.backends import get_backend
-from noiseppo.backends.base import resolve_guidance
+from noiseppo.backends.base import Conditioning, resolve_guidance
 from noiseppo.checkpoint import (
     has_state,
     latest_step,
@@ -56,42 +57,36 @@ from noiseppo.extend import RunFinished, extended, extension_notice, finished_no
 from noiseppo.files import check_parent, occupied, replaced_folder, truncate_jsonl
 from noiseppo.interrupt import Interrupted, Snapshot
 from noiseppo.overlap import score_while_rendering
-from noiseppo.paired import paired_row
+from noiseppo.paired import group_rows, paired_row
 from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.ppo import Rollout, ppo_update
 from noiseppo.presets import resolve, to_yaml, validate
-from noiseppo.prompts import load_prompts
+from noiseppo.prompts import load_prompts, prompt_groups
 from noiseppo.provenance import write_run_info
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import redacted
 from noiseppo.rewards.scoring import reward_phase, score_with_details
-from noiseppo.sampling import encode_distinct
+from noiseppo.sampling import draw_batch, encode_distinct
 from noiseppo.schedule import batch_arithmetic, learning_rate, minibatch_size
-from noiseppo.seeds import EVAL_SEED, sample_seed
+from noiseppo.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
 from noiseppo.sides import score_side
 from noiseppo.specificity import controls, specificity_row
 
-TRAIN_STREAM = 2**40
-"""Sample index under which training draws its generator: no command draws that many samples."""
+
+class Timings(dict):
+    """Seconds per phase of an iteration, each ``with timings.measure(key):`` adding its own."""
+
+    @contextmanager
+    def measure(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[key] = self.get(key, 0.0) + time.perf_counter() - start
 
 
 def iteration_generator(config: TrainConfig, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(sample_seed(config.seed, iteration, TRAIN_STREAM))
-
-
-def draw_noise(cfg: TrainConfig, latent_shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """One iteration's standard noise, (prompts x samples, *latent_shape), prompt-major.
-
-    With ``antithetic`` each prompt's second half of noises mirrors its first half (ε, -ε); with
-    ``shared_noise`` every prompt gets the same ``samples_per_prompt`` noises (a prompts x noises grid).
-    """
-    prompts = 1 if cfg.shared_noise else cfg.prompts_per_iteration
-    eps = torch.randn(prompts * cfg.samples_per_prompt, *latent_shape, generator=generator)
-    if cfg.antithetic:
-        groups = eps.view(prompts, cfg.samples_per_prompt, -1)
-        half = cfg.samples_per_prompt // 2
-        groups[:, half:] = -groups[:, :half]
-    return eps.repeat(cfg.prompts_per_iteration, *[1] * len(latent_shape)) if cfg.shared_noise else eps
 
 
 class Trainer:
@@ -113,13 +108,8 @@ class Trainer:
         self.guidance = resolve_guidance(self.backend, config.guidance)
         self.reward = get_reward(config.reward)
         self.prompts = load_prompts(config.prompts)
-        if len(self.prompts) < config.prompts_per_iteration:
-            raise UserError(
-                f"config: prompts_per_iteration {config.prompts_per_iteration} exceeds the "
-                f"{len(self.prompts)} prompts of '{config.prompts}' (set prompts_per_iteration={len(self.prompts)} "
-                "or fewer, or give more prompts)"
-            )
         self.eval_prompts = load_prompts(config.eval_prompts) if config.eval_prompts else []
+        self.eval_groups = prompt_groups(config.eval_prompts, self.eval_prompts) if self.eval_prompts else None
         # Refuse prompts outside the backend's language, and a step count or guidance it cannot
         # take (one image, dry run), now, before any file is written.
         self.backend.encode(list(dict.fromkeys(self.prompts + self.eval_prompts)))
@@ -127,9 +117,8 @@ class Trainer:
             dry = torch.zeros(1, *self.backend.latent_shape)
             self.backend.generate(dry, self.backend.encode(self.prompts[:1]), config.steps, self.guidance)
         torch.manual_seed(config.seed)  # the policy's (non-zero) hidden layers
-        self.policy = NoisePolicy(
-            latent_shape=self.backend.latent_shape,
-            cond_dim=self.backend.encode(self.prompts[:1]).pooled.shape[-1],
+        self.policy = NoisePolicy.for_backend(
+            self.backend,
             grid=config.grid,
             width=config.width,
             learn_sigma=config.learn_sigma,
@@ -159,57 +148,18 @@ class Trainer:
         its own slice, and the rewards are gathered (``noiseppo.distributed``).
         """
         cfg, ranks = self.config, self.ranks
-        chosen = torch.randperm(len(self.prompts), generator=generator)[: cfg.prompts_per_iteration]
-        prompts = [self.prompts[i] for i in chosen.tolist() for _ in range(cfg.samples_per_prompt)]
-        eps = draw_noise(cfg, self.backend.latent_shape, generator)
+        prompts, eps = draw_batch(cfg, self.prompts, self.backend.latent_shape, generator)
         # A sample's noise: its index in its prompt's group when the prompts share the noises.
         noise_ids = np.tile(np.arange(cfg.samples_per_prompt), cfg.prompts_per_iteration)
 
-        t0 = time.perf_counter()
-        with torch.no_grad():
+        timings = Timings(time_sampling=0.0, time_reward=0.0, time_reward_wait=0.0)
+        with timings.measure("time_sampling"), torch.no_grad():
             cond = encode_distinct(self.backend, prompts)
             mean, log_sigma = self.policy(cond)  # once: the latents, their log-probability and the update's π_old
             latents = reparameterise(mean, log_sigma, eps)
             old_logprob = gaussian_log_prob(latents, mean, log_sigma, cfg.logprob)
-        # time_reward is the reward's own time; time_reward_wait the part of it the run waited for
-        # (with overlap on, only what rendering could not hide).
-        timings = {"time_sampling": time.perf_counter() - t0, "time_reward": 0.0, "time_reward_wait": 0.0}
 
-        def render_and_score() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            mine = ranks.share(len(prompts))
-            rendering = 0.0
-
-            def chunks() -> Iterator[tuple[range, torch.Tensor]]:  # each next() renders one chunk
-                nonlocal rendering
-                for start in range(mine.start, mine.stop, cfg.render_batch):
-                    chunk = range(start, min(start + cfg.render_batch, mine.stop))
-                    t1 = time.perf_counter()
-                    with torch.no_grad():
-                        z, c = latents[chunk.start : chunk.stop], cond.select(chunk)
-                        images = self.backend.generate(z, c, cfg.steps, self.guidance)
-                    rendering += time.perf_counter() - t1
-                    yield chunk, images
-
-            def score(item: tuple[range, torch.Tensor]) -> tuple[torch.Tensor, dict[str, list[float]]]:
-                t2 = time.perf_counter()
-                result = score_with_details(self.reward, item[1], [prompts[i] for i in item[0]])
-                timings["time_reward"] += time.perf_counter() - t2  # only the scoring thread adds here
-                return result
-
-            t3 = time.perf_counter()
-            # Iterations count from 1, as metrics.jsonl does: this is the row this rollout will write.
-            with reward_phase(redacted(cfg.reward), f"training iteration {self.iteration + 1}"):
-                scored = score_while_rendering(chunks(), score, cfg.overlap_scoring)
-            timings["time_sampling"] += rendering
-            timings["time_reward_wait"] = time.perf_counter() - t3 - rendering
-            fields: dict[str, list[float]] = {}
-            for _, details in scored:
-                for key, values in details.items():
-                    fields.setdefault(key, []).extend(values)
-            rewards = torch.cat([scores for scores, _ in scored])
-            return rewards, {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
-
-        local_reward, local_fields = ranks.run(render_and_score)
+        local_reward, local_fields = ranks.run(partial(self.render_and_score, latents, cond, prompts, timings))
         reward = ranks.gather(local_reward.to(ranks.device)).cpu()
         fields = {k: ranks.gather(v.to(ranks.device)).cpu() for k, v in sorted(local_fields.items())}
 
@@ -240,6 +190,44 @@ class Trainer:
         for key, values in fields.items():
             info[f"train_{key}"] = float(np.nanmean(values.numpy()))
         return rollout, info
+
+    def render_and_score(
+        self, latents: torch.Tensor, cond: Conditioning, prompts: list[str], timings: Timings
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """This rank's share of the batch: rendered ``render_batch`` images at a time, each chunk
+        scored while the next one renders (``overlap_scoring``). Returns the rewards and the
+        reward's numeric details (Shapes: correct, partial), in batch order."""
+        cfg = self.config
+        mine = self.ranks.share(len(prompts))
+        chunks = (
+            range(i, min(i + cfg.render_batch, mine.stop)) for i in range(mine.start, mine.stop, cfg.render_batch)
+        )
+
+        def render(chunk: range) -> tuple[range, torch.Tensor]:  # on this thread: iterating renders
+            with timings.measure("time_sampling"), torch.no_grad():
+                return chunk, self.backend.generate(latents[chunk.start : chunk.stop], cond.select(chunk), cfg.steps,
+                                                    self.guidance)  # fmt: skip
+
+        def score(item: tuple[range, torch.Tensor]) -> tuple[torch.Tensor, dict[str, list[float]]]:
+            with timings.measure("time_reward"):  # the reward's own time, on the scoring thread when overlapped
+                return score_with_details(self.reward, item[1], [prompts[i] for i in item[0]])
+
+        rendered_before = timings["time_sampling"]
+        # Iterations count from 1, as metrics.jsonl does: this is the row this rollout will write.
+        with (
+            timings.measure("time_reward_wait"),
+            reward_phase(redacted(cfg.reward), f"training iteration {self.iteration + 1}"),
+        ):
+            scored = score_while_rendering(map(render, chunks), score, cfg.overlap_scoring)
+        # What the run waited for the reward: the loop's time less the rendering (with overlap on,
+        # only the scoring that rendering could not hide).
+        timings["time_reward_wait"] -= timings["time_sampling"] - rendered_before
+        fields: dict[str, list[float]] = {}
+        for _, details in scored:
+            for key, values in details.items():
+                fields.setdefault(key, []).extend(values)
+        rewards = torch.cat([scores for scores, _ in scored])
+        return rewards, {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
 
     def step(self) -> dict[str, float]:
         """One PPO iteration: rollout, advantages, update. Returns the metrics row."""
@@ -311,6 +299,8 @@ class Trainer:
                 )
         row = paired_row(standard, policy_side, clusters)
         row["eval_nan_rewards"] = float(np.isnan(policy_side["reward"]).sum() + np.isnan(standard["reward"]).sum())
+        if self.eval_groups is not None and len(set(self.eval_groups)) > 1:  # where the gain comes from
+            row.update(group_rows(standard, policy_side, clusters, self.eval_groups))
         if cfg.eval_specificity and not untrained:  # own - other, own - mirror: does the gain depend on the prompt?
             with reward_phase(redacted(cfg.reward), phase):
                 sides = controls(
@@ -356,6 +346,87 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
     return None
 
 
+class RunLog:
+    """What rank 0 writes into the run folder: config.yaml and run.json at the start, then per
+    iteration the held-out pass when due, the metrics row (metrics.jsonl, TensorBoard, W&B), the
+    checkpoint when due and, now and then, the page."""
+
+    def __init__(self, out: Path, trainer: Trainer, quiet: bool, clock: WallClock):
+        self.out, self.trainer, self.quiet, self.clock = out, trainer, quiet, clock
+        self.writer = self.wandb_run = None
+        self.reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
+
+    def open(self, resume: bool, resolved: TrainConfig, before: TrainConfig | None) -> dict[str, float] | None:
+        """Set the folder up (or take it up again); returns the untrained policy's held-out row."""
+        out, trainer, cfg = self.out, self.trainer, self.trainer.config
+        first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
+        if not resume:
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = out / ".config.yaml.tmp"
+            tmp.write_text(to_yaml(resolved))
+            tmp.replace(out / "config.yaml")
+            write_run_info(out)  # the git revision, for the report
+            trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
+        truncate_jsonl(out / "metrics.jsonl", "iteration", trainer.iteration)
+        self.clock.resume(out / "metrics.jsonl")  # a resumed run goes on from its last kept row's time_wall
+        if before is not None and before.iterations != cfg.iterations:
+            record_extension(out, before, cfg, trainer.iteration, to_yaml(resolved))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
+        self.wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
+        if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
+            self.log(first_row, self.quiet)
+        return first_row
+
+    def finish_iteration(self, row: dict[str, float]) -> dict[str, float] | None:
+        """After ``trainer.step()``: returns the held-out row if a pass was due."""
+        trainer, cfg = self.trainer, self.trainer.config
+        done, evaluated = trainer.iteration, None
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+            t0 = time.perf_counter()
+            evaluated = trainer.evaluate()  # {} without held-out prompts
+            if evaluated:
+                evaluated["time_eval"] = time.perf_counter() - t0
+            row.update(evaluated)
+        self.log(row, quiet=True)
+        if evaluated:  # the last one's line is the held-out table, printed at the end
+            _show_held_out(self.writer, trainer, row, self.quiet or done == cfg.iterations)
+        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+            trainer.save(self.out)
+            # The last page is written at the end; the others at most once a CHECKPOINT_INTERVAL_S.
+            if done < cfg.iterations and time.monotonic() - self.reported >= report.CHECKPOINT_INTERVAL_S:
+                _write_report(self.out, trainer)
+                self.reported = time.monotonic()
+        return evaluated
+
+    def log(self, row: dict[str, float], quiet: bool) -> None:
+        row["time_wall"] = self.clock()
+        _log(self.out, self.writer, self.wandb_run, row, quiet)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+class WallClock:
+    """The run's real wall time, logged as ``time_wall`` on every row: this session's seconds since
+    ``train`` was called, plus those of the sessions before it (a resumed run), read back from the
+    last row metrics.jsonl keeps. The rows' own times leave out start-up and writing; this does not."""
+
+    def __init__(self) -> None:
+        self.start, self.before = time.monotonic(), 0.0
+
+    def resume(self, metrics: Path) -> None:
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        self.before = float(json.loads(lines[-1]).get("time_wall") or 0.0) if lines else 0.0
+
+    def __call__(self) -> float:
+        return self.before + time.monotonic() - self.start
+
+
 def train(
     config: TrainConfig | None,
     out: str | Path,
@@ -373,6 +444,7 @@ def train(
     Under ``accelerate launch`` every process runs this; rank 0 alone evaluates, logs and
     writes, inside ``ranks.run`` so that its failure stops every rank with its message.
     """
+    clock = WallClock()
     out = Path(out)
     saved = _open_run(out, resume)
     before = saved
@@ -396,54 +468,21 @@ def train(
     say = (lambda *a: None) if quiet else print
     # config.yaml holds the guidance the run uses, not None for "the backend's default".
     resolved = dataclasses.replace(cfg, guidance=trainer.guidance)
-    is_extension = before is not None and before.iterations != cfg.iterations
-    if is_extension:
+    if before is not None and before.iterations != cfg.iterations:
         say(extension_notice(out, before, cfg, trainer.iteration))
     say(batch_arithmetic(cfg, trainer.guidance, ranks.world))
+    if len(trainer.prompts) < cfg.prompts_per_iteration:
+        say(
+            f"prompts: '{cfg.prompts}' has {len(trainer.prompts)}, fewer than prompts_per_iteration "
+            f"{cfg.prompts_per_iteration}: each iteration draws {cfg.prompts_per_iteration} with replacement "
+            "(a prompt drawn twice is one group of twice the samples)"
+        )
+    if not cfg.eval_prompts:
+        say("no held-out pass: eval_prompts is empty (give eval_prompts=FILE, prompts the policy never trains on)")
 
-    def start() -> tuple:
-        first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
-        if not resume:
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = out / ".config.yaml.tmp"
-            tmp.write_text(to_yaml(resolved))
-            tmp.replace(out / "config.yaml")
-            write_run_info(out)  # the git revision, for the report
-            trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
-        truncate_jsonl(out / "metrics.jsonl", "iteration", trainer.iteration)
-        if is_extension:
-            record_extension(out, before, cfg, trainer.iteration, to_yaml(resolved))
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
-        wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
-        if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
-            _log(out, writer, wandb_run, first_row, quiet)
-        return first_row, writer, wandb_run
-
-    last_eval, writer, wandb_run = ranks.run(start if ranks.is_main else lambda: (None, None, None))
-
-    reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
-
-    def finish_iteration(row: dict[str, float]) -> dict[str, float] | None:
-        nonlocal reported
-        done, evaluated = trainer.iteration, None
-        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-            t0 = time.perf_counter()
-            evaluated = trainer.evaluate()  # {} without held-out prompts
-            if evaluated:
-                evaluated["time_eval"] = time.perf_counter() - t0
-            row.update(evaluated)
-        _log(out, writer, wandb_run, row, quiet=True)
-        if evaluated:  # the last one's line is the held-out table, printed at the end
-            _show_held_out(writer, trainer, row, quiet or done == cfg.iterations)
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            trainer.save(out)
-            # The last page is written at the end; the others at most once a CHECKPOINT_INTERVAL_S.
-            if done < cfg.iterations and time.monotonic() - reported >= report.CHECKPOINT_INTERVAL_S:
-                _write_report(out, trainer)
-                reported = time.monotonic()
-        return evaluated
+    log = RunLog(out, trainer, quiet, clock)
+    # Rank 0 alone evaluates, logs and writes, inside ranks.run: its failure stops every rank with its message.
+    last_eval = ranks.run(partial(log.open, resume, resolved, before) if ranks.is_main else lambda: None)
 
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
     with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
@@ -451,8 +490,9 @@ def train(
             kept_at, kept, finished = trainer.iteration, None, False
             try:
                 kept = Snapshot(policy=trainer.policy, optimizer=trainer.optimizer, stats=trainer.stats)
-                row = trainer.step()
-                evaluated = ranks.run(partial(finish_iteration, row) if ranks.is_main else lambda: None)
+                row = trainer.step()  # every rank: rollout, advantages, PPO update
+                # rank 0: the held-out pass when due, the row, the checkpoint when due
+                evaluated = ranks.run(partial(log.finish_iteration, row) if ranks.is_main else lambda: None)
                 finished = True  # logged (and checkpointed if due): the iteration counts
                 last_eval = evaluated or last_eval
                 bar.update(1)
@@ -472,10 +512,7 @@ def train(
         print(held_out_table(last_eval or trainer.evaluate(), cfg))
     if ranks.is_main and _write_report(out, trainer):
         say(f"report: {out / 'report.html'} (curves, held-out table, standard against policy images)")
-    if writer is not None:
-        writer.close()
-    if wandb_run is not None:
-        wandb_run.finish()
+    log.close()
     return out
 
 
@@ -554,6 +591,4 @@ def _start_wandb(cfg: TrainConfig, out: Path):
         import wandb
     except ImportError:
         raise UserError("wandb=true needs the wandb package (pip install wandb)") from None
-    import dataclasses
-
     return wandb.init(project="noiseppo", name=out.name, dir=str(out), config=dataclasses.asdict(cfg))

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import torch
 
     from noiseppo.backends.base import Backend
-    from noiseppo.policy import NoisePolicy
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 """What ``--dtype`` takes; ``DTYPES`` maps them to torch dtypes."""
@@ -103,16 +102,4 @@ def checked_device(device: str) -> torch.device:
     return torch_device
 
 
-def check_policy(policy: NoisePolicy, backend: Backend) -> None:
-    """Refuse a policy trained for another model: another latent shape, or (for the pipeline
-    backends, which know their conditioning width without encoding) another conditioning width,
-    which tells SD3 and FLUX policies apart where their latent shapes match."""
-    from noiseppo.backends.base import check_compatible
-    from noiseppo.backends.pipeline import PipelineBackend, check_width
-
-    check_compatible(policy, backend)
-    if isinstance(backend, PipelineBackend):
-        check_width(policy, backend.cond_dim, backend.conditioning)
-
-
-__all__ = ["BACKENDS", "DTYPES", "Backend", "Conditioning", "check_policy", "checked_device", "get_backend"]
+__all__ = ["BACKENDS", "DTYPES", "Backend", "Conditioning", "checked_device", "get_backend"]

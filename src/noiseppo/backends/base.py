@@ -6,8 +6,9 @@ images. It knows nothing of PPO or rewards; the policy knows nothing of its inte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
@@ -15,9 +16,6 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.errors import UserError
 from noiseppo.names import unknown_name
-
-if TYPE_CHECKING:
-    from noiseppo.policy import NoisePolicy
 
 SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "ddim": DDIMScheduler,
@@ -39,8 +37,9 @@ def named_scheduler(name: str) -> type[SchedulerMixin]:
 class Conditioning:
     """A batch of encoded prompts, detached from any graph.
 
-    ``token_states`` (N, L, D) and ``pooled`` (N, D) are what a noise policy conditions
-    on; ``mask`` (N, L) is True on real tokens. ``prompts`` is each row's text as the backend
+    ``token_states`` (N, L, D) and ``pooled`` (N, P) are what a noise policy conditions
+    on, each at its own width (the backend's ``token_dim`` D and ``pooled_dim`` P); ``mask``
+    (N, L) is True on real tokens. ``prompts`` is each row's text as the backend
     encoded it (canonical for Shapes: ``parse(p).text``); it is the one identity of a prompt's
     group, whose rewards normalise each other's advantages in training.
     """
@@ -71,6 +70,10 @@ class Backend(Protocol):
 
     name: str
     latent_shape: tuple[int, ...]
+    token_dim: int
+    """The width of ``encode``'s token states."""
+    pooled_dim: int
+    """The width of ``encode``'s pooled vector (another width than the token states' in most models)."""
     default_guidance: float
 
     def encode(self, prompts: list[str]) -> Conditioning: ...
@@ -101,10 +104,17 @@ def check_generate_args(
         raise UserError(f"guidance must be >= 0, got {guidance}")
 
 
-def check_compatible(policy: NoisePolicy, backend: Backend) -> None:
-    """Refuse a policy trained for another latent shape."""
-    if tuple(backend.latent_shape) != policy.latent_shape:
+def check_compatible(
+    wanted: tuple[tuple[int, ...], int, int], latent_shape: Sequence[int], token_dim: int, pooled_dim: int, source: str
+) -> None:
+    """Refuse a policy made for another model: the one check of what a policy was made for
+    (``wanted``: ``NoisePolicy.sizes``, its latent shape and the widths of the token states and
+    pooled vector it reads) against what ``source`` (a backend, a pipeline, the input of a call)
+    takes and gives. One line names all three on both sides."""
+    shape = tuple(int(d) for d in latent_shape)
+    if tuple(wanted) != (shape, token_dim, pooled_dim):
         raise UserError(
-            f"the policy makes latents of shape {policy.latent_shape}, "
-            f"backend '{backend.name}' takes {tuple(backend.latent_shape)}"
+            f"the policy is for latents of shape {wanted[0]}, token states {wanted[1]} wide and pooled "
+            f"vectors {wanted[2]} wide; {source} has latents of shape {shape}, token states {token_dim} wide and "
+            f"pooled vectors {pooled_dim} wide"
         )

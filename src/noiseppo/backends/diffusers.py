@@ -4,10 +4,13 @@ rendering) is in ``noiseppo.backends.pipeline``; loading and the ``latents_for``
 ``noiseppo.backends.plugin``.
 
 - **Conditioning** comes from the pipeline's own ``encode_prompt``: the token states are
-  its prompt embeddings, the mask is all True (the U-Net attends to every position,
-  padding included), and the pooled vector is the mean of the token states over the mask
-  (for SDXL too, whose own pooled text embedding has another width than its token states:
-  the policy reads one width).
+  its prompt embeddings (768 wide for SD 1.x, 1024 for SD 2.x, 2048 for SDXL), the mask is
+  all True (the U-Net attends to every position, padding included). The pooled vector is
+  what the U-Net reads of the whole prompt: SDXL's own pooled text embedding (CLIP-G's
+  projection, 1280 wide, the U-Net's ``text_embeds``); SD 1.x/2.x has none, so there it is
+  the mean of the token states over the mask, as wide as they are. (Before the policy read
+  two widths, SDXL's pooled vector was that mean too: an SDXL policy saved then reads a
+  2048-wide pooled vector and is refused with both widths named; train it again.)
 - **Latents** go in through ``latents=``. The policy's z is in N(0, I) units and the
   pipeline's ``prepare_latents`` multiplies given latents by ``scheduler.init_noise_sigma``
   itself, so z is passed as is (only moved to the pipeline's device and dtype).
@@ -36,7 +39,6 @@ class DiffusersBackend(PipelineBackend):
     name = "diffusers"
     pipeline_classes = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
     denoiser = "unet"
-    conditioning = "the pipeline's prompt embeddings"
 
     @classmethod
     def scheduler_class(cls, name: str) -> type[SchedulerMixin]:
@@ -51,26 +53,29 @@ class DiffusersBackend(PipelineBackend):
         return (pipe.unet.config.in_channels, height, width)
 
     @staticmethod
-    def conditioning_width(pipe: DiffusionPipeline) -> int:
-        """The width of the prompt embeddings the U-Net reads (768 for SD 1.x, 2048 for SDXL)."""
-        return pipe.unet.config.cross_attention_dim
+    def conditioning_widths(pipe: DiffusionPipeline) -> tuple[int, int]:
+        """The prompt embeddings' width (the U-Net's ``cross_attention_dim``), and SDXL's pooled text
+        embedding's (CLIP-G's ``projection_dim``) or, for SD, the token states' again."""
+        tokens = pipe.unet.config.cross_attention_dim
+        return (tokens, pipe.text_encoder_2.config.projection_dim) if _is_sdxl(pipe) else (tokens, tokens)
 
     @staticmethod
     @torch.no_grad()
     def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str]) -> Conditioning:
-        """The pipeline's prompt embeddings, an all-True mask and their mean (module docstring)."""
+        """The pipeline's prompt embeddings, an all-True mask, and SDXL's pooled embedding or, for SD,
+        the embeddings' mean (module docstring)."""
         device = pipe._execution_device
-        states = pipe.encode_prompt(
+        encoded = pipe.encode_prompt(
             prompt=list(prompts), device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
-        )[0]  # SD: (embeds, negative); SDXL: (embeds, negative, pooled, negative pooled)
+        )  # SD: (embeds, negative); SDXL: (embeds, negative, pooled, negative pooled)
+        states = encoded[0]
         mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
-        return Conditioning(list(prompts), states, masked_mean(states, mask), mask)
+        pooled = encoded[2] if _is_sdxl(pipe) else masked_mean(states, mask)
+        return Conditioning(list(prompts), states, pooled, mask)
 
     def prompt_inputs(self, conditioning: Conditioning) -> dict[str, Any]:
-        """SD: the encoded prompt embeddings; SDXL: the prompts (see below)."""
+        """The encoded prompt embeddings, and for SDXL its pooled embedding (the U-Net's ``text_embeds``)."""
+        inputs = {"prompt_embeds": conditioning.token_states.to(self.device, self.dtype)}
         if _is_sdxl(self.pipe):
-            # SDXL's U-Net also reads text_embeds, which the Conditioning does not carry (its pooled
-            # vector is the token mean, one width for the policy): the pipeline encodes the prompts
-            # again, the same deterministic encoding as ``encode``.
-            return {"prompt": list(conditioning.prompts)}
-        return {"prompt_embeds": conditioning.token_states.to(self.device, self.dtype)}
+            inputs["pooled_prompt_embeds"] = conditioning.pooled.to(self.device, self.dtype)
+        return inputs

@@ -12,21 +12,25 @@ pipeline's own noise, in the model's unpacked latent shape (16 x H/8 x W/8 for b
   packs z with the pipeline's own ``_pack_latents``, which its ``prepare_latents`` applies
   to the noise it draws itself.
 
-What the policy reads (its ``cond_dim`` is the width; one width for token states and pooled):
+What the policy reads (its ``token_dim`` and ``pooled_dim`` are the two widths):
 
-- **SD3**: the CLIP-L and CLIP-G token states side by side (77 x 2048), the mask all True
-  (the transformer attends to every position), and the pipeline's own pooled vector, which
-  has the same width (CLIP-L's 768 and CLIP-G's 1280). Not T5: SD3 runs without it
-  (``text_encoder_3=None``, a common way to save its 9.5 GB), and its T5 states are then zeros;
-  the CLIP states are there in every SD3 variant, and 77 tokens 2048 wide keep the policy's
-  input projection at half the cost of T5's.
+- **SD3**: the CLIP-L and CLIP-G token states side by side (77 x 2048: their hidden widths,
+  768 + 1280), the mask all True (the transformer attends to every position), and the
+  pipeline's own pooled vector, CLIP-L's and CLIP-G's projections side by side (768 + 1280 =
+  2048 in the released models, the same width as the token states by coincidence; nothing in
+  the architecture ties them). Not T5: SD3 runs without it (``text_encoder_3=None``, a common
+  way to save its 9.5 GB), and its T5 states are then zeros; the CLIP states are there in
+  every SD3 variant, and 77 tokens 2048 wide keep the policy's input projection at half the
+  cost of T5's.
 - **FLUX**: the T5 token states (512 x 4096 for FLUX.1-dev, 256 x 4096 for -schnell), its
-  only token input; the mask True on the prompt's real tokens (T5 pads with states that are
-  not zero, and the pipeline does not mask them); their mean over the mask as the pooled
-  vector. FLUX's pooled CLIP-L vector (768 wide) is not read: the policy reads one width.
+  only token input, the mask True on the prompt's real tokens (T5 pads with states that are
+  not zero, and the pipeline does not mask them); and the pipeline's own pooled vector,
+  CLIP-L's (768 wide), which the transformer reads as its whole-prompt input. (Before the
+  policy read two widths, FLUX's pooled vector was the T5 states' mean over the mask: a FLUX
+  policy saved then reads a 4096-wide pooled vector and is refused with both widths named.)
 
-So an SD3 policy reads 2048-wide and a FLUX policy 4096-wide conditioning, and a policy of
-one family is refused by the other (the latent shapes match at 1024 x 1024).
+So an SD3 policy reads 2048-wide token states and a FLUX policy 4096-wide ones, and a policy
+of one family is refused by the other (the latent shapes match at 1024 x 1024).
 
 Guidance follows each model: SD3's ``guidance`` is classifier-free guidance (above 1 the
 pipeline runs a negative pass); FLUX.1-dev's is the distilled guidance the transformer
@@ -48,7 +52,7 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.backends.base import Conditioning
-from noiseppo.backends.pipeline import PipelineBackend, call_default, masked_mean
+from noiseppo.backends.pipeline import PipelineBackend, call_default
 from noiseppo.errors import UserError
 
 
@@ -72,7 +76,6 @@ class SD3Backend(FlowBackend):
 
     name = "sd3"
     pipeline_classes = ("StableDiffusion3Pipeline",)
-    conditioning = "the CLIP-L and CLIP-G token states of a StableDiffusion3Pipeline"
 
     @staticmethod
     def pipeline_latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int]:
@@ -81,9 +84,11 @@ class SD3Backend(FlowBackend):
         return (pipe.transformer.config.in_channels, size, size)
 
     @staticmethod
-    def conditioning_width(pipe: DiffusionPipeline) -> int:
-        """CLIP-L's and CLIP-G's widths side by side (768 + 1280 = 2048)."""
-        return pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
+    def conditioning_widths(pipe: DiffusionPipeline) -> tuple[int, int]:
+        """CLIP-L's and CLIP-G's hidden widths side by side (768 + 1280 = 2048), and their projection
+        widths side by side (768 + 1280 = 2048 too in the released models)."""
+        clip_l, clip_g = pipe.text_encoder.config, pipe.text_encoder_2.config
+        return clip_l.hidden_size + clip_g.hidden_size, clip_l.projection_dim + clip_g.projection_dim
 
     @staticmethod
     @torch.no_grad()
@@ -95,7 +100,7 @@ class SD3Backend(FlowBackend):
             max_sequence_length=call_default(pipe, "max_sequence_length"),
         )  # fmt: skip
         # prompt_embeds is [CLIP-L | CLIP-G, zero-padded to T5's width] then T5, along the sequence.
-        clip = states[:, : pipe.tokenizer_max_length, : SD3Backend.conditioning_width(pipe)]
+        clip = states[:, : pipe.tokenizer_max_length, : SD3Backend.conditioning_widths(pipe)[0]]
         mask = torch.ones(clip.shape[:2], dtype=torch.bool, device=clip.device)
         return Conditioning(list(prompts), clip, pooled, mask)
 
@@ -105,12 +110,11 @@ class FluxBackend(FlowBackend):
 
     name = "flux"
     pipeline_classes = ("FluxPipeline",)
-    conditioning = "the T5 token states of a FluxPipeline"
 
     @staticmethod
-    def conditioning_width(pipe: DiffusionPipeline) -> int:
-        """T5's width (4096)."""
-        return pipe.text_encoder_2.config.d_model
+    def conditioning_widths(pipe: DiffusionPipeline) -> tuple[int, int]:
+        """T5's width (4096) and CLIP-L's (768), whose pooled output is the pipeline's pooled vector."""
+        return pipe.text_encoder_2.config.d_model, pipe.text_encoder.config.hidden_size
 
     @staticmethod
     def pipeline_latent_shape(pipe: DiffusionPipeline) -> tuple[int, int, int]:
@@ -134,17 +138,17 @@ class FluxBackend(FlowBackend):
     @staticmethod
     @torch.no_grad()
     def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str]) -> Conditioning:
-        """The pipeline's T5 states, masked to the prompts' tokens, and their masked mean (module docstring)."""
+        """The pipeline's T5 states, masked to the prompts' tokens, and its pooled CLIP-L vector (module docstring)."""
         length = FluxBackend.max_sequence_length(pipe)
-        states = pipe.encode_prompt(
+        states, pooled, _ = pipe.encode_prompt(
             prompt=list(prompts), prompt_2=None, device=pipe._execution_device, num_images_per_prompt=1,
             max_sequence_length=length,
-        )[0]  # fmt: skip
+        )  # fmt: skip
         tokens = pipe.tokenizer_2(
             list(prompts), padding="max_length", max_length=length, truncation=True, return_tensors="pt"
         )  # as _get_t5_prompt_embeds tokenizes: the same positions
         mask = tokens.attention_mask.to(states.device, torch.bool)
-        return Conditioning(list(prompts), states, masked_mean(states, mask), mask)
+        return Conditioning(list(prompts), states, pooled, mask)
 
     def prompt_inputs(self, conditioning: Conditioning) -> dict[str, Any]:
         """The prompts, and T5's token count for this model."""

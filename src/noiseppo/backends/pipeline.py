@@ -4,7 +4,7 @@ the ``NoisePolicy.latents_for`` plug-in (``noiseppo.backends.plugin``) calls.
 A pipeline backend (``diffusers`` for SD and SDXL, ``sd3``, ``flux``) is a ``PipelineBackend``
 subclass. It names the pipeline classes it drives and says, in a few static methods that read
 only the pipeline, what the policy sees of it (``pipeline_latent_shape``, ``encode_prompts``,
-``conditioning_width``) and how the policy's latents go in (``pipeline_latents``). The backend
+``conditioning_widths``) and how the policy's latents go in (``pipeline_latents``). The backend
 and the plug-in (``plugin``, which lists the backends and loads them) call the same methods, so
 a policy sees at inference exactly the conditioning it was trained on, and its latents go in
 where the pipeline would have drawn its own noise.
@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.backends.base import Conditioning, check_generate_args
-from noiseppo.errors import UserError
-
-if TYPE_CHECKING:
-    from noiseppo.policy import NoisePolicy
 
 MAX_STEPS = 1000
 """The training schedule's length bounds the step count."""
@@ -60,8 +56,6 @@ class PipelineBackend:
     """Names of the diffusers pipeline classes this backend drives."""
     denoiser: ClassVar[str]
     """The pipeline's denoising component (``unet`` or ``transformer``): its dtype is the pipeline's."""
-    conditioning: ClassVar[str]
-    """What the policy reads, in a few words, for messages."""
 
     def __init__(self, pipe: DiffusionPipeline, scheduler: str = "default", device: str | torch.device = "cpu"):
         if scheduler != "default":
@@ -76,7 +70,7 @@ class PipelineBackend:
         self.device = torch.device(device)
         self.dtype = getattr(pipe, self.denoiser).dtype
         self.latent_shape = self.pipeline_latent_shape(pipe)
-        self.cond_dim = self.conditioning_width(pipe)
+        self.token_dim, self.pooled_dim = self.conditioning_widths(pipe)
         self.default_guidance = self.pipeline_default_guidance(pipe)
 
     # -- what a subclass says about its pipelines ------------------------------------------
@@ -91,8 +85,8 @@ class PipelineBackend:
         raise NotImplementedError
 
     @staticmethod
-    def conditioning_width(pipe: DiffusionPipeline) -> int:
-        """The width of the token states and pooled vector ``encode_prompts`` gives."""
+    def conditioning_widths(pipe: DiffusionPipeline) -> tuple[int, int]:
+        """The widths of the token states and of the pooled vector ``encode_prompts`` gives."""
         raise NotImplementedError
 
     @staticmethod
@@ -153,13 +147,3 @@ def encode_all(backend: type[PipelineBackend], pipe: DiffusionPipeline, prompts:
         torch.cat([c.pooled for c in chunks]),
         torch.cat([c.mask for c in chunks]),
     )
-
-
-def check_width(policy: NoisePolicy, width: int, conditioning: str) -> None:
-    """Refuse a policy that reads conditioning of another width than the backend gives: one trained
-    for another model (for SD3 and FLUX, which share a latent shape, another family)."""
-    if policy.config.cond_dim != width:
-        raise UserError(
-            f"the policy reads conditioning of width {policy.config.cond_dim}, the backend gives {width} "
-            f"({conditioning}): the policy was trained for another model"
-        )

@@ -1,6 +1,6 @@
 """Every pipeline backend, and what needs to know them all: loading one (a pipeline of
-another backend's class is refused with the backend that takes it), and the
-``NoisePolicy.latents_for`` plug-in, which finds the backend that drives a given pipeline.
+another backend's class is refused with the backend that takes it), and finding the backend
+that drives a given pipeline (``NoisePolicy.latents_for``).
 
 ``pipeline`` holds what the backends share and knows none of them; ``diffusers`` and
 ``flow`` subclass it; this module lists them. So the imports run one way.
@@ -8,18 +8,12 @@ another backend's class is refused with the backend that takes it), and the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import torch
 from diffusers import DiffusionPipeline
 
-from noiseppo.backends.pipeline import PipelineBackend, check_width, encode_all
+from noiseppo.backends.pipeline import PipelineBackend
 from noiseppo.errors import UserError
 from noiseppo.hub import load_error, quiet
-
-if TYPE_CHECKING:
-    from noiseppo.policy import Mode, NoisePolicy
 
 
 def pipeline_backends() -> list[type[PipelineBackend]]:
@@ -72,43 +66,3 @@ def backend_for(pipe: DiffusionPipeline) -> type[PipelineBackend]:
             return backend
     known = ", ".join(name for backend in pipeline_backends() for name in backend.pipeline_classes)
     raise UserError(f"latents_for takes a {known}, or a noiseppo backend (get_backend), got a {type(pipe).__name__}")
-
-
-def latents_for_pipeline(
-    policy: NoisePolicy,
-    pipe: DiffusionPipeline,
-    prompts: str | Sequence[str],
-    generator: torch.Generator | None = None,
-    seeds: Sequence[int] | None = None,
-    mode: Mode = "sample",
-) -> torch.Tensor:
-    """``NoisePolicy.latents_for``: the policy's initial latents for ``pipe(prompts, latents=...)``.
-
-    The standard noise ε is drawn as the pipeline draws its own (``randn_tensor`` with
-    ``generator``, in the dtype of its prompt embeddings), so an untrained policy gives that
-    call's images; or, with ``seeds``, by noiseppo's seed rule, so the latents pair with
-    ``noiseppo sample --seed``. The result is on the pipeline's device, in its dtype, in the
-    layout the pipeline takes (packed for FLUX).
-    """
-    from diffusers.utils.torch_utils import randn_tensor
-
-    from noiseppo.seeds import standard_noise
-
-    backend = backend_for(pipe)
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    shape = backend.pipeline_latent_shape(pipe)
-    if shape != policy.latent_shape:
-        raise UserError(f"the policy makes latents of shape {policy.latent_shape}, the pipeline takes {shape}")
-    check_width(policy, backend.conditioning_width(pipe), backend.conditioning)
-    if seeds is not None and generator is not None:
-        raise UserError("give a generator or seeds, not both")
-    if seeds is not None and len(seeds) != len(prompts):
-        raise UserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
-    conditioning = encode_all(backend, pipe, prompts)
-    device, dtype = pipe._execution_device, conditioning.token_states.dtype
-    if seeds is not None:
-        eps = standard_noise(shape, seeds)
-    else:
-        eps = randn_tensor((len(prompts), *shape), generator=generator, device=device, dtype=dtype)
-    z = policy.noise_to_latents(mode)(conditioning, eps).to(device, dtype)
-    return backend.pipeline_latents(pipe, z)

@@ -60,6 +60,8 @@ class ShapesBackend:
         self.dtype = dtype
         size = denoiser.config.image_size
         self.latent_shape = (denoiser.config.channels, size, size)
+        # The pooled vector is the first (BOS) token's state: one width for both.
+        self.token_dim = self.pooled_dim = text_encoder.config.dim
 
     @classmethod
     def from_pretrained(

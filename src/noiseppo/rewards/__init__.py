@@ -10,20 +10,11 @@ verifier's per-constraint breakdown), which ``noiseppo score`` prints.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
 
 from noiseppo.errors import UserError
 from noiseppo.names import unknown_name
-from noiseppo.rewards.scoring import score_batch as score_batch  # re-exported: its old home
-from noiseppo.rewards.scoring import score_with_details as score_with_details  # re-exported: its old home
-
-if TYPE_CHECKING:
-    import torch
-
-
-class Reward(Protocol):
-    def __call__(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor: ...
+from noiseppo.rewards.base import Reward
 
 
 def _ours(module: str, name: str) -> Reward:

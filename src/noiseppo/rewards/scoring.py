@@ -19,7 +19,7 @@ from noiseppo.errors import UserError, first_line
 if TYPE_CHECKING:
     import torch
 
-    from noiseppo.rewards import Reward
+    from noiseppo.rewards.base import Reward
 
 
 class RewardError(UserError):

@@ -1,0 +1,63 @@
+"""A fingerprint of the package's behaviour, to show that a restructure changed none of it.
+
+    python experiments/behaviour_fingerprint.py OUT_DIR > before.json   # on the old code
+    python experiments/behaviour_fingerprint.py OUT_DIR2 > after.json   # on the new code
+    diff before.json after.json                                          # nothing
+
+It records: every preset's resolved config; a SHA-256 of the images every shipped policy gives
+(4 held-out prompts x 2 seeds, at its own step count, standard noise and the policy's); and the
+metrics rows of a 3-iteration training run with a held-out pass after each iteration, timing keys
+left out (they are the machine's, not the code's). The last printed line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def main(out: Path) -> dict:
+    from noiseppo.backends import get_backend
+    from noiseppo.policy import load_policy
+    from noiseppo.presets import presets, resolve
+    from noiseppo.seeds import standard_noise
+    from noiseppo.shapes import splits
+    from noiseppo.shipped import shipped_policies, training_config
+    from noiseppo.train import train
+
+    torch.set_num_threads(1)
+    found: dict = {"presets": {name: dataclasses.asdict(resolve(name)) for name in sorted(presets())}}
+    backend, prompts = get_backend("shapes"), splits.test_prompts()[::37]
+    found["policies"] = {}
+    for name in sorted(shipped_policies()):
+        policy, steps = load_policy(name), int(training_config(name)["steps"])
+        texts, seeds = [p for p in prompts for _ in range(2)], list(range(2 * len(prompts)))
+        with torch.no_grad():
+            cond = backend.encode(texts)
+            images = [
+                backend.generate(z, cond, steps, 1.0)
+                for z in (
+                    standard_noise(backend.latent_shape, seeds),
+                    policy.backend_latents(backend, texts, seeds=seeds),
+                )
+            ]
+        found["policies"][name] = hashlib.sha256(torch.cat(images).numpy().tobytes()).hexdigest()
+    held_out = out / "held_out.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    held_out.write_text("\n".join(splits.test_prompts()[::12]) + "\n")
+    config = resolve("tiny", overrides=["iterations=3", "eval_every=1", f"eval_prompts={held_out}", "threads=1"])
+    train(config, out / "run", quiet=True)
+    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    found["metrics"] = [
+        {k: v for k, v in r.items() if not k.startswith("time_") and k != "samples_per_s"} for r in rows
+    ]
+    return found
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1])), sort_keys=True))

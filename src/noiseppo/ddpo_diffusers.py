@@ -1,0 +1,335 @@
+"""DDPO on a diffusers Stable Diffusion pipeline (``noiseppo ddpo --backend diffusers``): LoRA on the U-Net.
+
+The same DDPO_IS iteration as the Shapes baseline (``noiseppo.ddpo.ddpo_iteration``: DDIM at
+η > 0 with per-step log-probabilities, per-prompt advantages, Noise PPO's clipped surrogate over
+the stored steps), with these differences:
+
+- **What trains**: LoRA adapters on the U-Net's attention projections, through diffusers' own peft
+  integration (``unet.add_adapter(LoraConfig(...))``); every base weight stays frozen, and the model
+  folder is only read. An adapter's B starts at zero, so the untrained run *is* the base model.
+- **The model output** is the pipeline's: ``scheduler.scale_model_input``, the U-Net on the prompt
+  embeddings, and classifier-free guidance as ``StableDiffusionPipeline`` does it (the unconditional
+  embeddings of its ``encode_prompt``, uncond + g·(text − uncond)) when the guidance is above 1,
+  in the sampling pass and in the PPO pass alike. The DDIM schedule is built from the pipeline's
+  own scheduler config (its betas, timestep spacing and prediction type).
+- **Images** are the VAE decode and ``image_processor.postprocess`` of x_0, as the pipeline's.
+- **Held-out evaluation** renders through the backend (the pipeline, with its own scheduler, η = 0,
+  what ``noiseppo eval`` renders with) once with the adapters disabled and then with them enabled,
+  from the same initial noise: each pair differs only by the LoRA.
+- **Resume is exact**: a checkpoint after every ``checkpoint_every`` iterations holds the LoRA
+  weights, the optimizer, the advantage statistics and the iteration, and every random draw of an
+  iteration comes from a generator seeded by (seed, iteration).
+
+Refused, with one line: SDXL pipelines (their U-Net also reads pooled text and time ids), LCM U-Nets
+(``time_cond_proj_dim``), and the flow-matching backends (``ddpo_settings``).
+
+The run folder::
+
+    config.json    the DDPOConfig, the preset's settings and the model (what --resume reads)
+    metrics.jsonl  one row per iteration (the Shapes DDPO's keys, plus time_s and trajectory bytes)
+    checkpoint/    noiseppo.checkpoint steps: LoRA weights, optimizer, advantage statistics, iteration
+    lora/          pytorch_lora_weights.safetensors (StableDiffusionPipeline.save_lora_weights), which
+                   ``pipe.load_lora_weights("RUN/lora")`` loads into the same base pipeline
+    ddpo.json      the summary: wall time, peak RSS (and CUDA memory), trajectory bytes, the last row
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler
+
+from noiseppo.advantages import PerPromptStats
+from noiseppo.backends import get_backend
+from noiseppo.backends.base import Conditioning, resolve_guidance
+from noiseppo.backends.diffusers import DiffusersBackend
+from noiseppo.baseline_config import DDPOConfig
+from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.config import TrainConfig
+from noiseppo.ddpo import batch_line, check_stochastic, ddpo_iteration, summarise
+from noiseppo.errors import UserError
+from noiseppo.files import check_parent, occupied, replaced_folder, truncate_jsonl
+from noiseppo.memory import PeakRSS
+from noiseppo.paired import paired_row
+from noiseppo.prompts import load_prompts
+from noiseppo.rewards import get_reward
+from noiseppo.safe_load import read_json
+from noiseppo.sampling import encode_distinct
+from noiseppo.seeds import EVAL_SEED
+from noiseppo.sides import score_side
+
+ADAPTER = "default"
+"""The peft adapter's name (diffusers' default)."""
+
+
+def check_pipeline(backend: DiffusersBackend) -> None:
+    """Refuse a pipeline this DDPO does not sample as the pipeline would: one line."""
+    kind = type(backend.pipe).__name__
+    if kind != "StableDiffusionPipeline":
+        raise UserError(
+            f"DDPO with --backend diffusers takes a StableDiffusionPipeline (SD 1.x/2.x, SD-Turbo); the model is a "
+            f"{kind}"
+        )
+    if backend.pipe.unet.config.time_cond_proj_dim is not None:
+        raise UserError("DDPO with --backend diffusers does not take an LCM U-Net (its time_cond_proj_dim is set)")
+
+
+def lora_config(config: DDPOConfig, unet):
+    """The peft ``LoraConfig`` of ``--lora-*``, each target checked against the U-Net's module names."""
+    from peft import LoraConfig
+
+    if config.lora_rank < 1:
+        raise UserError(f"--lora-rank must be >= 1, got {config.lora_rank}")
+    if not 0 < config.lora_alpha < float("inf"):
+        raise UserError(f"--lora-alpha must be a finite number > 0, got {config.lora_alpha}")
+    targets = [t.strip() for t in config.lora_targets.split(",")]
+    names = [name for name, _ in unet.named_modules()]
+    for target in targets:
+        if not any(n == target or n.endswith("." + target) for n in names):
+            raise UserError(
+                f"--lora-targets: no module of the U-Net is named '{target}' (e.g. to_q, to_k, to_v, to_out.0, "
+                "proj_in, proj_out)"
+            )
+    # Gaussian A and zero B, as diffusers' LoRA training examples: the untrained adapter adds exactly 0.
+    return LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian", target_modules=targets
+    )
+
+
+class DiffusersDDPO:
+    """DDPO with LoRA on a diffusers ``StableDiffusionPipeline``; ``step()`` runs one iteration.
+
+    ``backend`` is the pipeline behind noiseppo's backend interface (``DiffusersBackend(pipe,
+    "default", device)``, or ``get_backend("diffusers", folder, ...)``); ``config`` the update's
+    settings and ``cfg`` the Noise PPO settings it shares (prompts, steps, guidance, samples per
+    iteration, advantages, reward), both from ``cfg = ddpo_settings(config, overrides)``, which
+    resolves ``config``'s zeros. ``reward`` and ``prompts`` replace ``cfg.reward`` and
+    ``cfg.prompts`` when given. The adapters are added to ``backend.pipe.unet`` itself.
+    """
+
+    def __init__(
+        self, backend: DiffusersBackend, config: DDPOConfig, cfg: TrainConfig, reward=None,
+        prompts: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        from diffusers.training_utils import cast_training_params
+
+        if config.minibatch < 1 or config.lr <= 0:  # a caller's bug, not a user's input
+            raise ValueError("resolve the DDPOConfig with noiseppo.ddpo.ddpo_settings first (its minibatch and lr 0)")
+        check_pipeline(backend)
+        if config.threads:  # as noiseppo.train.Trainer: the run's setting
+            torch.set_num_threads(config.threads)
+        self.backend, self.config, self.cfg = backend, config, cfg
+        self.pipe, self.unet = backend.pipe, backend.pipe.unet
+        self.latent_shape, self.device, self.dtype = backend.latent_shape, backend.device, backend.dtype
+        self.guidance = resolve_guidance(backend, cfg.guidance)
+        if not self.guidance >= 0:
+            raise UserError(f"guidance must be >= 0, got {self.guidance}")
+        self.reward = reward if reward is not None else get_reward(cfg.reward)
+        self.prompts = prompts if prompts is not None else load_prompts(cfg.prompts)
+        if len(self.prompts) < cfg.prompts_per_iteration:
+            raise UserError(
+                f"config: prompts_per_iteration {cfg.prompts_per_iteration} exceeds the {len(self.prompts)} prompts "
+                f"of '{cfg.prompts}'"
+            )
+        self.eval_prompts = load_prompts(cfg.eval_prompts) if cfg.eval_prompts and config.eval else []
+        self.backend.encode(list(dict.fromkeys(self.prompts + self.eval_prompts)))  # refuse bad prompts now
+        self.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)  # the pipeline's schedule, DDIM
+        self.scheduler.set_timesteps(cfg.steps)
+        check_stochastic(self.scheduler, config.eta)
+        # The pipeline's unconditional embeddings (its encode_prompt with no negative prompt).
+        one = self.backend.encode(self.prompts[:1]).token_states
+        self.negative = self.pipe.encode_prompt(None, self.device, 1, True, prompt_embeds=one)[1].detach()
+
+        lora = lora_config(config, self.unet)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(config.seed)  # A's Gaussian draw: a function of the seed
+            self.unet.add_adapter(lora, adapter_name=ADAPTER)
+        cast_training_params(self.unet, dtype=torch.float32)  # fp32 adapters under a bf16/fp16 U-Net
+        self.lora_params = [p for p in self.unet.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.lora_params, lr=config.lr, weight_decay=config.weight_decay)
+        self.stats = PerPromptStats(cfg.adv_buffer, cfg.adv_min_count, cfg.advantages)
+        self.iteration = 0
+        self.train_time = 0.0
+        self.trajectory_bytes = 0
+        self.stochastic_steps = 0
+        self._standard: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+
+    # -- the model DDPO tunes (noiseppo.ddpo.DDPOModel) --------------------------------------
+    def encode(self, prompts: list[str]) -> Conditioning:
+        return encode_distinct(self.backend, prompts)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """The guided noise (or v) prediction at x_t, as the pipeline computes it, in float32."""
+        embeds = cond.token_states.to(self.device, self.dtype)
+        model_in = self.scheduler.scale_model_input(x, t).to(self.dtype)
+        if self.guidance > 1:  # StableDiffusionPipeline.do_classifier_free_guidance
+            both = torch.cat([self.negative.expand(len(x), -1, -1), embeds])
+            uncond, text = self.unet(torch.cat([model_in] * 2), t, both, return_dict=False)[0].float().chunk(2)
+            return uncond + self.guidance * (text - uncond)
+        return self.unet(model_in, t, embeds, return_dict=False)[0].float()
+
+    def images(self, x0: torch.Tensor) -> torch.Tensor:
+        """The pipeline's decode of final latents: images in [0, 1], float32."""
+        vae = self.pipe.vae
+        decoded = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        images = self.pipe.image_processor.postprocess(decoded, output_type="pt", do_denormalize=[True] * len(x0))
+        return images.float()
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return iter(self.lora_params)
+
+    # -- one iteration ------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        """One DDPO iteration; returns its metrics row (``time_s``: this iteration's seconds)."""
+        row, traj = ddpo_iteration(
+            self, self.optimizer, self.stats, self.reward, self.prompts, self.cfg, self.config, self.iteration
+        )
+        self.trajectory_bytes, self.stochastic_steps = traj.nbytes_per_sample(), sum(traj.stochastic)
+        self.iteration += 1
+        self.train_time += row["time_s"]
+        return {**row, "train_time_s": self.train_time, "trajectory_bytes_per_sample": self.trajectory_bytes}
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out rewards with the adapters, paired by seed with the base pipeline's ({} without eval prompts)."""
+        if not self.eval_prompts:
+            return {}
+        cfg = self.cfg
+
+        def side() -> tuple[dict[str, np.ndarray], np.ndarray]:
+            metrics, samples = score_side(
+                self.backend, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance, EVAL_SEED,
+                self.config.render_batch, None,
+            )  # fmt: skip
+            return metrics, np.array([s.prompt_index for s in samples])
+
+        if self._standard is None:
+            self.unet.disable_adapters()
+            try:
+                self._standard = side()
+            finally:
+                self.unet.enable_adapters()
+        standard, clusters = self._standard
+        return paired_row(standard, side()[0], clusters)
+
+    # -- state on disk ------------------------------------------------------------------------
+    def lora_state(self) -> dict[str, torch.Tensor]:
+        """The adapters' weights, peft's keys (no adapter name)."""
+        from peft.utils import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.unet, adapter_name=ADAPTER)
+
+    def save(self, run: Path, keep: int = 2) -> None:
+        """Checkpoint the LoRA weights, optimizer, advantage statistics and iteration into ``run/checkpoint``."""
+        tensors = {f"lora.{k}": v for k, v in self.lora_state().items()}
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
+        tensors.update(opt_tensors)
+        meta = {"iteration": self.iteration, "optimizer": opt_meta, "advantage_stats": self.stats.state_dict(),
+                "train_time_s": self.train_time}  # fmt: skip
+        save_state(run / "checkpoint", tensors, meta, self.iteration, keep)
+
+    def load(self, run: Path) -> None:
+        """Restore what ``save`` wrote (the newest checkpoint that verifies)."""
+        from peft.utils import set_peft_model_state_dict
+
+        tensors, meta = load_state(run / "checkpoint")
+        lora = {k[5:]: v for k, v in tensors.items() if k.startswith("lora.")}
+        try:
+            if set(lora) != set(self.lora_state()):
+                raise KeyError("LoRA weights")
+            set_peft_model_state_dict(self.unet, lora, adapter_name=ADAPTER)
+            optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
+            self.stats.load_state_dict(meta["advantage_stats"])
+            self.iteration, self.train_time = int(meta["iteration"]), float(meta["train_time_s"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            name = e.__class__.__name__
+            raise UserError(f"{run / 'checkpoint'}: does not match this run's config ({name})") from None
+
+    def save_lora(self, folder: Path) -> None:
+        """The adapters as diffusers writes LoRA weights: ``pipe.load_lora_weights(folder)`` reads them."""
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+
+        StableDiffusionPipeline.save_lora_weights(
+            folder, unet_lora_layers=convert_state_dict_to_diffusers(self.lora_state()), safe_serialization=True,
+            unet_lora_adapter_metadata=self.unet.peft_config[ADAPTER].to_dict(),
+        )  # fmt: skip
+
+
+def train_ddpo_diffusers(
+    config: DDPOConfig, cfg: TrainConfig, out: str | Path, model: str, quiet: bool = False, resume: bool = False
+) -> dict:
+    """DDPO with LoRA into run folder ``out`` (new, or ``resume``d); returns the summary (``out/ddpo.json``)."""
+    out = Path(out)
+    if not resume:
+        if occupied(out):
+            raise UserError(f"{out}: output path exists and is not empty; choose a new one (or --resume it)")
+        check_parent(out)
+    backend = get_backend("diffusers", model, cfg.scheduler, cfg.device, cfg.dtype)
+    ddpo = DiffusersDDPO(backend, config, cfg)  # every input is checked here, before the folder is touched
+    if resume:
+        ddpo.load(out)
+    say = (lambda *a: None) if quiet else print
+    say(batch_line(cfg, config) + f", LoRA rank {config.lora_rank} on {len(ddpo.lora_params)} tensors")
+    settings = {"ddpo": dataclasses.asdict(config), "preset": dataclasses.asdict(cfg), "model": model}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".config.json.tmp").write_text(json.dumps(settings, indent=1))
+    (out / ".config.json.tmp").replace(out / "config.json")  # a resume that extends the run records it
+    if not resume:
+        ddpo.save(out, cfg.keep_checkpoints)  # iteration 0, so --resume works from the start
+    truncate_jsonl(out / "metrics.jsonl", "iteration", ddpo.iteration)
+    cuda = backend.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(backend.device)
+    row: dict = {}
+    with PeakRSS() as peak:
+        while ddpo.iteration < cfg.iterations:
+            row = ddpo.step()
+            done = ddpo.iteration
+            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+                row.update(ddpo.evaluate())
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                ddpo.save(out, cfg.keep_checkpoints)
+            say(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}))
+    with replaced_folder(out / "lora") as tmp:
+        ddpo.save_lora(tmp)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    summary = summarise(cfg, ddpo.train_time, ddpo.trajectory_bytes, ddpo.stochastic_steps, rows)
+    summary["lora_parameters"] = sum(p.numel() for p in ddpo.lora_params)
+    summary["peak_rss_mb"] = peak.peak_bytes / 2**20
+    summary["start_rss_mb"] = peak.start_bytes / 2**20
+    if cuda:
+        summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(backend.device) / 2**20
+    (out / "ddpo.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def resume_ddpo_diffusers(out: str | Path, iterations: int = 0, threads: int = 0, quiet: bool = False) -> dict:
+    """Continue the diffusers DDPO run in ``out`` where its checkpoint stopped; ``iterations`` > 0
+    extends it to that many (never fewer than it has done)."""
+    out = Path(out)
+    if not (out / "config.json").is_file() or not has_state(out / "checkpoint"):
+        raise UserError(f"{out}: not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend "
+                        "diffusers; the Shapes DDPO runs in one go)")  # fmt: skip
+    saved = read_json(out / "config.json")
+    try:
+        config, cfg = DDPOConfig(**saved["ddpo"]), TrainConfig(**saved["preset"])
+        model = str(saved["model"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{out / 'config.json'}: not a DDPO run's settings ({e.__class__.__name__})") from None
+    if iterations < 0:
+        raise UserError(f"--iterations must be >= 0 (0: the run's own), got {iterations}")
+    if iterations:
+        done = int(load_state(out / "checkpoint")[1]["iteration"])
+        if iterations < done:
+            raise UserError(f"--iterations {iterations}: the run in {out} has already done {done}")
+        config.iterations, cfg = iterations, dataclasses.replace(cfg, iterations=iterations)
+    if threads:
+        config.threads = threads
+    return train_ddpo_diffusers(config, cfg, out, model, quiet, resume=True)
