@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from noiseppo.rewards import get_reward, score_batch
+from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import TOKEN_ENV, HttpReward
+from noiseppo.rewards.scoring import score_batch
 from noiseppo.shapes.grammar import all_prompts
 from noiseppo.shapes.render import render_scene
 

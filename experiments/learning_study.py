@@ -34,6 +34,7 @@ from noiseppo.policy import load_policy
 from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
+from noiseppo.sampling import RenderSpec
 from noiseppo.sides import score_side
 from noiseppo.train import train
 
@@ -229,7 +230,7 @@ def evaluate(run: Path, prompts: list[str], seeds: int) -> dict[str, float]:
     policy = load_policy(run)
     sides = {}
     for side, fn in (("standard", None), ("policy", policy.noise_to_latents("sample"))):
-        sides[side], samples = score_side(backend, reward, prompts, cfg.steps, seeds, guidance, 0, 128, fn)
+        sides[side], samples = score_side(backend, reward, prompts, RenderSpec(cfg.steps, guidance, seeds, 0, 128), fn)
     clusters = np.array([s.prompt_index for s in samples])
     out: dict[str, float] = {"n": len(clusters)}
     for metric in ("correct", "partial"):

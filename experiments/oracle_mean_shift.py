@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from noiseppo.backends import get_backend
 from noiseppo.prompts import load_prompts
-from noiseppo.sampling import sample
+from noiseppo.sampling import RenderSpec, sample
 from noiseppo.shapes.render import render_scene
 from noiseppo.shapes.verifier import verify
 
@@ -53,7 +53,7 @@ def main() -> None:
         def shifted(conditioning, eps, beta=beta):
             return eps + beta * torch.stack([maps[p] for p in conditioning.prompts])
 
-        samples = sample(backend, prompts, args.seeds, args.steps, 1.0, seed=0, batch=148, latents_fn=shifted)
+        samples = sample(backend, prompts, RenderSpec(args.steps, 1.0, args.seeds, 0, 148), latents_fn=shifted)
         verdicts = verify(np.stack([s.image.numpy() for s in samples]), [s.prompt for s in samples])
         mu_rms = float(beta * torch.stack(list(maps.values())).pow(2).mean().sqrt())
         row = {

@@ -21,7 +21,7 @@ import numpy as np
 
 from noiseppo.backends import get_backend
 from noiseppo.prompts import load_prompts
-from noiseppo.sampling import sample
+from noiseppo.sampling import RenderSpec, sample
 from noiseppo.shapes.verifier import verify
 
 
@@ -52,7 +52,7 @@ def main() -> None:
         for guidance in (float(g) for g in args.guidance.split(",")):
             for steps in (int(s) for s in args.steps.split(",")):
                 start = time.time()
-                samples = sample(backend, prompts, args.seeds, steps, guidance, seed=0, batch=args.batch)
+                samples = sample(backend, prompts, RenderSpec(steps, guidance, args.seeds, 0, args.batch))
                 verdicts = verify(np.stack([s.image.numpy() for s in samples]), [s.prompt for s in samples])
                 correct = sum(v.correct for v in verdicts)
                 n = len(verdicts)

@@ -38,6 +38,7 @@ from noiseppo.policy import NoisePolicy, load_policy
 from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
+from noiseppo.sampling import RenderSpec
 from noiseppo.sides import score_side
 from noiseppo.specificity import controls, specificity_row
 from noiseppo.train import train
@@ -68,7 +69,9 @@ def evaluate(policy: NoisePolicy, cfg: TrainConfig, prompts: list[str], seeds: i
     reward = get_reward(cfg.reward)
     sides, samples = {}, {}
     for side, fn in (("standard", None), ("policy", policy.noise_to_latents("sample"))):
-        sides[side], samples[side] = score_side(backend, reward, prompts, cfg.steps, seeds, guidance, 0, 128, fn)
+        sides[side], samples[side] = score_side(
+            backend, reward, prompts, RenderSpec(cfg.steps, guidance, seeds, 0, 128), fn
+        )
     clusters = np.array([s.prompt_index for s in samples["standard"]])
     out: dict = {"n": len(clusters)}
     delta = sides["policy"]["correct"] - sides["standard"]["correct"]
@@ -76,8 +79,8 @@ def evaluate(policy: NoisePolicy, cfg: TrainConfig, prompts: list[str], seeds: i
     out["standard"] = float(sides["standard"]["correct"].mean())
     out["policy"] = float(sides["policy"]["correct"].mean())
     out["delta"], out["delta_ci"] = float(delta.mean()), [low, high]
-    spec = specificity_row(sides["policy"], clusters, controls(backend, policy, reward, prompts, cfg.steps, seeds,
-                                                                guidance, 0, 128), 10_000)  # fmt: skip
+    rendering = RenderSpec(cfg.steps, guidance, seeds, 0, 128)
+    spec = specificity_row(sides["policy"], clusters, controls(backend, policy, reward, prompts, rendering), 10_000)
     for side in ("other", "mirror"):
         key = f"own_minus_{side}_correct"
         out[f"own_minus_{side}"] = spec[key]

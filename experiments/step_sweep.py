@@ -30,6 +30,7 @@ from noiseppo.policy import SHIPPED_POLICIES, load_policy
 from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
+from noiseppo.sampling import RenderSpec
 from noiseppo.train import Trainer, train
 
 
@@ -64,10 +65,8 @@ def main() -> None:
         else:
             trainer = Trainer(config)  # the same backend and guidance as training
             policy = load_policy(run)
-            result = evaluate_steps(
-                trainer.backend, policy, get_reward("shapes"), load_prompts("shapes-test"), steps, args.seeds,
-                trainer.guidance,
-            )  # fmt: skip
+            spec = RenderSpec(steps, trainer.guidance, args.seeds, 0, 128)
+            result = evaluate_steps(trainer.backend, policy, get_reward("shapes"), load_prompts("shapes-test"), spec)
             step_rows = summarise(result)
             with replaced_folder(run / "eval") as tmp:
                 header = {"policy": str(run), "prompts": "shapes-test", "seeds": args.seeds}

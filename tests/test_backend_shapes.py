@@ -225,12 +225,12 @@ def test_cli_sample_writes_images_jsonl_and_grid(noiseppo, tiny_model: Path, tmp
 def test_shipped_model_draws_what_the_verifier_accepts() -> None:
     """A quality floor far below the README's measured figures: the weights are the real thing."""
     from noiseppo.prompts import load_prompts
-    from noiseppo.sampling import sample
+    from noiseppo.sampling import RenderSpec, sample
     from noiseppo.shapes.verifier import verify
 
     backend = get_backend("shapes")
     prompts = load_prompts("shapes-test")[::6]  # 25 prompts across all templates
-    samples = sample(backend, prompts, n=1, steps=16, guidance=DEFAULT_GUIDANCE, seed=0)
+    samples = sample(backend, prompts, RenderSpec(16, DEFAULT_GUIDANCE, 1, 0))
     verdicts = verify(torch.stack([s.image for s in samples]), [s.prompt for s in samples])
     assert np.mean([v.partial for v in verdicts]) >= SHIPPED_PARTIAL_FLOOR
     assert np.mean([v.correct for v in verdicts]) >= SHIPPED_CORRECT_FLOOR

@@ -19,7 +19,7 @@ from noiseppo.best_of_n import candidate_seed, render_candidates
 from noiseppo.compare import OPTIONAL_ROW_KEYS, ROW_KEYS, TOP_KEYS
 from noiseppo.ddpo import ddim_step_with_logprob, step_std
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import sample
+from noiseppo.sampling import RenderSpec, sample
 from noiseppo.search import mean_latents_fn, search
 from noiseppo.seeds import sample_seed, standard_noise
 
@@ -51,14 +51,14 @@ def test_best_of_n_is_the_arg_max_of_the_reward_on_sample_seeds(backend: ShapesB
     reward = get_reward("shapes")
     cands = render_candidates(backend, reward, PROMPTS, 2, 4, 4, 1.0, seed=3, batch=8, keep_images=True)
     # Candidate 0 is exactly noiseppo sample's image of the same seed: best-of-1 is standard sampling.
-    plain = sample(backend, PROMPTS, 2, 4, 1.0, 3, 8)
+    plain = sample(backend, PROMPTS, RenderSpec(4, 1.0, 2, 3, 8))
     assert all(torch.equal(a, s.image) for a, s in zip(cands.images[0], plain, strict=True))
     standard = reward(torch.stack([s.image for s in plain]), [s.prompt for s in plain]).numpy()
     assert np.array_equal(cands.best(1)["reward"], standard)
     # Each candidate k renders `sample` under its own base seed, never one of the evaluation's own seeds.
     scores = []
     for k in range(4):
-        images = [s.image for s in sample(backend, PROMPTS, 2, 4, 1.0, candidate_seed(3, k), 8)]
+        images = [s.image for s in sample(backend, PROMPTS, RenderSpec(4, 1.0, 2, candidate_seed(3, k), 8))]
         assert all(torch.equal(a, b) for a, b in zip(cands.images[k], images, strict=True))
         scores.append(reward(torch.stack(images), [p for p in PROMPTS for _ in range(2)]).numpy())
     own = {sample_seed(3, i, j) for i in range(3) for j in range(64)}

@@ -13,7 +13,8 @@ from scipy import stats
 
 from noiseppo import golden
 from noiseppo.backends import get_backend
-from noiseppo.rewards import get_reward, score_with_details
+from noiseppo.rewards import get_reward
+from noiseppo.rewards.scoring import score_with_details
 from noiseppo.safe_load import load_tensors
 from noiseppo.seeds import sample_seed, standard_noise
 

@@ -20,6 +20,7 @@ from noiseppo.errors import UserError
 from noiseppo.overlap import THREAD_NAME, score_while_rendering
 from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS, get_reward
+from noiseppo.sampling import RenderSpec
 from noiseppo.shapes.verifier import verify
 from noiseppo.sides import score_side
 from noiseppo.train import Trainer
@@ -187,8 +188,8 @@ def test_each_distinct_prompt_is_encoded_once_per_iteration() -> None:
 def test_held_out_scores_are_the_same_with_overlap_on_and_off() -> None:
     trainer = Trainer(resolve("tiny", overrides=["eval_prompts="]))
     prompts = trainer.prompts[:3]
-    on, on_samples = score_side(trainer.backend, trainer.reward, prompts, 2, 3, 1.0, 0, 4, None, overlap=True)
-    off, off_samples = score_side(trainer.backend, trainer.reward, prompts, 2, 3, 1.0, 0, 4, None, overlap=False)
+    on, on_samples = score_side(trainer.backend, trainer.reward, prompts, RenderSpec(2, 1.0, 3, 0, 4, True), None)
+    off, off_samples = score_side(trainer.backend, trainer.reward, prompts, RenderSpec(2, 1.0, 3, 0, 4, False), None)
     assert on.keys() == off.keys() == {"reward", "correct", "partial"}
     assert all(np.array_equal(on[k], off[k]) for k in on)
     images = torch.stack([s.image for s in on_samples])

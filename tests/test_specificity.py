@@ -18,6 +18,7 @@ from noiseppo.policy import READOUTS, NoisePolicy
 from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts, mirror_prompt
 from noiseppo.rewards import get_reward
+from noiseppo.sampling import RenderSpec
 from noiseppo.shapes.render import render
 from noiseppo.sides import score_side
 from noiseppo.specificity import controls, other_prompts, specificity_row
@@ -51,9 +52,10 @@ class ScenePolicy(NoisePolicy):
 
 def spec(backend, policy, prompts, seeds=2):
     reward = get_reward("shapes")
-    own, samples = score_side(backend, reward, prompts, 4, seeds, 1.0, 0, 64, policy.noise_to_latents("sample"))
+    spec = RenderSpec(4, 1.0, seeds, 0, 64)
+    own, samples = score_side(backend, reward, prompts, spec, policy.noise_to_latents("sample"))
     clusters = np.array([s.prompt_index for s in samples])
-    return specificity_row(own, clusters, controls(backend, policy, reward, prompts, 4, seeds, 1.0, 0, 64), 500)
+    return specificity_row(own, clusters, controls(backend, policy, reward, prompts, spec), 500)
 
 
 def test_a_policy_that_ignores_its_prompt_has_no_specificity_exactly(backend) -> None:
@@ -82,8 +84,8 @@ def test_controls_pair_with_the_own_side_image_for_image(backend) -> None:
     prompts = ["a red circle", RELATIONS[0], "two blue squares", RELATIONS[1]]
     policy = NoisePolicy(latent_shape=backend.latent_shape)  # untrained: every side is standard noise
     reward = get_reward("shapes")
-    own, _ = score_side(backend, reward, prompts, 4, 2, 1.0, 0, 64, None)
-    sides = controls(backend, policy, reward, prompts, 4, 2, 1.0, 0, 64)
+    own, _ = score_side(backend, reward, prompts, RenderSpec(4, 1.0, 2, 0, 64), None)
+    sides = controls(backend, policy, reward, prompts, RenderSpec(4, 1.0, 2, 0, 64))
     assert list(sides["mirror"].rows) == [2, 3, 6, 7]
     for side in sides.values():
         np.testing.assert_array_equal(side.metrics["reward"], own["reward"][side.rows])

@@ -22,7 +22,7 @@ import torch
 
 from noiseppo.backends.base import Backend
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import LatentsFn
+from noiseppo.sampling import LatentsFn, RenderSpec
 from noiseppo.seeds import BEST_OF_STREAM, sample_seed
 from noiseppo.sides import score_side
 
@@ -70,9 +70,8 @@ def render_candidates(
     standard noise, or a policy's latents of that noise (``latents_fn``)."""
     per_k, images = [], []
     for k in range(n):
-        metrics, samples = score_side(
-            backend, reward, list(prompts), steps, seeds, guidance, candidate_seed(seed, k), batch, latents_fn
-        )
+        spec = RenderSpec(steps, guidance, seeds, candidate_seed(seed, k), batch)
+        metrics, samples = score_side(backend, reward, list(prompts), spec, latents_fn)
         per_k.append(metrics)
         if keep_images:
             images.append([s.image for s in samples])

@@ -145,7 +145,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from noiseppo.grid import Block, Cell, grid_pages, save_pages
     from noiseppo.images import to_pil
     from noiseppo.overlap import score_while_rendering
-    from noiseppo.sampling import sample_batches
+    from noiseppo.sampling import RenderSpec, sample_batches
     from noiseppo.shapes.verifier import verify
 
     prompts = _prompts_from_args(args)
@@ -166,7 +166,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     guidance = resolve_guidance(backend, args.guidance)
     _warn_if_mismatched(trained, [args.steps], guidance, args.scheduler, backend.default_guidance)
     with new_output_dir(args.out) as tmp:
-        batches = sample_batches(backend, prompts, args.n, args.steps, guidance, args.seed, args.batch, latents_fn)
+        spec = RenderSpec(args.steps, guidance, args.n, args.seed, args.batch)
+        batches = sample_batches(backend, prompts, spec, latents_fn)
         verdicts = None
         if backend.name == "shapes":  # the verifier checks each chunk while the next one renders
 
@@ -260,6 +261,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
+    from noiseppo.sampling import RenderSpec
 
     policy = load_policy(args.policy)
     trained = _backend_defaults_from_policy(args)
@@ -284,9 +286,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with new_output_dir(args.out) as tmp:
         for s in steps:
             start = time.time()
-            result = evaluate_steps(
-                backend, policy, reward, prompts, s, args.seeds, guidance, args.seed, args.batch, args.overlap_scoring
-            )
+            spec = RenderSpec(s, guidance, args.seeds, args.seed, args.batch, args.overlap_scoring)
+            result = evaluate_steps(backend, policy, reward, prompts, spec)
             results.append(result)
             rows.extend(summarise(result, args.bootstrap))
             print(f"steps {s}: {time.time() - start:.0f} s", file=sys.stderr)

@@ -57,6 +57,7 @@ from noiseppo.memory import PeakRSS
 from noiseppo.paired import paired_bootstrap
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
+from noiseppo.sampling import RenderSpec
 from noiseppo.seeds import standard_noise
 from noiseppo.sides import score_side
 from noiseppo.specificity import controls, specificity_row
@@ -286,11 +287,13 @@ def run_compare(
     texts = backend.encode(prompts).prompts
     policies = {m.arg: load_policy(m.arg) for m in methods if m.kind == "policy"}  # refuse a bad name first
 
+    spec = RenderSpec(steps, 1.0, seeds, seed, 128)  # every method's images, paired by seed
+
     def evaluate(latents_fn=None, view=backend) -> dict:
-        metrics, _ = score_side(view, reward, prompts, steps, seeds, 1.0, seed, 128, latents_fn)
+        metrics, _ = score_side(view, reward, prompts, spec, latents_fn)
         return metrics
 
-    standard_metrics, samples = score_side(backend, reward, prompts, steps, seeds, 1.0, seed, 128, None)
+    standard_metrics, samples = score_side(backend, reward, prompts, spec, None)
     clusters = np.array([s.prompt_index for s in samples])
     rows: dict[str, dict] = {}
     per_image: dict[str, dict] = {"standard": standard_metrics}
@@ -336,13 +339,13 @@ def run_compare(
     def add_policy(name: str, policy, **info) -> None:
         """A policy's row, with its prompt-specificity on the correct-rate (own - other, own - mirror)."""
         add(name, evaluate(policy.noise_to_latents("sample")), **info)
-        sides = controls(backend, policy, reward, prompts, steps, seeds, 1.0, seed, 128)
-        spec = specificity_row(per_image[name], clusters, sides, resamples)
+        sides = controls(backend, policy, reward, prompts, spec)
+        specific = specificity_row(per_image[name], clusters, sides, resamples)
         for side in sides:
             key = f"own_minus_{side}_correct"
-            rows[name][f"{side}_pairs"] = int(spec[f"{side}_pairs"])
+            rows[name][f"{side}_pairs"] = int(specific[f"{side}_pairs"])
             for end in ("", "_ci95_low", "_ci95_high"):
-                rows[name][f"own_minus_{side}{end}"] = spec[f"{key}{end}"]
+                rows[name][f"own_minus_{side}{end}"] = specific[f"{key}{end}"]
         say(f"{name}: " + ", ".join(f"own - {side} {rows[name][f'own_minus_{side}']:+.3f}" for side in sides))
 
     policy_fns = {}

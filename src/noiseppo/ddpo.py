@@ -64,7 +64,7 @@ from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.scoring import score_with_details
-from noiseppo.sampling import draw_batch, encode_distinct
+from noiseppo.sampling import RenderSpec, draw_batch, encode_distinct
 from noiseppo.seeds import DDPO_STREAM, sample_seed
 from noiseppo.sides import score_side
 
@@ -303,7 +303,7 @@ def evaluate_tuned(backend: ShapesBackend, tuned, reward, prompts, cfg: TrainCon
     """Held-out rewards of the tuned weights (DDIM η = 0), paired with the standard side by seed."""
     view = copy.copy(backend)  # the same backend, rendering with the tuned denoiser
     view.denoiser = tuned
-    metrics, samples = score_side(view, reward, prompts, cfg.steps, cfg.eval_seeds, 1.0, 0, 128, None)
+    metrics, samples = score_side(view, reward, prompts, RenderSpec(cfg.steps, 1.0, cfg.eval_seeds, 0, 128), None)
     return paired_row(standard, metrics, np.array([s.prompt_index for s in samples]))
 
 
@@ -338,7 +338,9 @@ def train_ddpo(
     with new_output_dir(out) as tmp, PeakRSS() as peak:
         standard = None
         if eval_prompts:
-            standard, _ = score_side(backend, reward, eval_prompts, cfg.steps, cfg.eval_seeds, 1.0, 0, 128, None)
+            standard, _ = score_side(
+                backend, reward, eval_prompts, RenderSpec(cfg.steps, 1.0, cfg.eval_seeds, 0, 128), None
+            )
         for it in range(cfg.iterations):
             row, traj = ddpo_iteration(tuning, optimizer, stats, reward, prompts, cfg, config, it)
             traj_bytes, stochastic = traj.nbytes_per_sample(), sum(traj.stochastic)

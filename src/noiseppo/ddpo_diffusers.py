@@ -59,7 +59,7 @@ from noiseppo.paired import paired_row
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.safe_load import read_json
-from noiseppo.sampling import encode_distinct
+from noiseppo.sampling import RenderSpec, encode_distinct
 from noiseppo.seeds import EVAL_SEED
 from noiseppo.sides import score_side
 
@@ -201,10 +201,8 @@ class DiffusersDDPO:
         cfg = self.cfg
 
         def side() -> tuple[dict[str, np.ndarray], np.ndarray]:
-            metrics, samples = score_side(
-                self.backend, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance, EVAL_SEED,
-                self.config.render_batch, None,
-            )  # fmt: skip
+            spec = RenderSpec(cfg.steps, self.guidance, cfg.eval_seeds, EVAL_SEED, self.config.render_batch)
+            metrics, samples = score_side(self.backend, self.reward, self.eval_prompts, spec, None)
             return metrics, np.array([s.prompt_index for s in samples])
 
         if self._standard is None:

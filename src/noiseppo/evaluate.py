@@ -42,6 +42,7 @@ from noiseppo.images import to_pil
 from noiseppo.paired import paired_bootstrap
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
+from noiseppo.sampling import RenderSpec
 from noiseppo.sides import score_side
 from noiseppo.specificity import Control, controls, specificity_row
 
@@ -59,28 +60,18 @@ class StepResult:
 
 
 def evaluate_steps(
-    backend: Backend,
-    policy: NoisePolicy,
-    reward: Reward,
-    prompts: list[str],
-    steps: int,
-    seeds: int,
-    guidance: float,
-    seed: int = 0,
-    batch: int = 128,
-    overlap: bool = True,
-    specific: bool = True,
+    backend: Backend, policy: NoisePolicy, reward: Reward, prompts: list[str], spec: RenderSpec, specific: bool = True
 ) -> StepResult:
-    """Render and score the three sides at one step count, paired by seed, and with ``specific``
+    """Render and score the three sides at ``spec.steps``, paired by seed, and with ``specific``
     the prompt-specificity controls (the policy's latents made for other and mirrored prompts)."""
     fns = {"standard": None, "policy": policy.noise_to_latents("sample"), "policy_mu": policy.noise_to_latents("mean")}
     scores, images = {}, {}
     for side, fn in fns.items():
-        scores[side], samples = score_side(backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap)
+        scores[side], samples = score_side(backend, reward, prompts, spec, fn)
         images[side] = [s.image for s in samples]
     prompt_index = np.array([s.prompt_index for s in samples])
-    sides = controls(backend, policy, reward, prompts, steps, seeds, guidance, seed, batch, overlap) if specific else {}
-    return StepResult(steps, scores, prompt_index, images, [s.prompt for s in samples], sides)
+    sides = controls(backend, policy, reward, prompts, spec) if specific else {}
+    return StepResult(spec.steps, scores, prompt_index, images, [s.prompt for s in samples], sides)
 
 
 def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:

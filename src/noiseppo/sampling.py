@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,6 +28,25 @@ LatentsFn = Callable[[Conditioning, torch.Tensor], torch.Tensor]
 """Maps (conditioning, standard noise eps) to the latents to render; identity by default."""
 
 
+@dataclass(frozen=True)
+class RenderSpec:
+    """How a set of images is rendered: what the sides of a paired comparison share, so that they
+    pair image for image (image j of prompt i: the standard noise of ``sample_seed(seed, i, j)``)."""
+
+    steps: int
+    """Sampling steps of the frozen model."""
+    guidance: float
+    """Classifier-free guidance scale (1: off)."""
+    seeds: int = 1
+    """Images per prompt."""
+    seed: int = 0
+    """Base seed of the seed rule (``noiseppo sample --seed``)."""
+    batch: int = 64
+    """Images per forward pass."""
+    overlap: bool = True
+    """Score each chunk while the next one renders (``noiseppo.overlap``); off: one after the other."""
+
+
 def encode_distinct(backend: Backend, prompts: Sequence[str]) -> Conditioning:
     """``backend.encode(prompts)``, with each distinct prompt encoded once and the rows expanded:
     a batch of P prompts x K samples costs the text encoder P rows, not P·K."""
@@ -41,35 +60,39 @@ def encode_distinct(backend: Backend, prompts: Sequence[str]) -> Conditioning:
 def sample_batches(
     backend: Backend,
     prompts: Sequence[str],
-    n: int,
-    steps: int,
-    guidance: float,
-    seed: int,
-    batch: int = 64,
+    spec: RenderSpec,
     latents_fn: LatentsFn | None = None,
     prompt_ids: Sequence[int] | None = None,
 ) -> Iterator[list[Sample]]:
-    """Render ``n`` samples of each prompt, ``batch`` images per forward pass, one list per pass
-    (lazily: each ``next`` renders); sample j of prompt i uses ``sample_seed(seed, i, j)``.
-    ``prompt_ids`` gives each prompt's index i when ``prompts`` is a subset of a larger list
+    """Render ``spec.seeds`` samples of each prompt, ``spec.batch`` images per forward pass, one
+    list per pass (lazily: each ``next`` renders); sample j of prompt i uses ``sample_seed(spec.seed,
+    i, j)``. ``prompt_ids`` gives each prompt's index i when ``prompts`` is a subset of a larger list
     whose images these must pair with (default: its position)."""
     ids = range(len(prompts)) if prompt_ids is None else prompt_ids
-    jobs = [(i, j, p, sample_seed(seed, i, j)) for i, p in zip(ids, prompts, strict=True) for j in range(n)]
-    for start in range(0, len(jobs), batch):
-        chunk = jobs[start : start + batch]
+    jobs = [
+        (i, j, p, sample_seed(spec.seed, i, j)) for i, p in zip(ids, prompts, strict=True) for j in range(spec.seeds)
+    ]
+    for start in range(0, len(jobs), spec.batch):
+        chunk = jobs[start : start + spec.batch]
         conditioning = encode_distinct(backend, [p for _, _, p, _ in chunk])
         eps = standard_noise(backend.latent_shape, [s for *_, s in chunk])
         latents = eps if latents_fn is None else latents_fn(conditioning, eps)
-        images = backend.generate(latents, conditioning, steps, guidance).cpu()
+        images = backend.generate(latents, conditioning, spec.steps, spec.guidance).cpu()
         yield [
             Sample(i, j, text, s, image)
             for (i, j, _, s), text, image in zip(chunk, conditioning.prompts, images, strict=True)
         ]
 
 
-def sample(*args: Any, **kwargs: Any) -> list[Sample]:
-    """All of ``sample_batches`` (the same arguments) in one list."""
-    return [s for chunk in sample_batches(*args, **kwargs) for s in chunk]
+def sample(
+    backend: Backend,
+    prompts: Sequence[str],
+    spec: RenderSpec,
+    latents_fn: LatentsFn | None = None,
+    prompt_ids: Sequence[int] | None = None,
+) -> list[Sample]:
+    """All of ``sample_batches`` in one list."""
+    return [s for chunk in sample_batches(backend, prompts, spec, latents_fn, prompt_ids) for s in chunk]
 
 
 # -- one training iteration's batch (Noise PPO and DDPO draw it alike) ------------------------------

@@ -41,7 +41,7 @@ from noiseppo.errors import UserError
 from noiseppo.grid import Block, Cell, prompt_grid
 from noiseppo.images import to_pil
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import LatentsFn
+from noiseppo.sampling import LatentsFn, RenderSpec
 from noiseppo.seeds import SEARCH_STREAM, sample_seed, standard_noise
 from noiseppo.sides import score_side
 
@@ -127,7 +127,9 @@ def search(
         rewards, eps, images = [], [], []
         for sign in (1, -1):
             fn = mean_latents_fn(cells, texts, shape, sign)
-            metrics, samples = score_side(backend, reward, texts, config.steps, half, guidance, base, config.batch, fn)
+            metrics, samples = score_side(
+                backend, reward, texts, RenderSpec(config.steps, guidance, half, base, config.batch), fn
+            )
             batch_images = torch.stack([s.image for s in samples])
             rewards.append(metrics["reward"].reshape(n_prompts, half))
             eps.append(sign * standard_noise(shape, [s.seed for s in samples]).view(n_prompts, half, *shape))

@@ -24,7 +24,7 @@ from noiseppo.paired import paired_bootstrap
 from noiseppo.policy import Mode, NoisePolicy
 from noiseppo.prompts import mirror_prompt
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import LatentsFn, encode_distinct
+from noiseppo.sampling import LatentsFn, RenderSpec, encode_distinct
 from noiseppo.sides import score_side
 
 OTHER_SEED = 0
@@ -67,28 +67,21 @@ def controls(
     policy: NoisePolicy,
     reward: Reward,
     prompts: list[str],
-    steps: int,
-    seeds: int,
-    guidance: float,
-    seed: int,
-    batch: int,
-    overlap: bool = True,
+    spec: RenderSpec,
     mode: Mode = "sample",
     other_seed: int = OTHER_SEED,
     progress: str | None = None,
 ) -> dict[str, Control]:
     """Render and score the "other" and "mirror" sides (each present when the prompts allow it),
-    paired with ``score_side(..., prompts, ..., seed, ...)`` of the same arguments."""
+    paired with ``score_side(backend, reward, prompts, spec, ...)`` of the same arguments."""
     canonical = backend.encode(prompts).prompts
     out: dict[str, Control] = {}
     others = other_prompts(prompts, other_seed)
     if others:
         fn = partner_latents(policy, backend, dict(zip(canonical, others, strict=True)), mode)
         label = None if progress is None else f"{progress}: other prompts' latents"
-        metrics, _ = score_side(
-            backend, reward, prompts, steps, seeds, guidance, seed, batch, fn, overlap, progress=label
-        )
-        out["other"] = Control(metrics, np.arange(len(prompts) * seeds))
+        metrics, _ = score_side(backend, reward, prompts, spec, fn, progress=label)
+        out["other"] = Control(metrics, np.arange(len(prompts) * spec.seeds))
     mirrors = {i: m for i, p in enumerate(prompts) if (m := mirror_prompt(p)) is not None}
     ids = list(mirrors)
     if ids:
@@ -97,8 +90,8 @@ def controls(
         fn = partner_latents(policy, backend, partners, mode)
         subset = [prompts[i] for i in ids]
         label = None if progress is None else f"{progress}: mirrored prompts' latents"
-        metrics, _ = score_side(backend, reward, subset, steps, seeds, guidance, seed, batch, fn, overlap, ids, label)
-        rows = (np.asarray(ids)[:, None] * seeds + np.arange(seeds)[None]).reshape(-1)
+        metrics, _ = score_side(backend, reward, subset, spec, fn, ids, label)
+        rows = (np.asarray(ids)[:, None] * spec.seeds + np.arange(spec.seeds)[None]).reshape(-1)
         out["mirror"] = Control(metrics, rows)
     return out
 

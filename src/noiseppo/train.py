@@ -66,7 +66,7 @@ from noiseppo.provenance import write_run_info
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import redacted
 from noiseppo.rewards.scoring import reward_phase, score_with_details
-from noiseppo.sampling import draw_batch, encode_distinct
+from noiseppo.sampling import RenderSpec, draw_batch, encode_distinct
 from noiseppo.schedule import batch_arithmetic, learning_rate, minibatch_size
 from noiseppo.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
 from noiseppo.sides import score_side
@@ -273,12 +273,12 @@ class Trainer:
             return {}
 
         label = f"held-out pass after iteration {self.iteration}" if self.show_progress else None
+        spec = RenderSpec(cfg.steps, self.guidance, cfg.eval_seeds, EVAL_SEED, cfg.render_batch, cfg.overlap_scoring)
 
         def scores(latents_fn, side: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
             metrics, samples = score_side(
-                self.backend, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds, self.guidance, EVAL_SEED,
-                cfg.render_batch, latents_fn, cfg.overlap_scoring, progress=label and f"{label}: {side}",
-            )  # fmt: skip
+                self.backend, self.reward, self.eval_prompts, spec, latents_fn, progress=label and f"{label}: {side}"
+            )
             return metrics, np.array([s.prompt_index for s in samples])
 
         phase = f"held-out pass after iteration {self.iteration}"
@@ -303,10 +303,7 @@ class Trainer:
             row.update(group_rows(standard, policy_side, clusters, self.eval_groups))
         if cfg.eval_specificity and not untrained:  # own - other, own - mirror: does the gain depend on the prompt?
             with reward_phase(redacted(cfg.reward), phase):
-                sides = controls(
-                    self.backend, self.policy, self.reward, self.eval_prompts, cfg.steps, cfg.eval_seeds,
-                    self.guidance, EVAL_SEED, cfg.render_batch, cfg.overlap_scoring, progress=label,
-                )  # fmt: skip
+                sides = controls(self.backend, self.policy, self.reward, self.eval_prompts, spec, progress=label)
             row.update({f"eval_{k}": v for k, v in specificity_row(policy_side, clusters, sides).items()})
         return row
 
