@@ -217,3 +217,18 @@ def test_compare_json_follows_its_documented_schema(noiseppo, tmp_path: Path) ->
     # docs/baselines.md documents exactly these keys.
     documented = set(re.findall(r"^\| `(\w+)` \|", DOC.read_text(), re.M))
     assert documented == set(TOP_KEYS) | set(ROW_KEYS) | set(OPTIONAL_ROW_KEYS)
+
+
+def test_compare_takes_its_metric_from_the_reward(noiseppo, tmp_path: Path) -> None:
+    """A reward without a verdict (JPEG size) makes the table, the rows and best-of-N's pick the reward itself."""
+    (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n")
+    out = tmp_path / "cmp"
+    args = ["compare", "--methods", "standard,best-of-1,best-of-3", "--prompts", tmp_path / "p.txt", "--seeds", "2"]
+    done = noiseppo.in_process(*args, "--reward", "jpeg_compressibility", "--bootstrap", "100", "--out", out)
+    assert done.returncode == 0, done.stderr
+    body = json.loads((out / "compare.json").read_text())
+    assert body["metric"] == "reward" and "correct" not in body["rows"][0]
+    rows = {r["method"]: r for r in body["rows"]}
+    assert rows["best-of-1"]["reward"] == rows["standard"]["reward"] < 0  # minus kB
+    assert rows["best-of-3"]["reward"] > rows["best-of-1"]["reward"]  # the pick maximises the reward
+    assert "held-out reward at 4 steps" in done.stdout

@@ -41,8 +41,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,10 +59,14 @@ from noiseppo.memory import PeakRSS
 from noiseppo.paired import paired_bootstrap
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import RenderSpec
+from noiseppo.sampling import LatentsFn, RenderSpec
 from noiseppo.seeds import standard_noise
 from noiseppo.sides import score_side
 from noiseppo.specificity import controls, specificity_row
+
+if TYPE_CHECKING:
+    from noiseppo.config import TrainConfig
+    from noiseppo.policy import NoisePolicy
 
 PATTERNS = {
     "standard": r"standard",
@@ -139,8 +145,8 @@ def score_row(metrics: dict, standard: dict, clusters: np.ndarray, resamples: in
     return row
 
 
-def noise_ppo_curve(run: Path) -> list[dict]:
-    """(iteration, training wall time so far, held-out correct) at each of the run's evaluations."""
+def noise_ppo_curve(run: Path, metric: str = "correct") -> list[dict]:
+    """(iteration, training wall time so far, held-out ``metric``) at each of the run's evaluations."""
     import yaml
 
     batch_size = yaml.safe_load((run / "config.yaml").read_text())
@@ -150,25 +156,29 @@ def noise_ppo_curve(run: Path) -> list[dict]:
         row = json.loads(line)
         if "samples_per_s" in row:
             elapsed += batch / row["samples_per_s"]
-        if "eval_correct" in row:
-            curve.append({"iteration": row["iteration"], "train_time_s": elapsed, "eval_correct": row["eval_correct"]})
+        if f"eval_{metric}" in row:
+            curve.append(
+                {"iteration": row["iteration"], "train_time_s": elapsed, f"eval_{metric}": row[f"eval_{metric}"]}
+            )
     return curve
 
 
-def against_best_of_n(rows: dict[str, dict], per_image: dict[str, dict], clusters: np.ndarray, resamples: int) -> dict:
+def against_best_of_n(
+    rows: dict[str, dict], per_image: dict[str, dict], clusters: np.ndarray, resamples: int, metric: str = "correct"
+) -> dict:
     """Each policy at 1x inference (``noise-ppo``, ``policy:NAME``) against best-of-N: the paired
     difference to each N, the largest N whose correct-rate the policy reaches, and the Ns whose
     paired interval holds 0."""
     out: dict = {}
     best = sorted((n for n in rows if re.fullmatch(r"best-of-\d+", n)), key=lambda n: int(n.split("-")[-1]))
     for policy in (n for n in rows if n == "noise-ppo" or n.startswith("policy:")):
-        ours = per_image[policy]["correct"]
-        entry: dict = {"correct": rows[policy]["correct"], "against": [], "matches_best_of_n": None}
+        ours = per_image[policy][metric]
+        entry: dict = {metric: rows[policy][metric], "against": [], "matches_best_of_n": None}
         for name in best:
-            theirs = per_image[name]["correct"]
+            theirs = per_image[name][metric]
             low, high = paired_bootstrap(ours - theirs, clusters, resamples)
             delta = float((ours - theirs).mean())
-            entry["against"].append({"method": name, "correct": rows[name]["correct"], "delta": delta,
+            entry["against"].append({"method": name, metric: rows[name][metric], "delta": delta,
                                      "ci95_low": low, "ci95_high": high})  # fmt: skip
             if delta >= 0:
                 entry["matches_best_of_n"] = int(name.split("-")[-1])
@@ -179,7 +189,7 @@ def against_best_of_n(rows: dict[str, dict], per_image: dict[str, dict], cluster
     return out
 
 
-def against_ddpo(curves: dict[str, list[dict]], rows: dict[str, dict]) -> dict:
+def against_ddpo(curves: dict[str, list[dict]], rows: dict[str, dict], metric: str = "correct") -> dict:
     """Noise PPO against DDPO: the wall-time and peak-memory ratios at which Noise PPO first
     reaches DDPO's final held-out correct-rate, or where each ends."""
     if "noise-ppo" not in curves or "ddpo" not in curves or not curves["ddpo"]:
@@ -192,7 +202,8 @@ def against_ddpo(curves: dict[str, list[dict]], rows: dict[str, dict]) -> dict:
         "peak_rss_ratio_noise_ppo_over_ddpo": rows["noise-ppo"]["peak_rss_mb"] / rows[ddpo_name]["peak_rss_mb"],
         "peak_rss_above_start_ratio": rows["noise-ppo"]["rss_rise_mb"] / max(rows[ddpo_name]["rss_rise_mb"], 1e-9),
     }
-    reached = next((c for c in curves["noise-ppo"] if c["eval_correct"] >= final["eval_correct"]), None)
+    key = f"eval_{metric}"
+    reached = next((c for c in curves["noise-ppo"] if c[key] >= final[key]), None)
     out["noise_ppo_reaches_ddpo_final"] = reached
     if reached is not None:
         out["wall_time_ratio_noise_ppo_over_ddpo"] = reached["train_time_s"] / max(final["train_time_s"], 1e-9)
@@ -207,38 +218,31 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    rows = result["rows"]
+    rows, m = result["rows"], result["metric"]
     y = np.arange(len(rows))
-    means = np.array([r["correct"] for r in rows])
-    err = np.array(
-        [[r["correct"] - r["correct_ci95_low"] for r in rows], [r["correct_ci95_high"] - r["correct"] for r in rows]]
-    )
+    means = np.array([r[m] for r in rows])
+    err = np.array([[r[m] - r[m + "_ci95_low"] for r in rows], [r[m + "_ci95_high"] - r[m] for r in rows]])
     left.barh(y, means, xerr=err, capsize=3, color="#7a9cc6")
     left.set_yticks(y, [r["method"] for r in rows])
     left.invert_yaxis()
-    left.set_xlabel(f"held-out correct at {result['steps']} steps (95% CI)")
+    left.set_xlabel(f"held-out {m} at {result['steps']} steps (95% CI)")
     curve = result["search_curve"]
     if curve:
         xs = [c["renders_per_prompt"] for c in curve]
-        ms = np.array([c["correct"] for c in curve])
-        e = np.array(
-            [
-                [c["correct"] - c["correct_ci95_low"] for c in curve],
-                [c["correct_ci95_high"] - c["correct"] for c in curve],
-            ]
-        )
+        ms = np.array([c[m] for c in curve])
+        e = np.array([[c[m] - c[m + "_ci95_low"] for c in curve], [c[m + "_ci95_high"] - c[m] for c in curve]])
         right.errorbar(xs, ms, yerr=e, marker="o", capsize=3, label="search (fresh seeds)")
-        right.axhline(result["standard"]["correct"], color="grey", linewidth=0.8, label="standard")
+        right.axhline(result["standard"][m], color="grey", linewidth=0.8, label="standard")
         right.set_xscale("log", base=2)
         right.set_xlabel("search renders per prompt")
-        right.set_ylabel("held-out correct")
+        right.set_ylabel(f"held-out {m}")
         right.legend()
-    elif result["curves"]:  # no search: the trained methods' held-out correct against training time (P4)
+    elif result["curves"]:  # no search: the trained methods' held-out metric against training time
         for name, points in result["curves"].items():
-            right.plot([c["train_time_s"] for c in points], [c["eval_correct"] for c in points], marker="o", label=name)
-        right.axhline(result["standard"]["correct"], color="grey", linewidth=0.8, label="standard")
+            right.plot([c["train_time_s"] for c in points], [c[f"eval_{m}"] for c in points], marker="o", label=name)
+        right.axhline(result["standard"][m], color="grey", linewidth=0.8, label="standard")
         right.set_xlabel("training wall time (s, without held-out passes)")
-        right.set_ylabel("held-out correct")
+        right.set_ylabel(f"held-out {m}")
         right.legend()
     else:
         right.axis("off")
@@ -254,6 +258,232 @@ def golden_noises(backend, reward, prompts: list[str], steps: int, seed: int, k:
     matrices = reward_matrices(backend, reward, prompts, seeds, steps, 1.0, 128)
     chosen = best_noises(matrices.get("correct", matrices.get("reward")), k)
     return standard_noise(backend.latent_shape, [seeds[j] for j in chosen])
+
+
+@dataclass
+class _Comparison:
+    """One ``noiseppo compare`` run: what every method shares (the model, the reward, the held-out
+    images' RenderSpec, the standard side) and the rows so far. ``RUNNERS`` maps each kind of
+    method to the method below that adds its row; work several methods share (the trained policy,
+    the best-of-N candidates, the search) is done once, when the first of them asks."""
+
+    out: Path
+    backend: ShapesBackend
+    reward: Any
+    prompts: list[str]
+    prompts_name: str
+    spec: RenderSpec
+    preset: str
+    threads: int
+    iterations: int
+    search_curve: tuple[int, ...]
+    resamples: int
+    golden_candidates: int
+    say: Callable[[str], None]
+    methods: list[Method]
+    rows: dict[str, dict] = field(default_factory=dict)
+    per_image: dict[str, dict] = field(default_factory=dict)
+    curves: dict[str, list[dict]] = field(default_factory=dict)
+    search_points: list[dict] = field(default_factory=list)
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.standard, samples = score_side(self.backend, self.reward, self.prompts, self.spec, None)
+        self.clusters = np.array([s.prompt_index for s in samples])
+        # The table's metric: the reward's verdict where it gives one (Shapes: correct), else the reward.
+        self.metric = "correct" if "correct" in self.standard else "reward"
+        self.per_image["standard"] = self.standard
+        self.held_out = (f"eval_prompts={self.prompts_name}", f"eval_seeds={self.spec.seeds}")
+        if self.iterations:
+            self.held_out += (f"iterations={self.iterations}",)
+
+    # -- the rows -----------------------------------------------------------------------------
+    def evaluate(self, latents_fn: LatentsFn | None = None, view: ShapesBackend | None = None) -> dict:
+        return score_side(view or self.backend, self.reward, self.prompts, self.spec, latents_fn)[0]
+
+    def add(self, name: str, metrics: dict, **info) -> None:
+        self.per_image[name] = metrics
+        row = score_row(metrics, self.standard, self.clusters, self.resamples, self.metric)
+        self.rows[name] = {"method": name, **BASE_ROW, **info, **row}
+        m, r = self.metric, self.rows[name]
+        self.say(
+            f"{name}: {m} {r[m]:.3f} [{r[m + '_ci95_low']:.3f}, {r[m + '_ci95_high']:.3f}], "
+            f"delta {r['delta']:+.3f} [{r['delta_ci95_low']:+.3f}, {r['delta_ci95_high']:+.3f}]"
+        )
+
+    def add_policy(self, name: str, policy, **info) -> None:
+        """A policy's row, with its prompt-specificity on the metric (own - other, own - mirror)."""
+        self.add(name, self.evaluate(policy.noise_to_latents("sample")), **info)
+        sides = controls(self.backend, policy, self.reward, self.prompts, self.spec)
+        specific = specificity_row(self.per_image[name], self.clusters, sides, self.resamples)
+        row = self.rows[name]
+        for side in sides:
+            key = f"own_minus_{side}_{self.metric}"
+            row[f"{side}_pairs"] = int(specific[f"{side}_pairs"])
+            for end in ("", "_ci95_low", "_ci95_high"):
+                row[f"own_minus_{side}{end}"] = specific[f"{key}{end}"]
+        self.say(f"{name}: " + ", ".join(f"own - {side} {row[f'own_minus_{side}']:+.3f}" for side in sides))
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    # -- one runner per kind of method (RUNNERS) -----------------------------------------------
+    def standard_row(self, m: Method) -> None:
+        self.add(m.name, self.standard, note="the frozen model's own noise")
+
+    def trained(self, kind: str) -> tuple[NoisePolicy, dict, TrainConfig]:
+        """``noise-ppo`` or ``noise-ppo-blind`` trained in this run (once), with its cost and config."""
+        from noiseppo.policy import load_policy
+        from noiseppo.presets import resolve
+        from noiseppo.train import train
+
+        def make():
+            extra = ["prompt_blind=true"] if kind == "noise-ppo-blind" else []
+            threads = [f"threads={self.threads}"] if self.threads else []
+            config = resolve(self.preset, overrides=[*self.held_out, *extra, *threads])
+            _, cost = timed(lambda: train(config, self.out / kind, quiet=True))
+            self.curves[kind] = noise_ppo_curve(self.out / kind, self.metric)
+            cost["train_wall_s"] = self.curves[kind][-1]["train_time_s"]  # without the held-out passes
+            return load_policy(self.out / kind), cost, config
+
+        return self.once(kind, make)
+
+    def trained_row(self, m: Method) -> None:
+        policy, cost, config = self.trained(m.kind)
+        blind = ", the prompt hidden from the policy" if config.prompt_blind else ""
+        note = f"preset '{self.preset}'{blind}, trained in this run (training prompts {config.prompts})"
+        self.add_policy(m.name, policy, renders_train=renders_of(config), **cost, note=note)
+
+    def saved_policy_row(self, m: Method) -> None:
+        from noiseppo.policy import load_policy
+
+        self.add_policy(m.name, load_policy(m.arg), note="a saved policy, not trained here")
+
+    def golden_row(self, m: Method) -> None:
+        from noiseppo.presets import resolve
+
+        k, seeds = int(m.arg), self.spec.seeds
+        train_prompts = load_prompts(resolve(self.preset).prompts)[::GOLDEN_PROMPT_STRIDE]
+        spec, candidates = self.spec, self.golden_candidates
+        noises, cost = timed(
+            lambda: golden_noises(self.backend, self.reward, train_prompts, spec.steps, spec.seed, k, candidates)
+        )
+        jobs = [p for p in self.prompts for _ in range(seeds)]
+        metrics = render_and_score(
+            self.backend, self.reward, jobs, lambda idx: noises[idx % seeds % len(noises)], self.spec.steps, 1.0, 128
+        )
+        self.add(
+            m.name, metrics, renders_train=len(train_prompts) * self.golden_candidates, **cost,
+            note=f"top {k} of {self.golden_candidates} shared noises on {len(train_prompts)} training prompts; "
+            "image j uses noise j mod K",
+        )  # fmt: skip
+
+    def ddpo_row(self, m: Method) -> None:
+        from noiseppo.ddpo import train_ddpo
+
+        # DDPO's own held-out pass is off: the table's evaluation below is the same images, once.
+        iterations = int(m.arg) if m.arg else self.iterations
+        config = DDPOConfig(preset=self.preset, iterations=iterations, threads=self.threads, eval=False)
+        summary, cost = timed(lambda: train_ddpo(config, self.out / "ddpo", None, True, self.held_out))
+        cost["train_wall_s"] = summary["train_time_s"]  # without the held-out passes
+        metrics = self.evaluate(view=ShapesBackend.from_pretrained(self.out / "ddpo" / "model"))
+        final = {"iteration": summary["iterations"], "train_time_s": summary["train_time_s"]}
+        self.curves["ddpo"] = [{**final, f"eval_{self.metric}": float(np.nanmean(metrics[self.metric]))}]
+        self.add(
+            m.name, metrics, renders_train=summary["renders"], **cost, weights_change=True,
+            trajectory_bytes_per_sample=summary["trajectory_bytes_per_sample"],
+            note=f"{summary['renders']} trajectories, {summary['stochastic_steps']} stochastic steps each",
+        )  # fmt: skip
+
+    def best_of_row(self, m: Method) -> None:
+        n_max = max(int(x.arg) for x in self.methods if x.kind == "best-of")  # one rendering serves every N
+        spec = self.spec
+        cands = self.once("best-of", lambda: render_candidates(
+            self.backend, self.reward, self.prompts, spec.seeds, n_max, spec.steps, 1.0, spec.seed))  # fmt: skip
+        n = int(m.arg)
+        self.add(
+            m.name, cands.best(n), renders_per_image=n, reward_calls_per_image=n, oracle_at_inference=True,
+            note="the reward picks at inference: an oracle a deployed model usually lacks",
+        )  # fmt: skip
+
+    def policy_best_of_row(self, m: Method) -> None:
+        policy, cost, config = self.trained("noise-ppo")
+        n, spec = int(m.arg), self.spec
+        cands = render_candidates(self.backend, self.reward, self.prompts, spec.seeds, n, spec.steps, 1.0, spec.seed,
+                                  latents_fn=policy.noise_to_latents("sample"))  # fmt: skip
+        self.add(
+            m.name, cands.best(n), renders_train=renders_of(config), renders_per_image=n, reward_calls_per_image=n,
+            oracle_at_inference=True, train_wall_s=cost["train_wall_s"], note="best-of-N of the policy's samples",
+        )  # fmt: skip
+
+    def search_row(self, m: Method) -> None:
+        from noiseppo.search import mean_latents_fn, search
+
+        budgets = sorted({int(x.arg) for x in self.methods if x.kind == "search"})
+        cfg = SearchConfig(budget=max(budgets), steps=self.spec.steps, seed=self.spec.seed)
+        points = sorted({b for b in (*self.search_curve, *budgets) if cfg.group <= b <= cfg.budget})
+
+        def run_search():  # once for every budget, and the curve on fresh seeds
+            result, cost = timed(lambda: search(self.backend, self.reward, self.prompts, cfg, snapshot_at=points))
+            texts = self.backend.encode(self.prompts).prompts
+            seconds = {row["renders"]: row["time_s"] for row in result.log}
+            metrics = {}
+            for b in points:
+                metrics[b] = self.evaluate(mean_latents_fn(result.snapshots[b], texts, self.backend.latent_shape))
+                used = b // cfg.group * cfg.group
+                row = score_row(metrics[b], self.standard, self.clusters, self.resamples, self.metric)
+                self.search_points.append({"renders_per_prompt": b, "search_time_s": seconds[used], **row})
+            return metrics, seconds, cost
+
+        metrics, seconds, cost = self.once("search", run_search)
+        b = int(m.arg)
+        used = b // cfg.group * cfg.group
+        self.add(
+            m.name, metrics[b], renders_train=used * len(self.prompts), train_wall_s=seconds[used],
+            peak_rss_mb=cost["peak_rss_mb"], rss_rise_mb=cost["rss_rise_mb"],
+            note="searched on the held-out prompts themselves (test-time), evaluated on fresh seeds",
+        )  # fmt: skip
+
+
+RUNNERS: dict[str, Callable[[_Comparison, Method], None]] = {
+    "standard": _Comparison.standard_row,
+    "noise-ppo": _Comparison.trained_row,
+    "noise-ppo-blind": _Comparison.trained_row,
+    "policy": _Comparison.saved_policy_row,
+    "golden": _Comparison.golden_row,
+    "ddpo": _Comparison.ddpo_row,
+    "best-of": _Comparison.best_of_row,
+    "noise-ppo+best-of": _Comparison.policy_best_of_row,
+    "search": _Comparison.search_row,
+}
+"""Each kind of method (``PATTERNS``) and what adds its row."""
+PHASES = {"noise-ppo": 0, "noise-ppo-blind": 0, "standard": 1, "policy": 1, "golden": 1, "ddpo": 2, "best-of": 3,
+          "noise-ppo+best-of": 4, "search": 5}  # fmt: skip
+"""The order the kinds run in: training first (``run_compare``)."""
+BASE_ROW = {
+    "renders_train": 0, "renders_per_image": 1, "reward_calls_per_image": 0, "oracle_at_inference": False,
+    "train_wall_s": 0.0, "peak_rss_mb": None, "rss_rise_mb": None, "weights_change": False, "note": "",
+}  # fmt: skip
+"""A row's cost keys before its method fills them: no training, one render, no reward at inference."""
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, dict]:
+    """``fn()``, and its wall time and peak RSS (``PeakRSS``)."""
+    with PeakRSS() as peak:
+        start = time.perf_counter()
+        value = fn()
+        wall = time.perf_counter() - start
+    return value, {
+        "train_wall_s": wall,
+        "peak_rss_mb": peak.peak_bytes / 2**20,
+        "rss_rise_mb": (peak.peak_bytes - peak.start_bytes) / 2**20,
+    }
+
+
+def renders_of(config: TrainConfig) -> int:
+    return config.iterations * config.prompts_per_iteration * config.samples_per_prompt
 
 
 def run_compare(
@@ -272,222 +502,42 @@ def run_compare(
     golden_candidates: int = 64,
     say=print,
 ) -> dict:
-    """Run every method into ``out`` (an existing, empty temporary folder) and return compare.json's body."""
-    from noiseppo.ddpo import train_ddpo
+    """Run every method into ``out`` (an existing, empty temporary folder), in ``methods`` order
+    through ``RUNNERS``, and return compare.json's body."""
     from noiseppo.policy import load_policy
-    from noiseppo.presets import resolve
-    from noiseppo.search import mean_latents_fn, search
-    from noiseppo.train import train
 
     if threads:
         torch.set_num_threads(threads)
-    backend = ShapesBackend.from_pretrained()
-    reward = get_reward(reward_name)
-    prompts = load_prompts(prompts_name)
-    texts = backend.encode(prompts).prompts
-    policies = {m.arg: load_policy(m.arg) for m in methods if m.kind == "policy"}  # refuse a bad name first
-
-    spec = RenderSpec(steps, 1.0, seeds, seed, 128)  # every method's images, paired by seed
-
-    def evaluate(latents_fn=None, view=backend) -> dict:
-        metrics, _ = score_side(view, reward, prompts, spec, latents_fn)
-        return metrics
-
-    standard_metrics, samples = score_side(backend, reward, prompts, spec, None)
-    clusters = np.array([s.prompt_index for s in samples])
-    rows: dict[str, dict] = {}
-    per_image: dict[str, dict] = {"standard": standard_metrics}
-    curves: dict[str, list[dict]] = {}
-    search_points: list[dict] = []
-    base = {
-        "renders_train": 0,
-        "renders_per_image": 1,
-        "reward_calls_per_image": 0,
-        "oracle_at_inference": False,
-        "train_wall_s": 0.0,
-        "peak_rss_mb": None,
-        "rss_rise_mb": None,
-        "weights_change": False,
-        "note": "",
-    }
-
-    def add(name: str, metrics: dict, **info) -> None:
-        per_image[name] = metrics
-        rows[name] = {
-            "method": name,
-            **base,
-            **info,
-            **score_row(metrics, standard_metrics, clusters, resamples, "correct"),
-        }
-        r = rows[name]
-        say(
-            f"{name}: correct {r['correct']:.3f} [{r['correct_ci95_low']:.3f}, {r['correct_ci95_high']:.3f}], "
-            f"delta {r['delta']:+.3f} [{r['delta_ci95_low']:+.3f}, {r['delta_ci95_high']:+.3f}]"
-        )
-
-    def timed(fn):
-        with PeakRSS() as peak:
-            start = time.perf_counter()
-            value = fn()
-            wall = time.perf_counter() - start
-        return value, {
-            "train_wall_s": wall,
-            "peak_rss_mb": peak.peak_bytes / 2**20,
-            "rss_rise_mb": (peak.peak_bytes - peak.start_bytes) / 2**20,
-        }
-
-    def add_policy(name: str, policy, **info) -> None:
-        """A policy's row, with its prompt-specificity on the correct-rate (own - other, own - mirror)."""
-        add(name, evaluate(policy.noise_to_latents("sample")), **info)
-        sides = controls(backend, policy, reward, prompts, spec)
-        specific = specificity_row(per_image[name], clusters, sides, resamples)
-        for side in sides:
-            key = f"own_minus_{side}_correct"
-            rows[name][f"{side}_pairs"] = int(specific[f"{side}_pairs"])
-            for end in ("", "_ci95_low", "_ci95_high"):
-                rows[name][f"own_minus_{side}{end}"] = specific[f"{key}{end}"]
-        say(f"{name}: " + ", ".join(f"own - {side} {rows[name][f'own_minus_{side}']:+.3f}" for side in sides))
-
-    policy_fns = {}
-    held_out = (f"eval_prompts={prompts_name}", f"eval_seeds={seeds}")  # the trainers' curves use these images
-    if iterations:
-        held_out += (f"iterations={iterations}",)
-    trained = {"noise-ppo": [], "noise-ppo-blind": ["prompt_blind=true"]}  # the name's run folder and overrides
-    for m in methods:
-        for name, extra in trained.items():
-            needed = m.kind == name or (name == "noise-ppo" and m.kind == "noise-ppo+best-of")
-            if needed and name not in policy_fns:
-                config = resolve(preset, overrides=[*held_out, *extra, *([f"threads={threads}"] if threads else [])])
-                _, cost = timed(lambda config=config, name=name: train(config, out / name, quiet=True))
-                policy_fns[name] = (load_policy(out / name), cost, config)
-                curves[name] = noise_ppo_curve(out / name)
-                cost["train_wall_s"] = curves[name][-1]["train_time_s"]  # without the held-out passes
-    for m in methods:
-        if m.kind == "standard":
-            add(m.name, standard_metrics, note="the frozen model's own noise")
-        elif m.kind in trained:
-            policy, cost, config = policy_fns[m.kind]
-            renders = config.iterations * config.prompts_per_iteration * config.samples_per_prompt
-            blind = ", the prompt hidden from the policy" if config.prompt_blind else ""
-            add_policy(
-                m.name,
-                policy,
-                renders_train=renders,
-                **cost,
-                note=f"preset '{preset}'{blind}, trained in this run (training prompts {config.prompts})",
-            )
-        elif m.kind == "policy":
-            add_policy(m.name, policies[m.arg], note="a saved policy, not trained here")
-        elif m.kind == "golden":
-            k = int(m.arg)
-            train_prompts = load_prompts(resolve(preset).prompts)[::GOLDEN_PROMPT_STRIDE]
-            noises, cost = timed(lambda k=k, train_prompts=train_prompts: golden_noises(
-                backend, reward, train_prompts, steps, seed, k, golden_candidates))  # fmt: skip
-            jobs = [p for p in prompts for _ in range(seeds)]
-            metrics = render_and_score(
-                backend, reward, jobs, lambda idx, noises=noises: noises[idx % seeds % len(noises)], steps, 1.0, 128
-            )
-            add(
-                m.name,
-                metrics,
-                renders_train=len(train_prompts) * golden_candidates,
-                **cost,
-                note=f"top {k} of {golden_candidates} shared noises on {len(train_prompts)} training prompts; "
-                "image j uses noise j mod K",
-            )
-    for m in methods:
-        if m.kind == "ddpo":
-            # DDPO's own held-out pass is off: the table's evaluation below is the same images, once.
-            config = DDPOConfig(
-                preset=preset, iterations=int(m.arg) if m.arg else iterations, threads=threads, eval=False
-            )
-            summary, cost = timed(lambda config=config: train_ddpo(config, out / "ddpo", None, True, held_out))
-            cost["train_wall_s"] = summary["train_time_s"]  # without the held-out passes
-            tuned = ShapesBackend.from_pretrained(out / "ddpo" / "model")
-            metrics = evaluate(view=tuned)
-            final = {"iteration": summary["iterations"], "train_time_s": summary["train_time_s"]}
-            curves["ddpo"] = [{**final, "eval_correct": float(np.nanmean(metrics["correct"]))}]
-            add(
-                m.name,
-                metrics,
-                renders_train=summary["renders"],
-                **cost,
-                weights_change=True,
-                trajectory_bytes_per_sample=summary["trajectory_bytes_per_sample"],
-                note=f"{summary['renders']} trajectories, {summary['stochastic_steps']} stochastic steps each",
-            )
-    best_ns = {int(m.arg) for m in methods if m.kind == "best-of"}
-    if best_ns:
-        cands = render_candidates(backend, reward, prompts, seeds, max(best_ns), steps, 1.0, seed)
-        for n in sorted(best_ns):
-            add(
-                f"best-of-{n}",
-                cands.best(n),
-                renders_per_image=n,
-                reward_calls_per_image=n,
-                oracle_at_inference=True,
-                note="the reward picks at inference: an oracle a deployed model usually lacks",
-            )
-    for m in methods:
-        if m.kind == "noise-ppo+best-of":
-            policy, cost, config = policy_fns["noise-ppo"]
-            fn = policy.noise_to_latents("sample")
-            n = int(m.arg)
-            cands = render_candidates(backend, reward, prompts, seeds, n, steps, 1.0, seed, latents_fn=fn)
-            renders = config.iterations * config.prompts_per_iteration * config.samples_per_prompt
-            add(
-                m.name,
-                cands.best(n),
-                renders_train=renders,
-                renders_per_image=n,
-                reward_calls_per_image=n,
-                oracle_at_inference=True,
-                train_wall_s=cost["train_wall_s"],
-                note="best-of-N of the policy's samples",
-            )
-    budgets = sorted({int(m.arg) for m in methods if m.kind == "search"})
-    if budgets:
-        cfg = SearchConfig(budget=max(budgets), steps=steps, seed=seed)
-        points = sorted({b for b in (*search_curve, *budgets) if cfg.group <= b <= cfg.budget})
-        result, cost = timed(lambda: search(backend, reward, prompts, cfg, snapshot_at=points))
-        seconds = {row["renders"]: row["time_s"] for row in result.log}
-        for b in points:
-            metrics = evaluate(mean_latents_fn(result.snapshots[b], texts, backend.latent_shape))
-            used = b // cfg.group * cfg.group
-            point = {
-                "renders_per_prompt": b,
-                "search_time_s": seconds[used],
-                **score_row(metrics, standard_metrics, clusters, resamples, "correct"),
-            }
-            search_points.append(point)
-            if b in budgets:
-                add(
-                    f"search@{b}",
-                    metrics,
-                    renders_train=used * len(prompts),
-                    train_wall_s=seconds[used],
-                    peak_rss_mb=cost["peak_rss_mb"],
-                    rss_rise_mb=cost["rss_rise_mb"],
-                    note="searched on the held-out prompts themselves (test-time), evaluated on fresh seeds",
-                )
+    for m in methods:  # refuse a bad policy name before anything runs
+        if m.kind == "policy":
+            load_policy(m.arg)
+    run = _Comparison(
+        out, ShapesBackend.from_pretrained(), get_reward(reward_name), load_prompts(prompts_name), prompts_name,
+        RenderSpec(steps, 1.0, seeds, seed, 128), preset, threads, iterations, search_curve, resamples,
+        golden_candidates, say, methods,
+    )  # fmt: skip
+    # The trainers run first, before any rendering another method keeps in memory, so that their
+    # peak memory is their own; the rows come out in methods order whatever order they ran in.
+    for m in sorted(methods, key=lambda m: PHASES[m.kind]):
+        RUNNERS[m.kind](run, m)
     order = [m.name for m in methods]
+    metric = run.metric
     body = {
         "prompts": prompts_name,
         "seeds": seeds,
         "seed": seed,
         "steps": steps,
         "reward": reward_name,
-        "metric": "correct",
-        "pairs": len(clusters),
+        "metric": metric,
+        "pairs": len(run.clusters),
         "methods": order,
-        "standard": rows.get("standard")
-        or score_row(standard_metrics, standard_metrics, clusters, resamples, "correct"),
-        "rows": [rows[name] for name in order],
-        "search_curve": search_points,
-        "curves": curves,
+        "standard": run.rows.get("standard") or score_row(run.standard, run.standard, run.clusters, resamples, metric),
+        "rows": [run.rows[name] for name in order],
+        "search_curve": run.search_points,
+        "curves": run.curves,
     }
-    body["against_best_of_n"] = against_best_of_n(rows, per_image, clusters, resamples)
-    body["against_ddpo"] = against_ddpo(curves, rows)
+    body["against_best_of_n"] = against_best_of_n(run.rows, run.per_image, run.clusters, resamples, metric)
+    body["against_ddpo"] = against_ddpo(run.curves, run.rows, metric)
     (out / "compare.json").write_text(json.dumps(body, indent=1))
     plot(body, out / "compare.png")
     return body
@@ -496,7 +546,7 @@ def run_compare(
 def format_table(body: dict) -> str:
     lines = [
         "| method | renders for training | renders / reward calls per image | training wall time | peak RSS | "
-        f"held-out correct at {body['steps']} steps [95% CI] | Δ vs standard [95% CI] | own - other [95% CI] "
+        f"held-out {body['metric']} at {body['steps']} steps [95% CI] | Δ vs standard [95% CI] | own - other [95% CI] "
         "| own - mirror [95% CI] | weights change |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -509,7 +559,8 @@ def format_table(body: dict) -> str:
         oracle = " (oracle reward)" if r["oracle_at_inference"] else ""
         rss = f"{r['peak_rss_mb']:.0f} MB" if r["peak_rss_mb"] else "-"
         cost = f"{r['renders_per_image']} / {r['reward_calls_per_image']}{oracle}"
-        correct = f"{r['correct']:.3f} [{r['correct_ci95_low']:.3f}, {r['correct_ci95_high']:.3f}]"
+        m = body["metric"]
+        correct = f"{r[m]:.3f} [{r[m + '_ci95_low']:.3f}, {r[m + '_ci95_high']:.3f}]"
         delta = f"{r['delta']:+.3f} [{r['delta_ci95_low']:+.3f}, {r['delta_ci95_high']:+.3f}]"
         weights = "yes (a copy)" if r["weights_change"] else "no"
         lines.append(
