@@ -56,7 +56,7 @@ from noiseppo.errors import UserError
 from noiseppo.golden import best_noises
 from noiseppo.golden_run import noise_seeds, render_and_score, reward_matrices
 from noiseppo.memory import PeakRSS
-from noiseppo.paired import paired_bootstrap
+from noiseppo.paired import paired, paired_bootstrap
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.sampling import LatentsFn, RenderSpec
@@ -138,9 +138,9 @@ def score_row(metrics: dict, standard: dict, clusters: np.ndarray, resamples: in
     values, base = metrics[metric], standard[metric]
     finite = np.isfinite(values) & np.isfinite(base)
     mean, low, high = mean_ci(values[finite], clusters[finite], resamples)
-    d_low, d_high = paired_bootstrap(values[finite] - base[finite], clusters[finite], resamples)
-    row = {"n": int(finite.sum()), metric: mean, f"{metric}_ci95_low": low, f"{metric}_ci95_high": high}
-    row.update(delta=float((values[finite] - base[finite]).mean()), delta_ci95_low=d_low, delta_ci95_high=d_high)
+    p = paired(values, base, clusters, resamples)
+    row = {"n": p.n, metric: mean, f"{metric}_ci95_low": low, f"{metric}_ci95_high": high}
+    row.update(delta=p.delta, delta_ci95_low=p.low, delta_ci95_high=p.high)
     row.update({k: float(np.nanmean(v)) for k, v in metrics.items() if k != metric})
     return row
 
@@ -175,12 +175,10 @@ def against_best_of_n(
         ours = per_image[policy][metric]
         entry: dict = {metric: rows[policy][metric], "against": [], "matches_best_of_n": None}
         for name in best:
-            theirs = per_image[name][metric]
-            low, high = paired_bootstrap(ours - theirs, clusters, resamples)
-            delta = float((ours - theirs).mean())
-            entry["against"].append({"method": name, metric: rows[name][metric], "delta": delta,
-                                     "ci95_low": low, "ci95_high": high})  # fmt: skip
-            if delta >= 0:
+            p = paired(ours, per_image[name][metric], clusters, resamples)
+            entry["against"].append({"method": name, metric: rows[name][metric], "delta": p.delta,
+                                     "ci95_low": p.low, "ci95_high": p.high})  # fmt: skip
+            if p.delta >= 0:
                 entry["matches_best_of_n"] = int(name.split("-")[-1])
         entry["indistinguishable_from"] = [
             a["method"] for a in entry["against"] if a["ci95_low"] <= 0 <= a["ci95_high"]

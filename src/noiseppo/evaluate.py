@@ -39,7 +39,7 @@ from PIL import Image
 from noiseppo.backends.base import Backend
 from noiseppo.grid import Block, Cell, prompt_grid
 from noiseppo.images import to_pil
-from noiseppo.paired import paired_bootstrap
+from noiseppo.paired import paired
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
 from noiseppo.sampling import RenderSpec
@@ -84,22 +84,21 @@ def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:
         mu = result.scores["policy_mu"][metric]
         finite = np.isfinite(standard) & np.isfinite(policy) & np.isfinite(mu)
         standard, policy, mu, clusters = standard[finite], policy[finite], mu[finite], result.prompt_index[finite]
-        low, high = paired_bootstrap(policy - standard, clusters, resamples)
-        low_mu, high_mu = paired_bootstrap(mu - standard, clusters, resamples)
+        sampled, mean_only = paired(policy, standard, clusters, resamples), paired(mu, standard, clusters, resamples)
         rows.append(
             {
                 "steps": result.steps,
                 "metric": metric,
-                "n": int(finite.sum()),
-                "standard": float(standard.mean()),
-                "policy": float(policy.mean()),
-                "delta": float((policy - standard).mean()),
-                "ci95_low": low,
-                "ci95_high": high,
-                "policy_mu": float(mu.mean()),
-                "delta_mu": float((mu - standard).mean()),
-                "ci95_mu_low": low_mu,
-                "ci95_mu_high": high_mu,
+                "n": sampled.n,
+                "standard": sampled.base,
+                "policy": sampled.mean,
+                "delta": sampled.delta,
+                "ci95_low": sampled.low,
+                "ci95_high": sampled.high,
+                "policy_mu": mean_only.mean,
+                "delta_mu": mean_only.delta,
+                "ci95_mu_low": mean_only.low,
+                "ci95_mu_high": mean_only.high,
             }
         )
         for side in result.controls:  # own - other, own - mirror, where the prompts have them

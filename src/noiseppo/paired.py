@@ -2,7 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One side against another on the same images (image k of each from the same prompt and
+    seed): the images both scored, each side's mean, and the paired difference's mean with its
+    95% cluster-bootstrap interval over prompts. Every table of the package is built from these."""
+
+    n: int
+    mean: float
+    base: float
+    delta: float
+    low: float
+    high: float
+
+
+def paired(after: np.ndarray, before: np.ndarray, clusters: np.ndarray, resamples: int = 2000) -> Paired:
+    """``after`` against ``before``, per image, on the images where both are finite (a NaN reward
+    drops its pair); ``clusters[k]`` is image k's prompt, resampled as a whole."""
+    finite = np.isfinite(after) & np.isfinite(before)
+    delta = after[finite] - before[finite]
+    low, high = paired_bootstrap(delta, clusters[finite], resamples)
+    return Paired(int(finite.sum()), float(after[finite].mean()), float(before[finite].mean()), float(delta.mean()),
+                  low, high)  # fmt: skip
 
 
 def paired_row(
@@ -12,12 +38,9 @@ def paired_row(
     interval over prompts (``eval_*`` keys, as ``noiseppo train`` logs its held-out rows)."""
     row: dict[str, float] = {"eval_pairs": float(len(clusters))}
     for key, values in after.items():
-        before = standard[key]
-        finite = np.isfinite(before) & np.isfinite(values)
-        row[f"eval_{key}"] = float(np.mean(values[finite]))
-        row[f"eval_standard_{key}"] = float(np.mean(before[finite]))
-        low, high = paired_bootstrap(values[finite] - before[finite], clusters[finite], resamples)
-        row[f"eval_delta_{key}_ci95_low"], row[f"eval_delta_{key}_ci95_high"] = low, high
+        p = paired(values, standard[key], clusters, resamples)
+        row[f"eval_{key}"], row[f"eval_standard_{key}"] = p.mean, p.base
+        row[f"eval_delta_{key}_ci95_low"], row[f"eval_delta_{key}_ci95_high"] = p.low, p.high
     return row
 
 
@@ -37,13 +60,9 @@ def group_rows(
         mine = of_image == group
         row[f"eval_group_{group}_pairs"] = float(mine.sum())
         for key, values in after.items():
-            delta = values[mine] - standard[key][mine]
-            finite = np.isfinite(delta)
+            p = paired(values[mine], standard[key][mine], clusters[mine], resamples)
             name = f"eval_group_{group}_delta_{key}"
-            row[name] = float(delta[finite].mean())
-            row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = paired_bootstrap(
-                delta[finite], clusters[mine][finite], resamples
-            )
+            row[name], row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = p.delta, p.low, p.high
     return row
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from noiseppo.backends.base import Backend
-from noiseppo.paired import paired_bootstrap
+from noiseppo.paired import paired
 from noiseppo.policy import Mode, NoisePolicy
 from noiseppo.prompts import mirror_prompt
 from noiseppo.rewards.base import Reward
@@ -105,10 +105,7 @@ def specificity_row(
     for side, control in sides.items():
         row[f"{side}_pairs"] = float(len(control.rows))
         for key, values in control.metrics.items():
-            mine = own[key][control.rows]
-            finite = np.isfinite(mine) & np.isfinite(values)
-            delta = mine[finite] - values[finite]
-            low, high = paired_bootstrap(delta, clusters[control.rows][finite], resamples)
+            p = paired(own[key][control.rows], values, clusters[control.rows], resamples)
             name = f"own_minus_{side}_{key}"
-            row[name], row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = float(delta.mean()), low, high
+            row[name], row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = p.delta, p.low, p.high
     return row
