@@ -4,7 +4,8 @@
 
 Times, as subprocesses, ``python -c pass`` (the floor any console script pays),
 ``noiseppo --help``, ``noiseppo train --help``, ``noiseppo list presets`` and ``noiseppo list
-policies``, and, for scale, ``python -c "import torch"``. Each command runs ``--repeats``
+policies``, four mistakes ``noiseppo train`` refuses (a mistyped preset, key and reward, a
+missing prompt file), and, for scale, ``python -c "import torch"``. Each command runs ``--repeats``
 times, interleaved, after one warm-up round (the file cache); the median wall time is
 reported, and each command's ratio to ``python -c pass`` measured in the same rounds, which is
 the figure to compare across machines. The last line printed is one JSON object.
@@ -27,14 +28,23 @@ COMMANDS = {
     "train_help": [NOISEPPO, "train", "--help"],
     "list_presets": [NOISEPPO, "list", "presets"],
     "list_policies": [NOISEPPO, "list", "policies"],
+    # Mistakes answered before torch loads (the one-line refusal, exit 2): a preset, a key, a
+    # reward name and a prompt file.
+    "typo_preset": [NOISEPPO, "train", "--preset", "shape", "--out", "/nonexistent/run"],
+    "typo_key": [NOISEPPO, "train", "lerning_rate=1", "--out", "/nonexistent/run"],
+    "typo_reward": [NOISEPPO, "train", "--reward", "clip-score", "--out", "/nonexistent/run"],
+    "missing_prompts": [NOISEPPO, "train", "--prompts", "/nonexistent/p.txt", "--out", "/nonexistent/run"],
     "import_torch": [sys.executable, "-c", "import torch"],
 }
 
 
 def wall_time(command: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    if done.returncode != (2 if "--out" in command else 0):  # the mistakes exit 2, the rest 0
+        raise SystemExit(f"{' '.join(command)}: exit {done.returncode}")
+    return wall
 
 
 def main() -> None:

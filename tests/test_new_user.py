@@ -314,6 +314,33 @@ def test_config_yaml_holds_the_guidance_the_run_used(noiseppo, tmp_path) -> None
 HEAVY = ("torch", "diffusers", "numpy", "PIL", "matplotlib")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--preset", "shape"], "unknown preset 'shape' (did you mean 'shapes'?"),
+        (["train", "lerning_rate=1"], "did you mean 'lr'?"),
+        (["train", "--reward", "clip-score"], "unknown reward 'clip-score' (did you mean 'clip_score'?"),
+        (["train", "--reward", "0.5*shapes+0.5*clipscore"], "unknown reward 'clipscore'"),
+        (["train", "--prompts", "no-such-file.txt"], "no-such-file.txt: prompt file not found"),
+        (["train", "eval_prompts=shapes-tset"], "unknown prompt set 'shapes-tset'"),
+    ],
+)
+def test_train_mistakes_are_answered_before_any_heavy_module_loads(args: list[str], message: str, tmp_path) -> None:
+    """A mistyped preset, key, reward or prompt file: one line, exit 2, and torch never imported
+    (benchmarks/startup.py times these against ``python -c pass``)."""
+    argv = [*args, "--out", str(tmp_path / "run")]
+    code = (
+        "import sys\nfrom noiseppo.cli import entry_point\n"
+        f"sys.argv = ['noiseppo', *{argv!r}]\n"
+        f"try:\n    entry_point()\nexcept SystemExit as e:\n    code = e.code\n"
+        f"print('HEAVY', code, sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.stdout.splitlines()[-1] == "HEAVY 2 []", (result.stdout[-500:], result.stderr[-500:])
+    assert result.stderr.startswith("noiseppo: error: ") and message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], *[["list", w] for w in
                                   ("presets", "rewards", "backends", "prompts", "policies")]])  # fmt: skip
 def test_help_and_listings_import_no_heavy_module(args: list[str]) -> None:

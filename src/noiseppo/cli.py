@@ -442,6 +442,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
         flags = {f: getattr(args, f) for f in TRAIN_FLAGS}
         config = resolve(args.preset or DEFAULT_PRESET, args.config, args.overrides, flags)
+        from noiseppo.prompts import load_prompts
+        from noiseppo.rewards import check_reward_name
+
+        check_reward_name(config.reward)  # and the prompt files, each one line, before torch loads
+        for prompts in filter(None, (config.prompts, config.eval_prompts)):
+            load_prompts(prompts)
     from noiseppo.train import train
 
     if args.resume:

@@ -131,11 +131,6 @@ class DiffusersDDPO:
             raise UserError(f"guidance must be >= 0, got {self.guidance}")
         self.reward = reward if reward is not None else get_reward(cfg.reward)
         self.prompts = prompts if prompts is not None else load_prompts(cfg.prompts)
-        if len(self.prompts) < cfg.prompts_per_iteration:
-            raise UserError(
-                f"config: prompts_per_iteration {cfg.prompts_per_iteration} exceeds the {len(self.prompts)} prompts "
-                f"of '{cfg.prompts}'"
-            )
         self.eval_prompts = load_prompts(cfg.eval_prompts) if cfg.eval_prompts and config.eval else []
         self.backend.encode(list(dict.fromkeys(self.prompts + self.eval_prompts)))  # refuse bad prompts now
         self.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)  # the pipeline's schedule, DDIM

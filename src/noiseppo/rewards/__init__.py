@@ -68,26 +68,55 @@ REWARD_FORMS = "module:function, http://HOST:PORT/PATH, or a weighted sum like 0
 """The reward names that are not registry entries (see ``get_reward``)."""
 
 
-def get_reward(name: str) -> Reward:
-    """The reward ``name``: a registry entry, a weighted sum of rewards (``rewards.weighted``),
-    a reward server's URL (``rewards.http``), or a user's ``module:function`` (``rewards.function``)."""
+def reward_form(name: str) -> str:
+    """Which form of reward ``name`` is ("registered", "weighted", "http", "with-model" or
+    "function"), or the one-line refusal: what ``get_reward`` dispatches on, and all that
+    ``check_reward_name`` needs."""
+    from noiseppo.rewards.weighted import is_weighted
+
     if name in REWARDS:
-        return REWARDS[name][0]()
-    from noiseppo.rewards.weighted import WeightedSum, is_weighted
-
+        return "registered"
     if is_weighted(name):
-        return WeightedSum(name, get_reward)
+        return "weighted"
     if name.startswith(("http://", "https://")):
-        from noiseppo.rewards.http import HttpReward
-
-        return HttpReward(name)
+        return "http"
     base, at, model = name.partition("@")
     if at and base in TAKES_MODEL:
         if not model:
             raise UserError(f"reward '{name}': give a model after '@' (a hub id or a folder)")
-        return REWARDS[base][0](model)
+        return "with-model"
     if ":" in name:
-        from noiseppo.rewards.function import load_function
-
-        return load_function(name)
+        return "function"
     raise unknown_name("reward", name, REWARDS, f"or {REWARD_FORMS}")
+
+
+def get_reward(name: str) -> Reward:
+    """The reward ``name``: a registry entry, a weighted sum of rewards (``rewards.weighted``),
+    a reward server's URL (``rewards.http``), or a user's ``module:function`` (``rewards.function``)."""
+    form = reward_form(name)
+    if form == "registered":
+        return REWARDS[name][0]()
+    if form == "weighted":
+        from noiseppo.rewards.weighted import WeightedSum
+
+        return WeightedSum(name, get_reward)
+    if form == "http":
+        from noiseppo.rewards.http import HttpReward
+
+        return HttpReward(name)
+    if form == "with-model":
+        base, _, model = name.partition("@")
+        return REWARDS[base][0](model)
+    from noiseppo.rewards.function import load_function
+
+    return load_function(name)
+
+
+def check_reward_name(name: str) -> None:
+    """``get_reward``'s refusals of a name (each term of a weighted sum too), without building
+    the reward: no torch, no model, so ``noiseppo train`` answers a typo at once. A
+    ``module:function`` is checked when it is imported, with the reward."""
+    if reward_form(name) == "weighted":
+        from noiseppo.rewards.weighted import WeightedSum
+
+        WeightedSum(name, check_reward_name)
