@@ -6,11 +6,12 @@
 # Runs the suite's CUDA tests, then, each on the GPU and on this machine's CPU in the same
 # run: sampling throughput of the Shapes model and of a tiny random diffusers pipeline
 # (float32, float16, bfloat16), the Shapes training preset's throughput (benchmarks/
-# overhead.py), and the default `noiseppo shapes train-base` for at most
-# TRAIN_BASE_SECONDS (default 240). Every part runs even if an earlier one fails; the logs
-# go to OUT_DIR. Expects the project importable (pip install --no-deps . where the
-# machine already has torch, diffusers and transformers). The last line printed is one
-# JSON object with the figures.
+# overhead.py), Noise PPO at real sizes in bfloat16 (benchmarks/real_sizes.py: SD-Turbo at
+# 512 px, SDXL-Turbo and FLUX.1-schnell at full depth at 1024, random weights), and the
+# default `noiseppo shapes train-base` for at most TRAIN_BASE_SECONDS (default 240). Every
+# part runs even if an earlier one fails; the logs go to OUT_DIR. Expects the project
+# importable (pip install --no-deps . where the machine already has torch, diffusers and
+# transformers). The last line printed is one JSON object with the figures.
 set -u
 out=${1:?usage: cuda_checks.sh OUT_DIR [TRAIN_BASE_SECONDS]}
 train_seconds=${2:-240}
@@ -50,6 +51,16 @@ status "overhead cpu" "${PIPESTATUS[0]}"
 $py benchmarks/overhead.py --device cuda --repeats 10 2>&1 | tee -a "$out/bench.log" | tail -1 >>"$out/overhead.jsonl"
 status "overhead cuda" "${PIPESTATUS[0]}"
 
+# Real sizes (issue 27): random weights in the real architectures at full size, bfloat16, 2 prompts x 4
+# samples per iteration, each model saved, measured and deleted in turn (disk); FLUX.1-schnell at full depth.
+for spec in "sd-turbo 512 1" "sdxl-turbo 1024 1" "flux-schnell 1024 4"; do
+    set -- $spec
+    $py benchmarks/real_sizes.py --models "$1" --resolution "$2" --steps "$3" --device cuda --dtype bfloat16 \
+        --prompts-per-iteration 2 --samples-per-prompt 4 --repeats 3 --full-depth --clean --work /tmp/real-sizes \
+        2>&1 | tee -a "$out/bench.log" | tail -1 >>"$out/real_sizes.jsonl"
+    status "real sizes $1 cuda bfloat16" "${PIPESTATUS[0]}"
+done
+
 start=$(date +%s)
 timeout "$train_seconds" noiseppo shapes train-base --out /tmp/base-cuda --device cuda >"$out/train_base.log" 2>&1
 status "train-base cuda (timeout ${train_seconds}s)" $?
@@ -68,6 +79,7 @@ metrics = rows("train_base_metrics.jsonl")
 print(json.dumps({
     "sampling": rows("sampling.jsonl"),
     "overhead": rows("overhead.jsonl"),
+    "real_sizes": rows("real_sizes.jsonl"),
     "train_base_steps": metrics[-1]["step"] if metrics else 0,
     "train_base_elapsed_s": metrics[-1]["elapsed_s"] if metrics else None,
     "train_base_evals": [{k: r[k] for k in ("step", "eval_correct")} for r in metrics if "eval_correct" in r],

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 
+from noiseppo.backends.base import Backend
 from noiseppo.presets import resolve
 from noiseppo.sampling import encode_distinct
 from noiseppo.seeds import standard_noise
@@ -38,19 +39,26 @@ def sync(device: str) -> None:
 def sampling_clock(trainer: Trainer) -> Callable[[], float]:
     """Seconds to render one training batch with standard noise: encode, noise, render, in
     chunks of ``render_batch`` as training renders them, and nothing else."""
-    config, backend = trainer.config, trainer.backend
-    batch = config.prompts_per_iteration * config.samples_per_prompt
+    config = trainer.config
     prompts = [p for p in trainer.prompts[: config.prompts_per_iteration] for _ in range(config.samples_per_prompt)]
+    return render_clock(trainer.backend, prompts, config.steps, trainer.guidance, config.render_batch, config.device)
+
+
+def render_clock(
+    backend: Backend, prompts: list[str], steps: int, guidance: float, render_batch: int, device: str
+) -> Callable[[], float]:
+    """Seconds to render ``prompts`` with standard noise (encode, noise, render in chunks of
+    ``render_batch``): pure sampling, without a Trainer (benchmarks/real_sizes.py measures its memory alone)."""
 
     def sampling() -> float:
-        sync(config.device)
+        sync(device)
         start = time.perf_counter()
         with torch.no_grad():
-            for i in range(0, batch, config.render_batch):
-                chunk = prompts[i : i + config.render_batch]
+            for i in range(0, len(prompts), render_batch):
+                chunk = prompts[i : i + render_batch]
                 eps = standard_noise(backend.latent_shape, range(i, i + len(chunk)))
-                backend.generate(eps, encode_distinct(backend, chunk), config.steps, trainer.guidance)
-        sync(config.device)
+                backend.generate(eps, encode_distinct(backend, chunk), steps, guidance)
+        sync(device)
         return time.perf_counter() - start
 
     return sampling

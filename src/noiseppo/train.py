@@ -112,7 +112,8 @@ class Trainer:
         self.eval_groups = prompt_groups(config.eval_prompts, self.eval_prompts) if self.eval_prompts else None
         # Refuse prompts outside the backend's language, and a step count or guidance it cannot
         # take (one image, dry run), now, before any file is written.
-        self.backend.encode(list(dict.fromkeys(self.prompts + self.eval_prompts)))
+        everything = list(dict.fromkeys(self.prompts + self.eval_prompts))
+        encoded = self.backend.encode(everything)
         with torch.no_grad():
             dry = torch.zeros(1, *self.backend.latent_shape)
             self.backend.generate(dry, self.backend.encode(self.prompts[:1]), config.steps, self.guidance)
@@ -138,7 +139,9 @@ class Trainer:
         # The frozen model's held-out scores (metric -> per-image values) and each image's prompt index.
         self._standard_eval: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         # A fixed sample of training prompts on which the policy's size is logged.
-        self._stats_conditioning = self.backend.encode(self.prompts[:: max(1, len(self.prompts) // 64)])
+        # (from the start-up encoding: a second pass of a T5-XXL over the prompts costs minutes on a CPU)
+        row = {prompt: k for k, prompt in enumerate(everything)}
+        self._stats_conditioning = encoded.select([row[p] for p in self.prompts[:: max(1, len(self.prompts) // 64)]])
 
     # -- one iteration ------------------------------------------------------------------
     def rollout(self, generator: torch.Generator) -> tuple[Rollout, dict[str, float]]:

@@ -32,9 +32,10 @@ from noiseppo.backends.base import Conditioning, check_generate_args
 MAX_STEPS = 1000
 """The training schedule's length bounds the step count."""
 
-ENCODE_BATCH = 64
-"""Prompts per text-encoder pass: training encodes every prompt once at start-up, and a T5-XXL
-on hundreds of prompts at once would need tens of GB for its attention alone."""
+ENCODE_BATCH = 8
+"""Prompts per text-encoder pass: training encodes every prompt once at start-up, and T5-XXL's
+activations grow with the batch (64 prompts of FLUX's 256 tokens: a start-up peak 1.45x
+sampling's RSS at real widths, benchmarks/real_sizes.py; 8 keep it near a render's)."""
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
