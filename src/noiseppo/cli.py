@@ -303,8 +303,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # -- noiseppo report: parsing here, the page in noiseppo.report --------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     """Write one HTML file (images inline, no script, nothing fetched) showing a run (curves, held-out
-    table, standard against policy images, config) and its evaluations (per-step table, gain plot,
-    grids). A run still in progress gets a page of what it has written so far."""
+    table, standard against policy images, config), its evaluations (per-step table, gain plot,
+    grids) and comparisons (every baseline's row). A run still in progress gets a page of what it
+    has written so far."""
     from noiseppo.report import REPORT, folder_kind, write
 
     folders = [Path(f) for f in args.folders]
@@ -943,9 +944,9 @@ def build_parser() -> argparse.ArgumentParser:
     # -- end of noiseppo search, ddpo and compare --
 
     # -- noiseppo report --
-    rep = sub.add_parser("report", help="one self-contained HTML page of a run and its evaluations")
+    rep = sub.add_parser("report", help="one self-contained HTML page of runs, evaluations and comparisons")
     rep.description = cmd_report.__doc__
-    rep.add_argument("folders", nargs="+", metavar="RUN_OR_EVAL_DIR", help="a run folder, then any eval folders")
+    rep.add_argument("folders", nargs="+", metavar="DIR", help="run, eval and compare folders, shown in this order")
     rep.add_argument("--out", help="the HTML file to write (default: FIRST_DIR/report.html)")
     rep.set_defaults(func=cmd_report)
     # -- end of noiseppo report --
