@@ -137,16 +137,15 @@ def cmd_shapes_render(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
     from noiseppo.files import new_output_dir
     from noiseppo.grid import Block, Cell, grid_pages, save_pages
     from noiseppo.images import to_pil
-    from noiseppo.overlap import score_while_rendering
-    from noiseppo.sampling import RenderSpec, sample_batches
-    from noiseppo.shapes.verifier import verify
+    from noiseppo.rewards.shapes import ShapesReward
+    from noiseppo.sampling import RenderSpec, sample
+    from noiseppo.sides import score_side
 
     prompts = _prompts_from_args(args)
     policy = None
@@ -166,19 +165,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     guidance = resolve_guidance(backend, args.guidance)
     _warn_if_mismatched(trained, [args.steps], guidance, args.scheduler, backend.default_guidance)
     with new_output_dir(args.out) as tmp:
-        spec = RenderSpec(args.steps, guidance, args.n, args.seed, args.batch)
-        batches = sample_batches(backend, prompts, spec, latents_fn)
+        spec = RenderSpec(args.steps, guidance, args.n, args.seed, args.batch, args.overlap_scoring)
         verdicts = None
-        if backend.name == "shapes":  # the verifier checks each chunk while the next one renders
-
-            def check(chunk: list) -> tuple[list, list]:
-                return chunk, verify(torch.stack([s.image for s in chunk]), [s.prompt for s in chunk])
-
-            scored = score_while_rendering(batches, check, args.overlap_scoring)
-            samples = [s for chunk, _ in scored for s in chunk]
-            verdicts = [v for _, chunk_verdicts in scored for v in chunk_verdicts]
+        if backend.name == "shapes":  # the verifier's verdicts, each chunk checked while the next one renders
+            verdicts, samples = score_side(backend, ShapesReward(), prompts, spec, latents_fn)
         else:
-            samples = [s for chunk in batches for s in chunk]
+            samples = sample(backend, prompts, spec, latents_fn)
         (tmp / "images").mkdir()
         rows, blocks = [], []
         for k, s in enumerate(samples):
@@ -190,8 +182,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 row.update(policy=args.policy, policy_mode=args.policy_mode)
             cell = Cell(pil, f"sample {s.sample_index}")
             if verdicts is not None:
-                row.update(correct=verdicts[k].correct, partial=round(verdicts[k].partial, 4))
-                cell.correct, cell.score = verdicts[k].correct, verdicts[k].partial
+                correct, partial = bool(verdicts["correct"][k]), float(verdicts["partial"][k])
+                row.update(correct=correct, partial=round(partial, 4))
+                cell.correct, cell.score = correct, partial
             rows.append(json.dumps(row))
             if k == 0 or samples[k - 1].prompt_index != s.prompt_index:
                 blocks.append(Block(s.prompt, []))

@@ -29,12 +29,11 @@ from safetensors.torch import save_file as save_torch
 from noiseppo import golden
 from noiseppo.backends.base import Backend
 from noiseppo.errors import UserError
-from noiseppo.overlap import score_while_rendering
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
-from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling import encode_distinct
 from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.sides import score_chunks
 
 KINDS = ("standard", "own", "same_template", "other_template", "generic")
 """The noises of the policy comparison: standard ε; the prompt's own policy latents μ(A) + σ(A) ε;
@@ -76,15 +75,8 @@ def render_and_score(
             images = backend.generate(latents_of(jobs).to(conditioning.pooled), conditioning, steps, guidance)
             yield conditioning.prompts, images.cpu()
 
-    def score(item: tuple[list[str], torch.Tensor]) -> dict[str, list[float]]:
-        rewards, details = score_with_details(reward, item[1], item[0])
-        return details or {"reward": rewards.tolist()}
-
-    chunks: dict[str, list[np.ndarray]] = {}
-    for scored in score_while_rendering(rendered(), score):
-        for metric, values in scored.items():
-            chunks.setdefault(metric, []).append(np.asarray(values, dtype=np.float64))
-    return {metric: np.concatenate(parts) for metric, parts in chunks.items()}
+    rewards, details = score_chunks(rendered(), reward)
+    return details or {"reward": rewards.numpy().astype(np.float64)}
 
 
 def reward_matrices(

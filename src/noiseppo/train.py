@@ -56,7 +56,6 @@ from noiseppo.errors import UserError
 from noiseppo.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
 from noiseppo.files import check_parent, occupied, replaced_folder, truncate_jsonl
 from noiseppo.interrupt import Interrupted, Snapshot
-from noiseppo.overlap import score_while_rendering
 from noiseppo.paired import group_rows, paired_row
 from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.ppo import Rollout, ppo_update
@@ -65,11 +64,11 @@ from noiseppo.prompts import load_prompts, prompt_groups
 from noiseppo.provenance import write_run_info
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import redacted
-from noiseppo.rewards.scoring import reward_phase, score_with_details
+from noiseppo.rewards.scoring import reward_phase
 from noiseppo.sampling import RenderSpec, draw_batch, encode_distinct
 from noiseppo.schedule import batch_arithmetic, learning_rate, minibatch_size
 from noiseppo.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
-from noiseppo.sides import score_side
+from noiseppo.sides import score_chunks, score_side
 from noiseppo.specificity import controls, specificity_row
 
 
@@ -206,14 +205,11 @@ class Trainer:
             range(i, min(i + cfg.render_batch, mine.stop)) for i in range(mine.start, mine.stop, cfg.render_batch)
         )
 
-        def render(chunk: range) -> tuple[range, torch.Tensor]:  # on this thread: iterating renders
+        def render(chunk: range) -> tuple[list[str], torch.Tensor]:  # on this thread: iterating renders
             with timings.measure("time_sampling"), torch.no_grad():
-                return chunk, self.backend.generate(latents[chunk.start : chunk.stop], cond.select(chunk), cfg.steps,
-                                                    self.guidance)  # fmt: skip
-
-        def score(item: tuple[range, torch.Tensor]) -> tuple[torch.Tensor, dict[str, list[float]]]:
-            with timings.measure("time_reward"):  # the reward's own time, on the scoring thread when overlapped
-                return score_with_details(self.reward, item[1], [prompts[i] for i in item[0]])
+                images = self.backend.generate(latents[chunk.start : chunk.stop], cond.select(chunk), cfg.steps,
+                                               self.guidance)  # fmt: skip
+                return prompts[chunk.start : chunk.stop], images
 
         rendered_before = timings["time_sampling"]
         # Iterations count from 1, as metrics.jsonl does: this is the row this rollout will write.
@@ -221,16 +217,14 @@ class Trainer:
             timings.measure("time_reward_wait"),
             reward_phase(redacted(cfg.reward), f"training iteration {self.iteration + 1}"),
         ):
-            scored = score_while_rendering(map(render, chunks), score, cfg.overlap_scoring)
+            # the reward's own time is timed where it runs: on the scoring thread when overlapped
+            rewards, fields = score_chunks(
+                map(render, chunks), self.reward, cfg.overlap_scoring, partial(timings.measure, "time_reward")
+            )
         # What the run waited for the reward: the loop's time less the rendering (with overlap on,
         # only the scoring that rendering could not hide).
         timings["time_reward_wait"] -= timings["time_sampling"] - rendered_before
-        fields: dict[str, list[float]] = {}
-        for _, details in scored:
-            for key, values in details.items():
-                fields.setdefault(key, []).extend(values)
-        rewards = torch.cat([scores for scores, _ in scored])
-        return rewards, {k: torch.tensor(v, dtype=torch.float64) for k, v in fields.items()}
+        return rewards, {k: torch.from_numpy(v) for k, v in fields.items()}
 
     def step(self) -> dict[str, float]:
         """One PPO iteration: rollout, advantages, update. Returns the metrics row."""
