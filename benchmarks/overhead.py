@@ -24,10 +24,10 @@ from collections.abc import Callable
 import torch
 
 from noiseppo.backends.base import Backend
-from noiseppo.presets import resolve
-from noiseppo.sampling import encode_distinct
-from noiseppo.seeds import standard_noise
-from noiseppo.train import Trainer
+from noiseppo.configs.presets import resolve
+from noiseppo.sampling.render import encode_distinct
+from noiseppo.sampling.seeds import standard_noise
+from noiseppo.training.trainer import Trainer
 
 
 def sync(device: str) -> None:

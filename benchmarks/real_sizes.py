@@ -15,7 +15,7 @@ RSS is a process's:
 
 - ``sampling``: the backend alone renders the batch with standard noise (encode, noise,
   render): images/s and peak memory of sampling alone;
-- ``noise-ppo``: ``noiseppo.train.Trainer`` (what ``noiseppo train`` runs) with the JPEG
+- ``noise-ppo``: ``noiseppo.training.trainer.Trainer`` (what ``noiseppo train`` runs) with the JPEG
   reward, so that nearly all of an iteration is the model: whole PPO iterations alternate
   with pure sampling of the same number of images, prompts and steps in the same process
   (benchmarks/overhead.py's clocks), ``--repeats`` times, medians compared; the policy's
@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from noiseppo.memory import PeakRSS
+from noiseppo.baselines.memory import PeakRSS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -75,7 +75,7 @@ def memory(device: str) -> dict[str, float]:
 
 def train_config(args: argparse.Namespace, model: str, reward: str):
     """The TrainConfig of ``noiseppo train --backend ... --model FOLDER``: one batch of the stated size."""
-    from noiseppo.presets import resolve
+    from noiseppo.configs.presets import resolve
 
     overrides = [
         f"backend={BACKEND[model]}", f"model={args.model_folder}", f"reward={reward}", f"prompts={args.prompts}",
@@ -116,8 +116,8 @@ def noise_ppo_phase(args: argparse.Namespace, model: str, reward: str = "jpeg_co
     the policy's size and forward time."""
     import torch
 
-    from noiseppo.seeds import standard_noise
-    from noiseppo.train import Trainer
+    from noiseppo.sampling.seeds import standard_noise
+    from noiseppo.training.trainer import Trainer
     from overhead import sampling_clock, training_clock
 
     trainer = Trainer(train_config(args, model, reward))
@@ -167,7 +167,7 @@ def noise_ppo_phase(args: argparse.Namespace, model: str, reward: str = "jpeg_co
 
 def pickscore_phase(args: argparse.Namespace, model: str) -> dict[str, Any]:
     """Training with a real-size reward: a random CLIP ViT-H/14 loaded as ``pickscore@FOLDER``."""
-    from noiseppo.train import Trainer
+    from noiseppo.training.trainer import Trainer
 
     trainer = Trainer(train_config(args, model, f"pickscore@{args.pickscore_folder}"))
     trainer.step()  # warm-up
@@ -191,9 +191,9 @@ def ddpo_phase(args: argparse.Namespace, model: str) -> dict[str, Any]:
     import torch
 
     from noiseppo.backends import get_backend
-    from noiseppo.baseline_config import DDPOConfig
-    from noiseppo.ddpo import ddpo_settings
-    from noiseppo.ddpo_diffusers import DiffusersDDPO
+    from noiseppo.baselines.ddpo import ddpo_settings
+    from noiseppo.baselines.ddpo_diffusers import DiffusersDDPO
+    from noiseppo.configs.baselines import DDPOConfig
     from overhead import render_clock
 
     batch = args.prompts_per_iteration * args.samples_per_prompt

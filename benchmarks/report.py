@@ -26,9 +26,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from noiseppo import report
-from noiseppo.presets import resolve
-from noiseppo.train import Trainer
+from noiseppo.configs.presets import resolve
+from noiseppo.report import page as report
+from noiseppo.training.trainer import Trainer
 
 
 def screenshot(page: Path, out: Path, height: int) -> None:

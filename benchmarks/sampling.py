@@ -22,7 +22,7 @@ import torch
 
 from noiseppo.backends import get_backend
 from noiseppo.prompts import load_prompts
-from noiseppo.seeds import standard_noise
+from noiseppo.sampling.seeds import standard_noise
 
 
 def main() -> None:

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
-from noiseppo.presets import resolve
+from noiseppo.configs.presets import resolve
 from noiseppo.rewards import get_reward
-from noiseppo.train import Trainer
+from noiseppo.training.trainer import Trainer
 
 SLEEP_ENV = "NOISEPPO_SLOW_REWARD_S"
 """Seconds ``score`` sleeps per call."""

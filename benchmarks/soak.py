@@ -2,7 +2,7 @@
 
     python benchmarks/soak.py [--iterations 300] [--bound-mb 50] [--out DIR] [KEY=VALUE ...]
 
-Runs the real ``noiseppo.train.train`` loop (rollout, update, metrics.jsonl, TensorBoard,
+Runs the real ``noiseppo.training.trainer.train`` loop (rollout, update, metrics.jsonl, TensorBoard,
 a checkpoint every iteration) on the ``tiny`` preset without its held-out pass, overrides
 as for ``noiseppo train``. After iteration ``--warmup`` the allocator and the caches have
 settled; from there RSS must stay under that iteration's RSS plus ``--bound-mb``. Reports
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from noiseppo.presets import resolve
-from noiseppo.train import Trainer, train
+from noiseppo.configs.presets import resolve
+from noiseppo.training.trainer import Trainer, train
 
 
 def main() -> None:

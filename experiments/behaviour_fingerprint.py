@@ -23,12 +23,12 @@ import torch
 
 def main(out: Path) -> dict:
     from noiseppo.backends import get_backend
+    from noiseppo.configs.presets import presets, resolve
     from noiseppo.policy import load_policy
-    from noiseppo.presets import presets, resolve
-    from noiseppo.seeds import standard_noise
+    from noiseppo.sampling.seeds import standard_noise
     from noiseppo.shapes import splits
-    from noiseppo.shipped import shipped_policies, training_config
-    from noiseppo.train import train
+    from noiseppo.storage.shipped import shipped_policies, training_config
+    from noiseppo.training.trainer import train
 
     torch.set_num_threads(1)
     found: dict = {"presets": {name: dataclasses.asdict(resolve(name)) for name in sorted(presets())}}

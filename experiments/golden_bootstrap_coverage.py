@@ -5,7 +5,7 @@
 Synthetic correct/incorrect matrices shaped like the measurement (148 prompts x 64 noises):
 a prompt effect, a noise effect of known size (0: no golden noise) and Bernoulli noise. For each
 trial, a 95% percentile interval of the noise component's share, from resampling the noises only
-(what ``noiseppo.golden.decompose`` does) and from resampling prompts and noises (the two-way
+(what ``noiseppo.analysis.golden.decompose`` does) and from resampling prompts and noises (the two-way
 bootstrap). Reports how often each interval holds the true share of the population model,
 estimated on one large draw. The last line is one JSON object.
 """
@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from noiseppo.golden import variance_components
+from noiseppo.analysis.golden import variance_components
 
 
 def draw(rng: np.random.Generator, prompts: int, noises: int, effect: float) -> np.ndarray:

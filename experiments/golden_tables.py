@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from noiseppo.golden_run import summary_line
+from noiseppo.analysis.golden_run import summary_line
 
 
 def _ci(pair: list[float] | None, digits: int = 3) -> str:

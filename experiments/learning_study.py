@@ -28,15 +28,15 @@ import numpy as np
 import torch
 
 from noiseppo.backends import get_backend
-from noiseppo.checkpoint import has_state
-from noiseppo.paired import paired_bootstrap
+from noiseppo.configs.presets import resolve
+from noiseppo.evaluation.paired import paired_bootstrap
 from noiseppo.policy import load_policy
-from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import RenderSpec
-from noiseppo.sides import score_side
-from noiseppo.train import train
+from noiseppo.sampling.render import RenderSpec
+from noiseppo.sampling.render_and_score import score_side
+from noiseppo.storage.checkpoint import has_state
+from noiseppo.training.trainer import train
 
 # The previous default's policy and estimator, spelled out (the dataclass defaults have moved on).
 OLD = {"query_std": 0.02, "readout": "shared", "advantages": "zscore"}
@@ -49,68 +49,174 @@ VARIANTS: dict[str, dict[str, object]] = {
     # One change: the cells' queries start distinct (std 1), so the map can vary in space at once.
     "query1": {**SHARED_Z, "query_std": 1.0},
     "query1-lr1e-3-rank-k16": {
-        **SHARED_Z, "query_std": 1.0, "lr": 1e-3, "advantages": "rank", "samples_per_prompt": 16, "minibatch": 64,
+        **SHARED_Z,
+        "query_std": 1.0,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "samples_per_prompt": 16,
+        "minibatch": 64,
     },
     # Adam's momentum can only average across iterations if an iteration is one step.
     "q1-cell-e1-lr1e-3-rank": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
     },
     "q1-cell-e1-lr1e-3-rank-grid4": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
         "grid": 4,
     },
     "q1-cell-e1-lr1e-3-rank-240": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
-        "iterations": 240, "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "iterations": 240,
+        "eval_every": 40,
+        "eval_prompts": "shapes-test",
+        "eval_seeds": 4,
     },
     "q1-cell-e1-lr1e-3-rank-cos160": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
-        "iterations": 160, "lr_schedule": "cosine", "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "iterations": 160,
+        "lr_schedule": "cosine",
+        "eval_every": 40,
+        "eval_prompts": "shapes-test",
+        "eval_seeds": 4,
     },
     "q1-cell-e1-lr1e-3-rank-beta0.98": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
-        "adam_beta1": 0.98, "iterations": 160, "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "adam_beta1": 0.98,
+        "iterations": 160,
+        "eval_every": 40,
+        "eval_prompts": "shapes-test",
+        "eval_seeds": 4,
     },
     "q1-cell-e1-lr1e-3-rank-p32": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 256, "lr": 1e-3, "advantages": "rank",
-        "prompts_per_iteration": 32, "iterations": 80, "eval_every": 40, "eval_prompts": "shapes-test",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 256,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "prompts_per_iteration": 32,
+        "iterations": 80,
+        "eval_every": 40,
+        "eval_prompts": "shapes-test",
         "eval_seeds": 4,
     },
     "q1-cell-e1-lr1e-3-rank-grid16": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
         "grid": 16,
     },
     "q1-cell-e1-lr1e-3-rank-nomlp": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
-        "feature_mlp": False, "iterations": 160, "eval_every": 40, "eval_prompts": "shapes-test", "eval_seeds": 4,
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "feature_mlp": False,
+        "iterations": 160,
+        "eval_every": 40,
+        "eval_prompts": "shapes-test",
+        "eval_seeds": 4,
     },
     "q1-cell-e1-lr1e-3-rank-p32-cos160": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 256, "lr": 1e-3, "advantages": "rank",
-        "prompts_per_iteration": 32, "iterations": 160, "lr_schedule": "cosine", "eval_every": 40,
-        "eval_prompts": "shapes-test", "eval_seeds": 4,
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 256,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "prompts_per_iteration": 32,
+        "iterations": 160,
+        "lr_schedule": "cosine",
+        "eval_every": 40,
+        "eval_prompts": "shapes-test",
+        "eval_seeds": 4,
     },
     "q1-cell-e1-lr1e-3-rank-nomlp-cos160": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
-        "feature_mlp": False, "iterations": 160, "lr_schedule": "cosine", "eval_every": 40,
-        "eval_prompts": "shapes-test", "eval_seeds": 4,
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
+        "feature_mlp": False,
+        "iterations": 160,
+        "lr_schedule": "cosine",
+        "eval_every": 40,
+        "eval_prompts": "shapes-test",
+        "eval_seeds": 4,
     },
     # How the held-out gain scales with the number of training prompts, at the same budget.
     "q1-cell-e1-lr1e-3-rank-prompts137": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
         "prompts": "runs/train-every4.txt",
     },
     "q1-cell-e1-lr1e-3-rank-prompts35": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
         "prompts": "runs/train-every16.txt",
     },
     "q1-cell-e1-lr3e-3-rank": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 3e-3, "advantages": "rank",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 3e-3,
+        "advantages": "rank",
     },
     "q1-cell-e1-lr1e-3-zscore": {
-        "query_std": 1.0, "readout": "cell", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "zscore",
+        "query_std": 1.0,
+        "readout": "cell",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "zscore",
     },
     "q1-shared-e1-lr1e-3-rank": {
-        "query_std": 1.0, "readout": "shared", "epochs": 1, "minibatch": 128, "lr": 1e-3, "advantages": "rank",
+        "query_std": 1.0,
+        "readout": "shared",
+        "epochs": 1,
+        "minibatch": 128,
+        "lr": 1e-3,
+        "advantages": "rank",
     },
 }
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from noiseppo.backends import get_backend
 from noiseppo.prompts import load_prompts
-from noiseppo.sampling import RenderSpec, sample
+from noiseppo.sampling.render import RenderSpec, sample
 from noiseppo.shapes.render import render_scene
 from noiseppo.shapes.verifier import verify
 

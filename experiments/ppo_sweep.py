@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from noiseppo.checkpoint import has_state
-from noiseppo.presets import resolve
-from noiseppo.train import train
+from noiseppo.configs.presets import resolve
+from noiseppo.storage.checkpoint import has_state
+from noiseppo.training.trainer import train
 
 VARIANTS: dict[str, dict[str, object]] = {
     "sum-lr3e-4": {"logprob": "sum", "lr": 3e-4, "target_kl": 0.001},

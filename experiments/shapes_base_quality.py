@@ -21,7 +21,7 @@ import numpy as np
 
 from noiseppo.backends import get_backend
 from noiseppo.prompts import load_prompts
-from noiseppo.sampling import RenderSpec, sample
+from noiseppo.sampling.render import RenderSpec, sample
 from noiseppo.shapes.verifier import verify
 
 

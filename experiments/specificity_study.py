@@ -12,8 +12,8 @@ count on two splits, every side paired by seed with standard noise:
 - training: every fourth ``shapes-train`` prompt x ``--train-seeds`` seeds (137 x 2 = 274 pairs).
 
 On each split: Δ correct against standard noise; own - other and own - mirror
-(``noiseppo.specificity``); the within-prompt diversity of the policy's images as a fraction of
-standard noise's (``noiseppo.evaluate.diversity``). Intervals are the project's 95% cluster
+(``noiseppo.evaluation.specificity``); the within-prompt diversity of the policy's images as a fraction of
+standard noise's (``noiseppo.evaluation.evaluate.diversity``). Intervals are the project's 95% cluster
 bootstrap over prompts. The row also carries the run's mu_rms, clipfrac, approx_kl and policy_kl
 over its last 10 iterations, and its wall time. Each variant prints one JSON row; the last line
 is one JSON object with all rows.
@@ -30,18 +30,18 @@ import numpy as np
 import torch
 
 from noiseppo.backends import get_backend
-from noiseppo.checkpoint import has_state
-from noiseppo.config import TrainConfig
-from noiseppo.evaluate import diversity
-from noiseppo.paired import paired_bootstrap
+from noiseppo.configs.presets import resolve
+from noiseppo.configs.train import TrainConfig
+from noiseppo.evaluation.evaluate import diversity
+from noiseppo.evaluation.paired import paired_bootstrap
+from noiseppo.evaluation.specificity import controls, specificity_row
 from noiseppo.policy import NoisePolicy, load_policy
-from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import RenderSpec
-from noiseppo.sides import score_side
-from noiseppo.specificity import controls, specificity_row
-from noiseppo.train import train
+from noiseppo.sampling.render import RenderSpec
+from noiseppo.sampling.render_and_score import score_side
+from noiseppo.storage.checkpoint import has_state
+from noiseppo.training.trainer import train
 
 SHARED = {"shared_noise": True}
 VARIANTS: dict[str, dict[str, object]] = {

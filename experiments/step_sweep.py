@@ -7,7 +7,7 @@ For every step count S, the ``shapes`` preset is trained with ``steps=S`` into
 ``OUT/stepsS`` (a finished run is read back, not retrained), then evaluated on the
 held-out ``shapes-test`` prompts with ``--seeds`` paired seeds per prompt (148 x 4 = 592
 pairs): standard noise against policy samples and against the policy mean, with 95%
-cluster-bootstrap intervals (``noiseppo.evaluate``), written to ``OUT/stepsS/eval/`` (an
+cluster-bootstrap intervals (``noiseppo.evaluation.evaluate``), written to ``OUT/stepsS/eval/`` (an
 existing evaluation with the same ``--seeds`` is read back). ``--ship`` copies each policy into
 the package as ``shapes-stepsS`` (``noiseppo list policies``). The last line printed is
 one JSON object with every figure.
@@ -23,15 +23,15 @@ from pathlib import Path
 
 import yaml
 
-from noiseppo.checkpoint import has_state, latest_step
-from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
-from noiseppo.files import replaced_folder
+from noiseppo.configs.presets import resolve
+from noiseppo.evaluation.evaluate import evaluate_steps, format_table, summarise, write_eval
 from noiseppo.policy import SHIPPED_POLICIES, load_policy
-from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import RenderSpec
-from noiseppo.train import Trainer, train
+from noiseppo.sampling.render import RenderSpec
+from noiseppo.storage.checkpoint import has_state, latest_step
+from noiseppo.storage.files import replaced_folder
+from noiseppo.training.trainer import Trainer, train
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from PIL import Image
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import SCHEDULERS
 from noiseppo.backends.shapes import DEFAULT_GUIDANCE, DEFAULT_MODEL, ShapesBackend
-from noiseppo.config import ShapesModelTrainConfig
+from noiseppo.configs.train import ShapesModelTrainConfig
 from noiseppo.errors import UserError
-from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.sampling.seeds import sample_seed, standard_noise
 from noiseppo.train_shapes import build
 
 SHIPPED_PARTIAL_FLOOR = 0.3
@@ -225,7 +225,7 @@ def test_cli_sample_writes_images_jsonl_and_grid(noiseppo, tiny_model: Path, tmp
 def test_shipped_model_draws_what_the_verifier_accepts() -> None:
     """A quality floor far below the README's measured figures: the weights are the real thing."""
     from noiseppo.prompts import load_prompts
-    from noiseppo.sampling import RenderSpec, sample
+    from noiseppo.sampling.render import RenderSpec, sample
     from noiseppo.shapes.verifier import verify
 
     backend = get_backend("shapes")

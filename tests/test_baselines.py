@@ -14,14 +14,14 @@ from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 
 from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend
-from noiseppo.baseline_config import SearchConfig
-from noiseppo.best_of_n import candidate_seed, render_candidates
-from noiseppo.compare import OPTIONAL_ROW_KEYS, ROW_KEYS, TOP_KEYS
-from noiseppo.ddpo import ddim_step_with_logprob, step_std
+from noiseppo.baselines.best_of_n import candidate_seed, render_candidates
+from noiseppo.baselines.compare import OPTIONAL_ROW_KEYS, ROW_KEYS, TOP_KEYS
+from noiseppo.baselines.ddpo import ddim_step_with_logprob, step_std
+from noiseppo.baselines.search import mean_latents_fn, search
+from noiseppo.configs.baselines import SearchConfig
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import RenderSpec, sample
-from noiseppo.search import mean_latents_fn, search
-from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.sampling.render import RenderSpec, sample
+from noiseppo.sampling.seeds import sample_seed, standard_noise
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow circle"]
 DOC = Path(__file__).parents[1] / "docs" / "baselines.md"

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from noiseppo.checkpoint import has_state, latest_step, load_state, save_state
 from noiseppo.errors import UserError
+from noiseppo.storage.checkpoint import has_state, latest_step, load_state, save_state
 
 
 def state(step: int) -> dict[str, torch.Tensor]:
@@ -75,7 +75,7 @@ def test_no_verifiable_checkpoint_is_refused(tmp_path: Path) -> None:
 KILLER = r"""
 import json, os, shutil, signal, sys
 import torch
-import noiseppo.checkpoint as ckpt
+import noiseppo.storage.checkpoint as ckpt
 
 root = sys.argv[1]
 def state(step):

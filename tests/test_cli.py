@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from noiseppo.seeds import sample_seed
+from noiseppo.sampling.seeds import sample_seed
 from noiseppo.shapes import splits
 from noiseppo.shapes.render import render, render_scene
 
@@ -113,7 +113,7 @@ def test_render_writes_images_and_scenes(runs, work):
     for i, scene in enumerate(scenes):
         assert set(scene) == {"file", "prompt", "seed", "objects"}
         assert scene["file"] == f"images/{i:04d}.png"
-        assert scene["seed"] == sample_seed(0, i, 0)  # the seed rule of noiseppo.seeds
+        assert scene["seed"] == sample_seed(0, i, 0)  # the seed rule of noiseppo.sampling.seeds
         with Image.open(out / scene["file"]) as im:
             assert (im.mode, im.size) == ("RGB", (32, 32))
             pixels = np.asarray(im)

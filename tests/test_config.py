@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from noiseppo.config import TrainConfig
-from noiseppo.presets import PRESETS_DIR, presets, resolve
-from noiseppo.train import Trainer
+from noiseppo.configs.presets import PRESETS_DIR, presets, resolve
+from noiseppo.configs.train import TrainConfig
+from noiseppo.training.trainer import Trainer
 
 
 @pytest.mark.parametrize("name", sorted(presets()))

@@ -12,10 +12,10 @@ from diffusers import DiffusionPipeline
 from safetensors.torch import load_file
 
 from noiseppo.backends import get_backend
-from noiseppo.baseline_config import DDPOConfig
-from noiseppo.checkpoint import load_state
-from noiseppo.ddpo import ddpo_settings, sample_trajectories
-from noiseppo.ddpo_diffusers import DiffusersDDPO
+from noiseppo.baselines.ddpo import ddpo_settings, sample_trajectories
+from noiseppo.baselines.ddpo_diffusers import DiffusersDDPO
+from noiseppo.configs.baselines import DDPOConfig
+from noiseppo.storage.checkpoint import load_state
 from tiny_models import tiny_sd_pipeline
 
 PROMPTS = ["a red cat", "two dogs", "a blue car"]  # within the tiny CLIP's 16 tokens

@@ -16,7 +16,7 @@ from noiseppo.backends import get_backend
 from noiseppo.backends.diffusers import DiffusersBackend
 from noiseppo.errors import UserError
 from noiseppo.policy import NoisePolicy, latents_for_seeds
-from noiseppo.seeds import standard_noise
+from noiseppo.sampling.seeds import standard_noise
 from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
 
 PROMPTS = ["a red cat", "two dogs", "a blue car on a road"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from noiseppo.checkpoint import load_state
+from noiseppo.storage.checkpoint import load_state
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 # Two chunks of 2 images per rank: each rank scores its first chunk while it renders its second.

@@ -11,7 +11,7 @@ import torch
 import yaml
 from PIL import Image
 
-from noiseppo.paired import paired_bootstrap
+from noiseppo.evaluation.paired import paired_bootstrap
 from noiseppo.policy import NoisePolicy
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
@@ -60,7 +60,7 @@ def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Pat
     ]
     keys = {"steps", "metric", "n", "standard", "policy", "delta", "ci95_low", "ci95_high"}
     keys |= {"policy_mu", "delta_mu", "ci95_mu_low", "ci95_mu_high"}
-    # The prompt-specificity controls (noiseppo.specificity): another prompt's latents for all three
+    # The prompt-specificity controls (noiseppo.evaluation.specificity): another prompt's latents for all three
     # prompts; the mirrored relation's for the one relation prompt.
     keys |= {f"{k}{side}{end}" for side in ("other", "mirror") for k, end in (("own_minus_", ""), ("", "_pairs"),
              ("ci95_", "_low"), ("ci95_", "_high"))}  # fmt: skip
@@ -72,7 +72,7 @@ def test_eval_writes_the_documented_eval_json(noiseppo, run: Path, tmp_path: Pat
     from noiseppo.backends import get_backend
     from noiseppo.policy import load_policy
     from noiseppo.rewards import get_reward
-    from noiseppo.seeds import sample_seed, standard_noise
+    from noiseppo.sampling.seeds import sample_seed, standard_noise
 
     backend, policy, shapes = get_backend("shapes"), load_policy(str(run)), get_reward("shapes")
     texts = [p for p in PROMPTS for _ in range(2)]

@@ -18,7 +18,7 @@ from noiseppo.backends import get_backend
 from noiseppo.backends.flow import FluxBackend, SD3Backend
 from noiseppo.errors import UserError
 from noiseppo.policy import NoisePolicy, check_policy, latents_for_seeds
-from noiseppo.seeds import standard_noise
+from noiseppo.sampling.seeds import standard_noise
 from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline
 
 PROMPTS = ["a red cat", "two dogs", "a blue car"]  # within the tiny CLIP's 16 tokens

@@ -11,12 +11,12 @@ import pytest
 import torch
 from scipy import stats
 
-from noiseppo import golden
+from noiseppo.analysis import golden
 from noiseppo.backends import get_backend
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.scoring import score_with_details
-from noiseppo.safe_load import load_tensors
-from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.sampling.seeds import sample_seed, standard_noise
+from noiseppo.storage.safe_load import load_tensors
 
 PROMPTS = [
     "a red circle", "a blue square", "two green triangles", "two red squares", "a red circle and a blue square",

@@ -27,17 +27,17 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors import SafetensorError
 
-import noiseppo.checkpoint as checkpoint_module
-import noiseppo.train as train_module
+import noiseppo.storage.checkpoint as checkpoint_module
+import noiseppo.training.trainer as train_module
 from noiseppo.backends import BACKENDS
 from noiseppo.backends.shapes import DEFAULT_MODEL
-from noiseppo.checkpoint import load_state
 from noiseppo.cli import main
+from noiseppo.configs.presets import resolve
 from noiseppo.policy import NoisePolicy, load_policy
-from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS, get_reward
 from noiseppo.rewards.http import TOKEN_ENV, make_server
-from noiseppo.safe_load import WEIGHTS_NAME
+from noiseppo.storage.checkpoint import load_state
+from noiseppo.storage.safe_load import WEIGHTS_NAME
 from servers import serving
 from tiny_models import tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sd_pipeline, tiny_sdxl_pipeline
 
@@ -1064,7 +1064,7 @@ def test_the_pickles_would_run_if_anything_unpickled_them(tmp_path: Path) -> Non
 
 def test_the_source_never_unpickles() -> None:
     """No pickle module, no torch.load, and no from_pretrained (diffusers' and transformers'
-    fall back to torch.load on .bin files): every load goes through noiseppo.safe_load. The
+    fall back to torch.load on .bin files): every load goes through noiseppo.storage.safe_load. The
     exceptions load users' models: ``DiffusionPipeline`` and ``CLIPModel`` with a literal
     ``use_safetensors=True`` (which refuses .bin weights) and no ``**kwargs`` that could undo it,
     and ``CLIPProcessor`` (tokenizer and image-processor files: JSON and text, no weights)."""

@@ -20,11 +20,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from noiseppo.checkpoint import latest_step, load_state
-from noiseppo.evaluate import format_table
+from noiseppo.evaluation.evaluate import format_table
 from noiseppo.names import closest, natural_key
 from noiseppo.policy import latents_for_seeds, load_policy
-from noiseppo.seeds import standard_noise
+from noiseppo.sampling.seeds import standard_noise
+from noiseppo.storage.checkpoint import latest_step, load_state
 
 README = Path(__file__).parents[1] / "README.md"
 TINY = ["train", "--preset", "tiny", "eval_prompts=", "threads=1"]

@@ -1,4 +1,4 @@
-"""Scoring overlapped with rendering (``noiseppo.overlap``), and each distinct prompt encoded once.
+"""Scoring overlapped with rendering (``noiseppo.sampling.overlap``), and each distinct prompt encoded once.
 
 The overlap may change when a reward runs, never what it returns: a run is the same bit for
 bit with it on and off, an error from a reward in flight still stops the run with its one
@@ -16,14 +16,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from noiseppo.configs.presets import resolve
 from noiseppo.errors import UserError
-from noiseppo.overlap import THREAD_NAME, score_while_rendering
-from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS, get_reward
-from noiseppo.sampling import RenderSpec
+from noiseppo.sampling.overlap import THREAD_NAME, score_while_rendering
+from noiseppo.sampling.render import RenderSpec
+from noiseppo.sampling.render_and_score import score_side
 from noiseppo.shapes.verifier import verify
-from noiseppo.sides import score_side
-from noiseppo.train import Trainer
+from noiseppo.training.trainer import Trainer
 
 MULTI_CHUNK = ["train", "--preset", "tiny", "eval_prompts=", "render_batch=2"]  # 8 images, 4 chunks
 

@@ -130,7 +130,7 @@ def _layout_rows() -> list[tuple[str, str]]:
 def _covered_modules() -> tuple[set[str], set[str]]:
     """Paths (relative to src/noiseppo) the table names: in first cells, and by bare name.
 
-    A row's first cell names paths: the first in full (``src/noiseppo/config.py``), the rest
+    A row's first cell names paths: the first in full (``src/noiseppo/configs/train.py``), the rest
     relative to its folder (``dataclass_args.py``, ``templates/``). A row for a folder
     (``src/noiseppo/shapes/``) also names that folder's modules by bare name, backticked, in its
     second cell (``grammar``, ``splits``).

@@ -18,9 +18,9 @@ from noiseppo.policy import (
     latents_for_seeds,
     load_policy,
 )
-from noiseppo.sampling import RenderSpec, sample
-from noiseppo.seeds import standard_noise
-from noiseppo.shipped import SHIPPED_POLICIES
+from noiseppo.sampling.render import RenderSpec, sample
+from noiseppo.sampling.seeds import standard_noise
+from noiseppo.storage.shipped import SHIPPED_POLICIES
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from noiseppo.advantages import PerPromptStats
 from noiseppo.backends import get_backend
-from noiseppo.config import TrainConfig
+from noiseppo.configs.train import TrainConfig
 from noiseppo.policy import NoisePolicy, gaussian_log_prob
-from noiseppo.ppo import Rollout, ppo_loss, ppo_update
+from noiseppo.training.advantages import PerPromptStats
+from noiseppo.training.ppo import Rollout, ppo_loss, ppo_update
 
 
 def test_clipped_surrogate_clips_exactly_where_ppo_says() -> None:

@@ -4,7 +4,7 @@ The prompt grammar: every scene the grammar can describe survives text → parse
 other string is either a prompt or a ``UserError``, never another exception.
 (tests/test_grammar.py covers whitespace and one-word edits of enumerated prompts.)
 
-``key=value`` config overrides (``noiseppo.presets``): every field takes any value of its
+``key=value`` config overrides (``noiseppo.configs.presets``): every field takes any value of its
 type exactly or refuses it by name, a resolved config survives its own ``config.yaml``,
 and a wrong type or an unknown key is a ``UserError`` that names the key.
 """
@@ -22,9 +22,9 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from noiseppo.config import TrainConfig
+from noiseppo.configs.presets import resolve, to_yaml
+from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
-from noiseppo.presets import resolve, to_yaml
 from noiseppo.shapes.grammar import COLOURS, RELATIONS, SHAPES, Group, ShapesPrompt, all_prompts, parse
 
 FEW = settings(max_examples=50)

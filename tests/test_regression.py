@@ -14,7 +14,7 @@ import torch
 from noiseppo.backends import get_backend
 from noiseppo.policy import load_policy
 from noiseppo.rewards import get_reward
-from noiseppo.seeds import standard_noise
+from noiseppo.sampling.seeds import standard_noise
 from noiseppo.shapes import splits
 
 PROMPTS = splits.test_prompts()[::2]  # 74 held-out prompts (never trained on), one seed each
@@ -49,10 +49,11 @@ def test_the_shipped_4_step_policy_beats_standard_noise_on_a_fixed_draw() -> Non
 
 
 def test_the_seed_streams_are_distinct_and_beyond_every_prompt_and_sample_index() -> None:
-    from noiseppo import best_of_n, ddpo, search, train
-    from noiseppo.seeds import STREAMS
+    from noiseppo.baselines import best_of_n, ddpo, search
+    from noiseppo.sampling.seeds import STREAMS
+    from noiseppo.training import trainer
 
     assert len(set(STREAMS)) == len(STREAMS) and min(STREAMS) >= 2**40
-    # Each command takes its stream from noiseppo.seeds, none keeps a copy of its own.
-    uses = (train.TRAIN_STREAM, best_of_n.BEST_OF_STREAM, search.SEARCH_STREAM, ddpo.DDPO_STREAM)
+    # Each command takes its stream from noiseppo.sampling.seeds, none keeps a copy of its own.
+    uses = (trainer.TRAIN_STREAM, best_of_n.BEST_OF_STREAM, search.SEARCH_STREAM, ddpo.DDPO_STREAM)
     assert uses == STREAMS

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from noiseppo.errors import UserError
-from noiseppo.seeds import sample_seed
+from noiseppo.sampling.seeds import sample_seed
 from noiseppo.shapes.grammar import BACKGROUND, COLOURS, all_prompts, parse
 from noiseppo.shapes.render import ShapesDataset, render, render_scene
 from noiseppo.shapes.scene import check

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import noiseppo.report as report_module
-from noiseppo.grid import MAX_HEIGHT, MAX_WIDTH
+import noiseppo.report.page as report_module
+from noiseppo.evaluation.grid import MAX_HEIGHT, MAX_WIDTH
 from noiseppo.rewards import REWARDS
 from noiseppo.shapes import splits
 

@@ -35,10 +35,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from noiseppo.checkpoint import load_state
 from noiseppo.cli import build_parser
+from noiseppo.configs.presets import resolve
 from noiseppo.errors import UserError
-from noiseppo.presets import resolve
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.http import (
     DEFAULT_MAX_BODY_MB,
@@ -51,7 +50,8 @@ from noiseppo.rewards.http import (
 )
 from noiseppo.rewards.scoring import score_batch
 from noiseppo.shapes.render import render_scene
-from noiseppo.train import train
+from noiseppo.storage.checkpoint import load_state
+from noiseppo.training.trainer import train
 from servers import server_process, serving
 
 DOC = Path(__file__).parents[1] / "docs" / "hostile_inputs.md"

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-import noiseppo.train as train_module
-from noiseppo.advantages import centre_noises, centred_ranks
+import noiseppo.training.trainer as train_module
 from noiseppo.backends import get_backend
-from noiseppo.evaluate import diversity
+from noiseppo.configs.presets import resolve
+from noiseppo.evaluation.evaluate import diversity
+from noiseppo.evaluation.specificity import controls, other_prompts, specificity_row
 from noiseppo.policy import READOUTS, NoisePolicy
-from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts, mirror_prompt
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import RenderSpec
+from noiseppo.sampling.render import RenderSpec
+from noiseppo.sampling.render_and_score import score_side
 from noiseppo.shapes.render import render
-from noiseppo.sides import score_side
-from noiseppo.specificity import controls, other_prompts, specificity_row
+from noiseppo.training.advantages import centre_noises, centred_ranks
 
 RELATIONS = [p for p in load_prompts("shapes-test") if mirror_prompt(p)][::7]  # 16 relation prompts
 

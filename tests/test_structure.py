@@ -163,6 +163,56 @@ def test_the_folders_of_src_import_one_way():
     assert not found, "import cycles between the folders of src/noiseppo:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
+LAYERS = [  # lowest first, as the README's layout table lists them from the bottom up
+    {"errors", "names", "images", "dataclass_args"},
+    {"shapes", "storage"},
+    {"prompts"},
+    {"backends", "rewards"},
+    {"configs"},
+    {"sampling"},
+    {"policy"},
+    {"evaluation"},
+    {"analysis"},
+    {"report"},
+    {"training"},
+    {"baselines"},
+    {"train_shapes", "cli"},
+]
+"""What the folders say: a module imports from its own layer and the layers below, never above
+(within a layer, ``test_the_folders_of_src_import_one_way`` keeps the imports one way)."""
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``source -> target`` for every import of a folder graph that runs up ``LAYERS``."""
+    layer_of = {part: k for k, layer in enumerate(LAYERS) for part in layer}
+
+    def layer(name: str) -> int:
+        part = name.split(".")[1]
+        assert part in layer_of, f"place noiseppo.{part} in LAYERS (and the README's layout table)"
+        return layer_of[part]
+
+    # the package's own __init__ only holds __version__: below everything
+    return sorted(
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        for target in targets
+        if "noiseppo" not in (source, target) and layer(target) > layer(source)
+    )
+
+
+def test_each_layer_imports_only_from_the_layers_below():
+    found = upward_imports(folder_graph(import_graph(SRC)))
+    assert not found, "imports that run up the layers of src/noiseppo:\n" + "\n".join(found)
+
+
+def test_the_layer_check_names_an_import_that_runs_up():
+    graph = folder_graph({"noiseppo.policy": {"noiseppo.training.trainer"}, "noiseppo.training.trainer": set()})
+    assert upward_imports(graph) == ["noiseppo.policy -> noiseppo.training"]
+    assert upward_imports({"noiseppo.training": {"noiseppo.policy"}, "noiseppo.policy": set()}) == []
+    with pytest.raises(AssertionError, match="place noiseppo.newfolder in LAYERS"):
+        upward_imports({"noiseppo.newfolder": {"noiseppo.policy"}})
+
+
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         path = tmp_path / name

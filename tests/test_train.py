@@ -12,11 +12,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import noiseppo.train as train_module
-from noiseppo.checkpoint import load_state
+import noiseppo.training.trainer as train_module
+from noiseppo.configs.presets import resolve
 from noiseppo.errors import UserError
-from noiseppo.presets import resolve
 from noiseppo.rewards import REWARDS
+from noiseppo.storage.checkpoint import load_state
 
 EVAL_PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow square"]
 
@@ -176,7 +176,7 @@ def test_antithetic_noises_come_in_mirrored_pairs() -> None:
 
 
 def test_a_prompt_file_smaller_than_the_batch_is_drawn_with_replacement(noiseppo, tmp_path: Path) -> None:
-    from noiseppo.sampling import draw_prompt_ids
+    from noiseppo.sampling.render import draw_prompt_ids
 
     g = torch.Generator().manual_seed(0)
     enough = draw_prompt_ids(10, 4, g)

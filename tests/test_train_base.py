@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import noiseppo.train_shapes as train_base
 from noiseppo.backends.shapes import ShapesBackend
-from noiseppo.config import ShapesModelTrainConfig
+from noiseppo.configs.train import ShapesModelTrainConfig
 from noiseppo.errors import UserError
 
 TINY = ["--batch", "4", "--dim", "32", "--depth", "1", "--text-dim", "16", "--eval-prompt-count", "2"]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from noiseppo.advantages import PerPromptStats, centred_ranks
 from noiseppo.backends import get_backend
-from noiseppo.config import TrainConfig
+from noiseppo.configs.train import TrainConfig
 from noiseppo.policy import NoisePolicy, gaussian_log_prob
-from noiseppo.ppo import Rollout, ppo_update
+from noiseppo.training.advantages import PerPromptStats, centred_ranks
+from noiseppo.training.ppo import Rollout, ppo_update
 
 PROMPTS = ["a red circle", "a blue square"]
 

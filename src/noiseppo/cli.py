@@ -113,10 +113,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_shapes_render(args: argparse.Namespace) -> int:
-    from noiseppo.files import new_output_dir
-    from noiseppo.seeds import sample_seed
+    from noiseppo.sampling.seeds import sample_seed
     from noiseppo.shapes.grammar import parse
     from noiseppo.shapes.render import render_scene
+    from noiseppo.storage.files import new_output_dir
 
     prompts = [parse(p).text for p in _prompts_from_args(args)]
     with new_output_dir(args.out) as tmp:
@@ -140,12 +140,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
-    from noiseppo.files import new_output_dir
-    from noiseppo.grid import Block, Cell, grid_pages, save_pages
+    from noiseppo.evaluation.grid import Block, Cell, grid_pages, save_pages
     from noiseppo.images import to_pil
     from noiseppo.rewards.shapes import ShapesReward
-    from noiseppo.sampling import RenderSpec, sample
-    from noiseppo.sides import score_side
+    from noiseppo.sampling.render import RenderSpec, sample
+    from noiseppo.sampling.render_and_score import score_side
+    from noiseppo.storage.files import new_output_dir
 
     prompts = _prompts_from_args(args)
     policy = None
@@ -195,14 +195,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         grids = save_pages(grid_pages(blocks, title), tmp, "grid")
     summary = f"wrote {len(samples)} images, samples.jsonl and {grids} to {args.out}"
     if verdicts is not None:
-        summary += f"; verifier: correct {np.mean([v.correct for v in verdicts]):.3f}"
-        summary += f", partial {np.mean([v.partial for v in verdicts]):.3f}"
+        summary += f"; verifier: correct {np.mean(verdicts['correct']):.3f}"
+        summary += f", partial {np.mean(verdicts['partial']):.3f}"
     print(summary)
     return 0
 
 
 def _warn_if_mismatched(trained: dict, steps: list[int], guidance: float, scheduler: str, default: float) -> None:
-    from noiseppo.mismatch import mismatch_warning
+    from noiseppo.evaluation.mismatch import mismatch_warning
 
     warning = mismatch_warning(trained, steps, guidance, scheduler, default)
     if warning:
@@ -230,8 +230,8 @@ def _config_parser(sub, name: str, config: type, summary: str, description: str)
 def _backend_defaults_from_policy(args: argparse.Namespace) -> dict:
     """Backend settings a policy was trained with fill in the flags the user left out;
     returns that training config ({} without a policy or a saved config)."""
-    from noiseppo.config import TrainConfig
-    from noiseppo.shipped import training_config
+    from noiseppo.configs.train import TrainConfig
+    from noiseppo.storage.shipped import training_config
 
     trained = (training_config(args.policy) if args.policy else None) or {}
     defaults = TrainConfig()  # what a run trained without these settings used
@@ -248,13 +248,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
-    from noiseppo.config import TrainConfig
-    from noiseppo.evaluate import evaluate_steps, format_table, summarise, write_eval
-    from noiseppo.files import new_output_dir
+    from noiseppo.configs.train import TrainConfig
+    from noiseppo.evaluation.evaluate import evaluate_steps, format_table, summarise, write_eval
     from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
-    from noiseppo.sampling import RenderSpec
+    from noiseppo.sampling.render import RenderSpec
+    from noiseppo.storage.files import new_output_dir
 
     policy = load_policy(args.policy)
     trained = _backend_defaults_from_policy(args)
@@ -271,10 +271,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     guidance = resolve_guidance(backend, args.guidance)
     _warn_if_mismatched(trained, steps, guidance, args.scheduler, backend.default_guidance)
     header = {
-        "policy": args.policy, "backend": args.backend, "model": args.model, "scheduler": args.scheduler,
-        "reward": reward_name, "prompts": args.prompts, "seeds": args.seeds, "seed": args.seed,
-        "guidance": guidance, "bootstrap": args.bootstrap,
-    }  # fmt: skip
+        "policy": args.policy,
+        "backend": args.backend,
+        "model": args.model,
+        "scheduler": args.scheduler,
+        "reward": reward_name,
+        "prompts": args.prompts,
+        "seeds": args.seeds,
+        "seed": args.seed,
+        "guidance": guidance,
+        "bootstrap": args.bootstrap,
+    }
     rows, results = [], []
     with new_output_dir(args.out) as tmp:
         for s in steps:
@@ -286,20 +293,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"steps {s}: {time.time() - start:.0f} s", file=sys.stderr)
         write_eval(tmp, header, rows, results)
     print(format_table(rows))
-    from noiseppo.report import REPORT, write_or_warn
+    from noiseppo.report.page import REPORT, write_or_warn
 
     page = f" and {REPORT}" if write_or_warn([Path(args.out)], Path(args.out) / REPORT) else ""
     print(f"wrote eval.json, gain.png, grid_steps*.png{page} to {args.out}")
     return 0
 
 
-# -- noiseppo report: parsing here, the page in noiseppo.report --------------------------------
+# -- noiseppo report: parsing here, the page in noiseppo.report.page --------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     """Write one HTML file (images inline, no script, nothing fetched) showing a run (curves, held-out
     table, standard against policy images, config), its evaluations (per-step table, gain plot,
     grids) and comparisons (every baseline's row). A run still in progress gets a page of what it
     has written so far."""
-    from noiseppo.report import REPORT, folder_kind, write
+    from noiseppo.report.page import REPORT, folder_kind, write
 
     folders = [Path(f) for f in args.folders]
     for folder in folders:  # one line for a folder that is neither, before any work
@@ -315,7 +322,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- end of noiseppo report --
 
 
-# -- noiseppo golden: parsing here, the work in noiseppo.golden_run --------------------------
+# -- noiseppo golden: parsing here, the work in noiseppo.analysis.golden_run --------------------------
 def _golden_int_list(flag: str, text: str, count: int | None = None) -> list[int]:
     """A comma-separated list of whole numbers >= 1 (``count`` of them, or 1 for all)."""
     try:
@@ -332,8 +339,8 @@ def _golden_int_list(flag: str, text: str, count: int | None = None) -> list[int
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
-    from noiseppo import golden_run
-    from noiseppo.files import new_output_dir
+    from noiseppo.analysis import golden_run
+    from noiseppo.storage.files import new_output_dir
 
     if args.from_dir:
         given = [f"--{f}" for f in ("prompts", "noises", "steps", "policy") if getattr(args, f) is not None]
@@ -355,9 +362,15 @@ def cmd_golden(args: argparse.Namespace) -> int:
     header.update(top_k=args.top_k, splits=args.splits, bootstrap=args.bootstrap, permutations=args.permutations)
     with new_output_dir(args.out) as tmp:
         results, policy = golden_run.analyse_all(
-            header, header["prompt_list"], matrices, policy_raw, args.top_k, args.splits, args.bootstrap,
+            header,
+            header["prompt_list"],
+            matrices,
+            policy_raw,
+            args.top_k,
+            args.splits,
+            args.bootstrap,
             args.permutations,
-        )  # fmt: skip
+        )
         policy = None if policy is None else {**policy_info, **policy}
         golden_run.write_outputs(tmp, header, results, policy, matrices, policy_raw, header["latent_shape"])
     print(golden_run.format_table(results))
@@ -373,7 +386,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]) -> tuple:
     """Check every input, then render: (header, matrices, policy scores, policy settings)."""
-    from noiseppo import golden_run
+    from noiseppo.analysis import golden_run
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
     from noiseppo.policy import check_policy, load_policy
@@ -399,18 +412,37 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
     guidance = resolve_guidance(backend, args.guidance)
     policy_steps = int(trained.get("steps", 4))
     matrices, policy_raw, partners = golden_run.render_all(
-        backend, reward, prompts, dict(zip(steps, noises, strict=True)), args.seed, guidance, args.batch, policy,
-        args.policy_seeds, policy_steps, log=lambda line: print(line, file=sys.stderr, flush=True),
-    )  # fmt: skip
+        backend,
+        reward,
+        prompts,
+        dict(zip(steps, noises, strict=True)),
+        args.seed,
+        guidance,
+        args.batch,
+        policy,
+        args.policy_seeds,
+        policy_steps,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     metrics = list(next(iter(matrices.values())))
     header = {
-        "backend": args.backend, "model": args.model, "scheduler": args.scheduler, "reward": args.reward,
-        "prompts": args.prompts or "shapes-test", "n_prompts": len(prompts), "seed": args.seed, "guidance": guidance,
-        "steps": steps, "noises": noises, "noise_seeds": golden_run.noise_seeds(args.seed, max(noises)),
-        "latent_shape": list(backend.latent_shape), "metrics": metrics,
-        "headline_metric": golden_run.headline_metric(metrics), "prompt_list": prompts,
+        "backend": args.backend,
+        "model": args.model,
+        "scheduler": args.scheduler,
+        "reward": args.reward,
+        "prompts": args.prompts or "shapes-test",
+        "n_prompts": len(prompts),
+        "seed": args.seed,
+        "guidance": guidance,
+        "steps": steps,
+        "noises": noises,
+        "noise_seeds": golden_run.noise_seeds(args.seed, max(noises)),
+        "latent_shape": list(backend.latent_shape),
+        "metrics": metrics,
+        "headline_metric": golden_run.headline_metric(metrics),
+        "prompt_list": prompts,
         "templates": golden_run.prompt_templates(prompts),
-    }  # fmt: skip
+    }
     policy_info = None
     if policy is not None:
         policy_info = {"name": args.policy, "steps": policy_steps, "seeds": args.policy_seeds, "partners": partners}
@@ -418,7 +450,7 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
-    from noiseppo.config import ShapesModelTrainConfig
+    from noiseppo.configs.train import ShapesModelTrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
     from noiseppo.train_shapes import train_shapes_model
 
@@ -429,7 +461,7 @@ def cmd_train_base(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from noiseppo.presets import DEFAULT_PRESET, resolve
+    from noiseppo.configs.presets import DEFAULT_PRESET, resolve
 
     if not args.resume:  # a mistyped preset or key answers before torch loads (seconds)
         if not args.out:
@@ -442,10 +474,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_reward_name(config.reward)  # and the prompt files, each one line, before torch loads
         for prompts in filter(None, (config.prompts, config.eval_prompts)):
             load_prompts(prompts)
-    from noiseppo.train import train
+    from noiseppo.training.trainer import train
 
     if args.resume:
-        from noiseppo.extend import RunFinished, resume_iterations
+        from noiseppo.training.extend import RunFinished, resume_iterations
 
         given = [f"--{f}" for f in ("out", "config") if getattr(args, f)] + (["--preset"] if args.preset else [])
         given += [f"--{f}" for f in TRAIN_FLAGS if f != "iterations" and getattr(args, f) is not None]
@@ -471,9 +503,14 @@ def cmd_reward_server(args: argparse.Namespace) -> int:
         token = checked_token(os.environ.get(TOKEN_ENV), TOKEN_ENV)
     reward = get_reward(args.reward)
     server = make_server(
-        reward, args.host, args.port, token=token, max_body_mb=args.max_body_mb, read_timeout=args.read_timeout,
+        reward,
+        args.host,
+        args.port,
+        token=token,
+        max_body_mb=args.max_body_mb,
+        read_timeout=args.read_timeout,
         queue_timeout=args.queue_timeout,
-    )  # fmt: skip
+    )
     host, port = server.server_address[:2]
     if token is None and not is_loopback(args.host):
         print(
@@ -494,7 +531,7 @@ def cmd_reward_server(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- noiseppo search, ddpo and compare: the work in noiseppo.search, noiseppo.ddpo, noiseppo.compare --
+# -- noiseppo search, ddpo and compare: the work in noiseppo.baselines (search, ddpo, compare) --
 def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -502,13 +539,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
-    from noiseppo.baseline_config import SearchConfig
-    from noiseppo.config import TrainConfig
+    from noiseppo.baselines.search import check_search, search, write_search
+    from noiseppo.configs.baselines import SearchConfig
+    from noiseppo.configs.train import TrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
-    from noiseppo.files import new_output_dir
     from noiseppo.rewards import get_reward
     from noiseppo.rewards.http import redacted
-    from noiseppo.search import check_search, search, write_search
+    from noiseppo.storage.files import new_output_dir
 
     config = dataclass_from_args(SearchConfig, args)
     check_search(config)  # a budget below one generation: refused before anything loads
@@ -537,22 +574,26 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_ddpo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from noiseppo.baseline_config import DDPOConfig
+    from noiseppo.configs.baselines import DDPOConfig
     from noiseppo.dataclass_args import dataclass_from_args
 
     if args.resume:  # the run's own settings; only its length and the thread count may change
         named = [f.name for f in dataclasses.fields(DDPOConfig) if f.name not in ("iterations", "threads")]
-        given = [f"--{k.replace('_', '-')}" for k in ("out", "model", "backend", "device", "dtype", *named)
-                 if getattr(args, k) is not None] + [o for o in args.overrides]  # fmt: skip
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in ("out", "model", "backend", "device", "dtype", *named)
+            if getattr(args, k) is not None
+        ] + [o for o in args.overrides]
         if given:
-            raise UserError(f"--resume continues with the run's saved settings: it takes --iterations and --threads, "
-                            f"not {given[0]}")  # fmt: skip
-        from noiseppo.ddpo_diffusers import resume_ddpo_diffusers
+            raise UserError(
+                f"--resume continues with the run's saved settings: it takes --iterations and --threads, not {given[0]}"
+            )
+        from noiseppo.baselines.ddpo_diffusers import resume_ddpo_diffusers
 
         out = Path(args.resume)
         summary = resume_ddpo_diffusers(out, args.iterations or 0, args.threads or 0)
     else:
-        from noiseppo.ddpo import ddpo_settings, train_ddpo
+        from noiseppo.baselines.ddpo import ddpo_settings, train_ddpo
 
         if not args.out:
             raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
@@ -561,7 +602,7 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
         config = dataclass_from_args(DDPOConfig, args)
         cfg = ddpo_settings(config, (*args.overrides, *flags))
         if cfg.backend == "diffusers":  # an SD pipeline with LoRA: its own run folder and resume
-            from noiseppo.ddpo_diffusers import train_ddpo_diffusers
+            from noiseppo.baselines.ddpo_diffusers import train_ddpo_diffusers
 
             summary = train_ddpo_diffusers(config, cfg, out, str(args.model or cfg.model))
         else:
@@ -573,8 +614,8 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from noiseppo.compare import format_table, parse_methods, run_compare
-    from noiseppo.files import new_output_dir
+    from noiseppo.baselines.compare import format_table, parse_methods, run_compare
+    from noiseppo.storage.files import new_output_dir
 
     if args.backend != "shapes":  # its metric is the Shapes verifier's; a pipeline's DDPO evaluates itself
         raise UserError(
@@ -591,11 +632,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UserError(f"--search-curve: expected comma-separated whole numbers, got '{args.search_curve}'") from None
     with new_output_dir(args.out) as tmp:
         body = run_compare(
-            methods, tmp, args.prompts, args.seeds, args.seed, args.steps, args.reward, args.preset, args.threads,
-            args.iterations, curve, args.bootstrap, args.golden_noises,
+            methods,
+            tmp,
+            args.prompts,
+            args.seeds,
+            args.seed,
+            args.steps,
+            args.reward,
+            args.preset,
+            args.threads,
+            args.iterations,
+            curve,
+            args.bootstrap,
+            args.golden_noises,
             say=lambda line: print(line, file=sys.stderr, flush=True),
-        )  # fmt: skip
-    from noiseppo.report import REPORT, write_or_warn
+        )
+    from noiseppo.report.page import REPORT, write_or_warn
 
     if write_or_warn([Path(args.out)], Path(args.out) / REPORT):  # the table and compare.png as a page
         print(f"report: {Path(args.out) / REPORT}")
@@ -612,10 +664,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from noiseppo.backends import BACKENDS
-    from noiseppo.presets import presets
+    from noiseppo.configs.presets import presets
     from noiseppo.prompts import PROMPT_SETS
     from noiseppo.rewards import REWARDS
-    from noiseppo.shipped import shipped_policies
+    from noiseppo.storage.shipped import shipped_policies
 
     registries = {"prompts": PROMPT_SETS, "rewards": REWARDS, "backends": BACKENDS}
     if args.what in registries:
@@ -667,7 +719,7 @@ def _add_overlap_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_help() -> str:
-    from noiseppo.config import TrainConfig
+    from noiseppo.configs.train import TrainConfig
     from noiseppo.dataclass_args import field_docs
 
     lines = ["config keys (YAML file or KEY=VALUE; defaults from the preset, see 'noiseppo list presets'):"]
@@ -678,7 +730,7 @@ def _config_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     import noiseppo
-    from noiseppo.config import ShapesModelTrainConfig
+    from noiseppo.configs.train import ShapesModelTrainConfig
     from noiseppo.dataclass_args import add_dataclass_arguments
 
     # The package's docstring says what noiseppo does; this module's says what cli.py does.
@@ -699,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     render.add_argument("--prompts", help="a prompt set (noiseppo list prompts) or a .txt/.jsonl file")
     render.add_argument("--n", type=_int_at_least(1), default=1, help="scenes per prompt")
-    render.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
+    render.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.sampling.seeds)")
     _add_out_argument(render)
     render.set_defaults(func=cmd_shapes_render)
 
@@ -718,7 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=_int_at_least(1), help="sampling steps, 1-50 (default: the policy's training steps, else 4)"
     )
     _add_guidance_argument(samp)
-    samp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.seeds)")
+    samp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (see noiseppo.sampling.seeds)")
     samp.add_argument("--batch", type=_int_at_least(1), default=64, help="images per forward pass")
     _add_backend_arguments(samp)
     samp.add_argument("--policy", help="a run folder, a policy folder or a shipped policy (noiseppo list policies)")
@@ -846,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_reward_server)
 
     # -- noiseppo search, ddpo and compare --
-    from noiseppo.baseline_config import SearchConfig
+    from noiseppo.configs.baselines import SearchConfig
 
     srch = _config_parser(
         sub,
@@ -866,7 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out_argument(srch)
     srch.set_defaults(func=cmd_search)
 
-    from noiseppo.baseline_config import DDPOConfig
+    from noiseppo.configs.baselines import DDPOConfig
 
     ddpo = _config_parser(
         sub,
@@ -883,18 +935,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ddpo.add_argument("--backend", help="shapes (the preset's, default) or diffusers (a StableDiffusionPipeline)")
     ddpo.add_argument(
-        "--model", help="Shapes model folder (default: the shipped one) or, with --backend diffusers, a pipeline "
-        "folder or hub id; never modified"
-    )  # fmt: skip
+        "--model",
+        help="Shapes model folder (default: the shipped one) or, with --backend diffusers, a pipeline "
+        "folder or hub id; never modified",
+    )
     ddpo.add_argument("--device", help="torch device of --backend diffusers, e.g. cuda (default: cpu)")
     ddpo.add_argument(
         "--dtype", help="float32, float16 or bfloat16, --backend diffusers (the adapters train in float32)"
     )
     ddpo.add_argument("--out", help="run folder (must not exist or be empty)")
     ddpo.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue a --backend diffusers run from its last checkpoint, exactly; "
-        "with --iterations N (at least what it has done), train it further to N"
-    )  # fmt: skip
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a --backend diffusers run from its last checkpoint, exactly; "
+        "with --iterations N (at least what it has done), train it further to N",
+    )
     ddpo.set_defaults(func=cmd_ddpo)
 
     cmp = sub.add_parser(
@@ -915,9 +970,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--reward", default="shapes", help="the reward every method optimises and picks with")
     cmp.add_argument("--preset", default="shapes", help="the Noise PPO preset (and DDPO's budget)")
     cmp.add_argument(
-        "--backend", default="shapes", help="shapes, the only one: every row is scored by the Shapes verifier "
-        "(DDPO on a diffusers pipeline: noiseppo ddpo --backend diffusers)"
-    )  # fmt: skip
+        "--backend",
+        default="shapes",
+        help="shapes, the only one: every row is scored by the Shapes verifier "
+        "(DDPO on a diffusers pipeline: noiseppo ddpo --backend diffusers)",
+    )
     _add_threads_argument(cmp)
     cmp.add_argument(
         "--iterations",
@@ -951,7 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from noiseppo.interrupt import EXIT_STATUS, Interrupted
+    from noiseppo.storage.interrupt import EXIT_STATUS, Interrupted
 
     args = None
     try:
@@ -972,7 +1029,7 @@ def _interrupted(args: argparse.Namespace | None) -> str:
     """The line for a Ctrl-C that came outside a training loop (which says more itself)."""
     out = getattr(args, "out", None)
     if getattr(args, "command", None) == "train":
-        from noiseppo.checkpoint import has_state
+        from noiseppo.storage.checkpoint import has_state
 
         run = args.resume or out
         if run and has_state(Path(run) / "checkpoint"):

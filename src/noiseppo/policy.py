@@ -32,10 +32,10 @@ from torch import nn
 from noiseppo.backends.base import Backend, Conditioning, check_compatible
 from noiseppo.errors import UserError, error_line
 from noiseppo.names import closest
-from noiseppo.safe_load import load_pretrained
-from noiseppo.sampling import LatentsFn
-from noiseppo.seeds import standard_noise
-from noiseppo.shipped import SHIPPED_POLICIES, shipped_policies
+from noiseppo.sampling.render import LatentsFn
+from noiseppo.sampling.seeds import standard_noise
+from noiseppo.storage.safe_load import load_pretrained
+from noiseppo.storage.shipped import SHIPPED_POLICIES, shipped_policies
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -229,7 +229,7 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         return gaussian_kl_to_prior(mean, log_sigma, reduce)
 
     def noise_to_latents(self, mode: Mode = "sample") -> LatentsFn:
-        """The hook ``noiseppo.sampling.sample`` takes: standard noise ε → the policy's latents."""
+        """The hook ``noiseppo.sampling.render.sample`` takes: standard noise ε → the policy's latents."""
         if mode not in ("sample", "mean"):
             raise UserError(f"unknown policy mode '{mode}' (known: sample, mean)")
 

@@ -25,17 +25,17 @@ from diffusers.training_utils import EMAModel
 
 from noiseppo.backends import checked_device
 from noiseppo.backends.shapes import ShapesBackend
-from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.config import ShapesModelTrainConfig
+from noiseppo.configs.train import ShapesModelTrainConfig
 from noiseppo.errors import UserError, error_line
-from noiseppo.files import occupied, truncate_jsonl
-from noiseppo.interrupt import Interrupted, deferred_sigint
-from noiseppo.safe_load import load_pretrained, read_json
 from noiseppo.shapes.grammar import COLOURS, SHAPES, all_prompts
 from noiseppo.shapes.model import BOS, PAD, ShapesDenoiser, ShapesTextEncoder
 from noiseppo.shapes.render import ShapesDataset
 from noiseppo.shapes.splits import test_prompts
 from noiseppo.shapes.verifier import verify
+from noiseppo.storage.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.storage.files import occupied, truncate_jsonl
+from noiseppo.storage.interrupt import Interrupted, deferred_sigint
+from noiseppo.storage.safe_load import load_pretrained, read_json
 
 VOCAB = [PAD, BOS, "a", "two", "three", *COLOURS, *SHAPES, *(s + "s" for s in SHAPES)]
 VOCAB += ["and", "left", "right", "of", "above", "below"]

@@ -95,10 +95,14 @@ class SD3Backend(FlowBackend):
     def encode_prompts(pipe: DiffusionPipeline, prompts: Sequence[str]) -> Conditioning:
         """The CLIP part of the pipeline's prompt embeddings and its pooled vector (module docstring)."""
         states, _, pooled, _ = pipe.encode_prompt(
-            prompt=list(prompts), prompt_2=None, prompt_3=None, device=pipe._execution_device,
-            num_images_per_prompt=1, do_classifier_free_guidance=False,
+            prompt=list(prompts),
+            prompt_2=None,
+            prompt_3=None,
+            device=pipe._execution_device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
             max_sequence_length=call_default(pipe, "max_sequence_length"),
-        )  # fmt: skip
+        )
         # prompt_embeds is [CLIP-L | CLIP-G, zero-padded to T5's width] then T5, along the sequence.
         clip = states[:, : pipe.tokenizer_max_length, : SD3Backend.conditioning_widths(pipe)[0]]
         mask = torch.ones(clip.shape[:2], dtype=torch.bool, device=clip.device)
@@ -141,9 +145,12 @@ class FluxBackend(FlowBackend):
         """The pipeline's T5 states, masked to the prompts' tokens, and its pooled CLIP-L vector (module docstring)."""
         length = FluxBackend.max_sequence_length(pipe)
         states, pooled, _ = pipe.encode_prompt(
-            prompt=list(prompts), prompt_2=None, device=pipe._execution_device, num_images_per_prompt=1,
+            prompt=list(prompts),
+            prompt_2=None,
+            device=pipe._execution_device,
+            num_images_per_prompt=1,
             max_sequence_length=length,
-        )  # fmt: skip
+        )
         tokens = pipe.tokenizer_2(
             list(prompts), padding="max_length", max_length=length, truncation=True, return_tensors="pt"
         )  # as _get_t5_prompt_embeds tokenizes: the same positions

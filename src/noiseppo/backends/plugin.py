@@ -13,7 +13,7 @@ from diffusers import DiffusionPipeline
 
 from noiseppo.backends.pipeline import PipelineBackend
 from noiseppo.errors import UserError
-from noiseppo.hub import load_error, quiet
+from noiseppo.storage.hub import load_error, quiet
 
 
 def pipeline_backends() -> list[type[PipelineBackend]]:

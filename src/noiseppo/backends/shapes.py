@@ -16,9 +16,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from noiseppo.backends.base import Conditioning, check_generate_args, named_scheduler
 from noiseppo.errors import UserError, error_line
-from noiseppo.safe_load import load_pretrained, read_json
 from noiseppo.shapes.grammar import parse
 from noiseppo.shapes.model import ShapesDenoiser, ShapesTextEncoder
+from noiseppo.storage.safe_load import load_pretrained, read_json
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "shapes-base"
 MAX_STEPS = 50

@@ -26,7 +26,7 @@ from torch import nn
 
 from noiseppo.errors import UserError, error_line
 from noiseppo.rewards.clip import DEFAULT_MODEL, Clip
-from noiseppo.safe_load import load_tensors
+from noiseppo.storage.safe_load import load_tensors
 
 
 def _head(tensors: dict[str, torch.Tensor], path: str) -> nn.Module:
@@ -35,9 +35,15 @@ def _head(tensors: dict[str, torch.Tensor], path: str) -> nn.Module:
     elif "layers.0.weight" in tensors:  # v2: dropouts at 1, 3 and 5 hold no weights
         width = tensors["layers.0.weight"].shape[1]
         head = nn.Sequential(
-            nn.Linear(width, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1),
-        )  # fmt: skip
+            nn.Linear(width, 1024),
+            nn.Dropout(0.2),
+            nn.Linear(1024, 128),
+            nn.Dropout(0.2),
+            nn.Linear(128, 64),
+            nn.Dropout(0.1),
+            nn.Linear(64, 16),
+            nn.Linear(16, 1),
+        )
         tensors = {k.removeprefix("layers."): v for k, v in tensors.items()}
     else:
         raise UserError(f"{path}: not a LAION aesthetic head (tensors {', '.join(sorted(tensors)[:4])}, ...)")

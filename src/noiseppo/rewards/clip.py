@@ -24,7 +24,7 @@ class Clip:
     """A frozen CLIP model and its processor; the images' device is where it runs."""
 
     def __init__(self, model: str = DEFAULT_MODEL):
-        from noiseppo.hub import load_error, quiet
+        from noiseppo.storage.hub import load_error, quiet
 
         try:
             with quiet():

@@ -39,8 +39,8 @@ import torch
 from PIL import Image
 
 from noiseppo.errors import UserError, error_line
-from noiseppo.hub import load_error
 from noiseppo.images import to_pil
+from noiseppo.storage.hub import load_error
 
 IMAGEREWARD_MODEL = "ImageReward-v1.0"
 HPS_VERSION = "v2.1"

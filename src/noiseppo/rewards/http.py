@@ -239,9 +239,10 @@ def parse_request(body: bytes, max_pixels: int | None) -> tuple[list[str], list[
     pixels = sum(w * h for w, h in sizes) * len(pngs)  # one size, or none
     if max_pixels is not None and pixels > max_pixels:
         raise Refused(
-            413, f"the images hold {pixels:,} pixels, over this server's limit of {max_pixels:,} per request "
+            413,
+            f"the images hold {pixels:,} pixels, over this server's limit of {max_pixels:,} per request "
             "(PIL's MAX_IMAGE_PIXELS); send fewer or smaller images",
-        )  # fmt: skip
+        )
     return prompts, pngs
 
 
@@ -385,9 +386,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.unread
         if length > self.server.max_body:
             raise Refused(
-                413, f"the body of {length / 2**20:.3g} MB is over this server's limit of "
+                413,
+                f"the body of {length / 2**20:.3g} MB is over this server's limit of "
                 f"{self.server.max_body_mb:g} MB (--max-body-mb); send fewer images per request (render_batch)",
-            )  # fmt: skip
+            )
         try:
             body = self.rfile.read(length)
         except TimeoutError:
@@ -443,9 +445,16 @@ class _Handler(BaseHTTPRequestHandler):
         error = f": {payload['error']}" if "error" in payload else ""
         size = self.headers.get("Content-Length", "-") if getattr(self, "headers", None) else "-"
         self.log_message(
-            '"%s %s" %d, %s B, %d images, %.0f ms%s%s', self.command or "-", self.path[:100], status, str(size)[:20],
-            self.count, 1000 * (time.perf_counter() - self.started), error[:300], sent,
-        )  # fmt: skip
+            '"%s %s" %d, %s B, %d images, %.0f ms%s%s',
+            self.command or "-",
+            self.path[:100],
+            status,
+            str(size)[:20],
+            self.count,
+            1000 * (time.perf_counter() - self.started),
+            error[:300],
+            sent,
+        )
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Nothing: ``_answer`` logs each request once, with its size, count and time."""
@@ -478,8 +487,13 @@ def make_server(
     ``token``, only requests that carry it. Call ``serve_forever``, then ``server_close``."""
     try:
         return RewardServer(
-            (host, port), reward, checked_token(token, "--token"), max_body_mb, read_timeout, queue_timeout,
+            (host, port),
+            reward,
+            checked_token(token, "--token"),
+            max_body_mb,
+            read_timeout,
+            queue_timeout,
             max_connections,
-        )  # fmt: skip
+        )
     except OSError as e:
         raise UserError(f"cannot serve on {host}:{port} ({e.strerror or e})") from None

@@ -6,7 +6,7 @@ optimizer, the advantage statistics) and, when interrupted, puts it back and che
 the checkpoint is that of the last *finished* iteration, and ``--resume`` repeats nothing
 twice and skips nothing. ``shapes train-base``, whose steps take a fraction of a second,
 finishes the step it is in instead (``deferred_sigint``). ``sample`` and ``eval`` write into a
-temporary folder (``noiseppo.files.new_output_dir``), which an interrupt removes.
+temporary folder (``noiseppo.storage.files.new_output_dir``), which an interrupt removes.
 """
 
 from __future__ import annotations

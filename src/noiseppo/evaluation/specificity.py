@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from noiseppo.backends.base import Backend
-from noiseppo.paired import paired
+from noiseppo.evaluation.paired import paired
 from noiseppo.policy import Mode, NoisePolicy
 from noiseppo.prompts import mirror_prompt
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import LatentsFn, RenderSpec, encode_distinct
-from noiseppo.sides import score_side
+from noiseppo.sampling.render import LatentsFn, RenderSpec, encode_distinct
+from noiseppo.sampling.render_and_score import score_side
 
 OTHER_SEED = 0
 """Seed of the derangement that gives each prompt its "other" prompt."""

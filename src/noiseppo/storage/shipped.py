@@ -10,7 +10,7 @@ from pathlib import Path
 
 from noiseppo.names import natural_key
 
-SHIPPED_POLICIES = Path(__file__).resolve().parent / "weights" / "policies"
+SHIPPED_POLICIES = Path(__file__).resolve().parents[1] / "weights" / "policies"
 
 
 def shipped_policies() -> dict[str, str]:

@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from noiseppo.config import TrainConfig
+    from noiseppo.configs.train import TrainConfig
 
 
 def learning_rate(config: TrainConfig, iteration: int) -> float:

@@ -34,16 +34,16 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from noiseppo.advantages import centred_ranks
 from noiseppo.backends.base import Backend, Conditioning, resolve_guidance
-from noiseppo.baseline_config import SearchConfig
+from noiseppo.configs.baselines import SearchConfig
 from noiseppo.errors import UserError
-from noiseppo.grid import Block, Cell, prompt_grid
+from noiseppo.evaluation.grid import Block, Cell, prompt_grid
 from noiseppo.images import to_pil
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import LatentsFn, RenderSpec
-from noiseppo.seeds import SEARCH_STREAM, sample_seed, standard_noise
-from noiseppo.sides import score_side
+from noiseppo.sampling.render import LatentsFn, RenderSpec
+from noiseppo.sampling.render_and_score import score_side
+from noiseppo.sampling.seeds import SEARCH_STREAM, sample_seed, standard_noise
+from noiseppo.training.advantages import centred_ranks
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -210,10 +210,16 @@ def write_search(
         folder / "grid.png"
     )
     rows = [
-        {"prompt": p, "image": f"images/{i:04d}.png", "best_reward": float(result.best_reward[i]),
-         "best_render": result.best_render[i], "best_seed": result.best_seed[i], "best_sign": result.best_sign[i]}
+        {
+            "prompt": p,
+            "image": f"images/{i:04d}.png",
+            "best_reward": float(result.best_reward[i]),
+            "best_render": result.best_render[i],
+            "best_seed": result.best_seed[i],
+            "best_sign": result.best_sign[i],
+        }
         for i, p in enumerate(prompts)
-    ]  # fmt: skip
+    ]
     body = {**header, "config": dataclasses.asdict(config), "renders_per_prompt": result.renders}
     body.update(prompts=rows, log=result.log)
     (folder / "search.json").write_text(json.dumps(body, indent=1))

@@ -20,7 +20,7 @@ independent of each other.
                   "ci95_mirror_high": 0.09}, ...]}
 
 ``own_minus_other`` and ``own_minus_mirror`` are the prompt-specificity controls
-(``noiseppo.specificity``): the policy's images minus those rendered, with the true prompt and
+(``noiseppo.evaluation.specificity``): the policy's images minus those rendered, with the true prompt and
 the same seed, from the latents it makes for another prompt, or for the mirrored prompt (present
 only where some prompts have a mirror).
 """
@@ -37,14 +37,14 @@ import torch
 from PIL import Image
 
 from noiseppo.backends.base import Backend
-from noiseppo.grid import Block, Cell, prompt_grid
+from noiseppo.evaluation.grid import Block, Cell, prompt_grid
+from noiseppo.evaluation.paired import paired
+from noiseppo.evaluation.specificity import Control, controls, specificity_row
 from noiseppo.images import to_pil
-from noiseppo.paired import paired
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import RenderSpec
-from noiseppo.sides import score_side
-from noiseppo.specificity import Control, controls, specificity_row
+from noiseppo.sampling.render import RenderSpec
+from noiseppo.sampling.render_and_score import score_side
 
 SIDES = ("standard", "policy", "policy_mu")
 
@@ -56,7 +56,7 @@ class StepResult:
     prompt_index: np.ndarray
     images: dict[str, list[torch.Tensor]]  # side -> images (for the grid)
     prompts: list[str]
-    controls: dict[str, Control] = field(default_factory=dict)  # "other", "mirror": noiseppo.specificity
+    controls: dict[str, Control] = field(default_factory=dict)  # "other", "mirror": noiseppo.evaluation.specificity
 
 
 def evaluate_steps(

@@ -12,10 +12,10 @@ import torch
 from tqdm import tqdm
 
 from noiseppo.backends.base import Backend
-from noiseppo.overlap import score_while_rendering
 from noiseppo.rewards.base import Reward
 from noiseppo.rewards.scoring import score_with_details
-from noiseppo.sampling import LatentsFn, RenderSpec, Sample, sample_batches
+from noiseppo.sampling.overlap import score_while_rendering
+from noiseppo.sampling.render import LatentsFn, RenderSpec, Sample, sample_batches
 
 
 def score_chunks(
@@ -26,7 +26,7 @@ def score_chunks(
 ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Score every chunk of (prompts, images): the rewards and the reward's numeric details, one
     value per image each, in chunk order. Iterating ``chunks`` renders; each chunk is scored while
-    the next one renders (``noiseppo.overlap``) unless ``overlap`` is off. ``timer()`` is entered
+    the next one renders (``noiseppo.sampling.overlap``) unless ``overlap`` is off. ``timer()`` is entered
     around each scoring (training times the reward's own time with it)."""
 
     def score(chunk: tuple[Sequence[str], torch.Tensor]) -> tuple[torch.Tensor, dict[str, list[float]]]:

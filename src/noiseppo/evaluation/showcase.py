@@ -13,13 +13,13 @@ from collections.abc import Sequence
 import torch
 
 from noiseppo.backends.base import Backend
-from noiseppo.grid import Block, Cell
+from noiseppo.evaluation.grid import Block, Cell
 from noiseppo.images import to_pil
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
 from noiseppo.rewards.scoring import score_with_details
-from noiseppo.sampling import encode_distinct
-from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.sampling.render import encode_distinct
+from noiseppo.sampling.seeds import sample_seed, standard_noise
 
 PROMPTS = 6
 """Held-out prompts shown."""

@@ -106,7 +106,7 @@ class TrainConfig:
     """Images per forward pass of the frozen model (memory, not learning)."""
     overlap_scoring: bool = True
     """Score each chunk of ``render_batch`` images on a background thread while the next chunk
-    renders (``noiseppo.overlap``): a reward as slow as the model then costs little wall time.
+    renders (``noiseppo.sampling.overlap``): a reward as slow as the model then costs little wall time.
     The rewards and the run are the same bit for bit either way; false scores after each chunk on
     the main thread (for a reward that must run there). Needs several chunks per iteration."""
 
@@ -198,7 +198,7 @@ class TrainConfig:
     """Samples per held-out prompt in the periodic evaluation."""
     eval_specificity: bool = True
     """The held-out pass also renders each prompt from the latents the policy makes for another
-    prompt, and for the mirrored prompt where there is one (``noiseppo.specificity``): own - other
+    prompt, and for the mirrored prompt where there is one (``noiseppo.evaluation.specificity``): own - other
     and own - mirror say whether the gain depends on the prompt. About 1.8x the pass's renders."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from noiseppo.backends.base import Conditioning
-from noiseppo.config import TrainConfig
-from noiseppo.distributed import Ranks
+from noiseppo.configs.schedule import minibatch_size
+from noiseppo.configs.train import TrainConfig
 from noiseppo.policy import NoisePolicy, gaussian_kl, gaussian_kl_to_prior, gaussian_log_prob
-from noiseppo.schedule import minibatch_size
+from noiseppo.training.distributed import Ranks
 
 
 @dataclass
@@ -36,9 +36,13 @@ class Rollout:
 
     def take(self, index: torch.Tensor) -> Rollout:
         return Rollout(
-            self.conditioning.select(index), self.latents[index], self.old_logprob[index], self.advantages[index],
-            self.old_mean[index], self.old_log_sigma[index],
-        )  # fmt: skip
+            self.conditioning.select(index),
+            self.latents[index],
+            self.old_logprob[index],
+            self.advantages[index],
+            self.old_mean[index],
+            self.old_log_sigma[index],
+        )
 
 
 def ppo_loss(

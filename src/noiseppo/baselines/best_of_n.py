@@ -22,9 +22,9 @@ import torch
 
 from noiseppo.backends.base import Backend
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import LatentsFn, RenderSpec
-from noiseppo.seeds import BEST_OF_STREAM, sample_seed
-from noiseppo.sides import score_side
+from noiseppo.sampling.render import LatentsFn, RenderSpec
+from noiseppo.sampling.render_and_score import score_side
+from noiseppo.sampling.seeds import BEST_OF_STREAM, sample_seed
 
 
 def candidate_seed(seed: int, k: int) -> int:

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from noiseppo.configs.schedule import minibatch_size
 from noiseppo.errors import UserError
-from noiseppo.schedule import minibatch_size
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT = "report.html"
@@ -208,7 +208,7 @@ def held_out_rows(row: dict) -> list[HeldOutRow]:
             row[f"eval_{m}"] - row[f"eval_standard_{m}"],
             row[f"eval_delta_{m}_ci95_low"],
             row[f"eval_delta_{m}_ci95_high"],
-        )  # fmt: skip
+        )
         for m in found
     ]
 
@@ -317,7 +317,7 @@ class RunPage:
 
 
 def _config_rows(config) -> list[ConfigRow]:
-    from noiseppo.config import TrainConfig
+    from noiseppo.configs.train import TrainConfig
     from noiseppo.dataclass_args import field_docs
     from noiseppo.rewards.http import redacted
 
@@ -430,9 +430,9 @@ class GridBlock:
 def _load(run: Path, config) -> Live:
     """The run's latest policy, its frozen model and its reward, as ``noiseppo eval`` loads them."""
     from noiseppo.backends import get_backend
-    from noiseppo.checkpoint import latest_step
     from noiseppo.policy import check_policy, load_policy
     from noiseppo.rewards import get_reward
+    from noiseppo.storage.checkpoint import latest_step
 
     policy = load_policy(run)
     backend = get_backend(config.backend, config.model or None, config.scheduler, config.device, config.dtype)
@@ -441,11 +441,11 @@ def _load(run: Path, config) -> Live:
 
 
 def _grid(config, live: Live, guidance: float) -> tuple[list[GridBlock], str]:
-    """The showcase grid (``noiseppo.showcase``) of the policy in ``live``, rendered now."""
-    from noiseppo import showcase
-    from noiseppo.grid import cell_text
+    """The showcase grid (``noiseppo.evaluation.showcase``) of the policy in ``live``, rendered now."""
+    from noiseppo.evaluation import showcase
+    from noiseppo.evaluation.grid import cell_text
     from noiseppo.prompts import load_prompts
-    from noiseppo.seeds import EVAL_SEED
+    from noiseppo.sampling.seeds import EVAL_SEED
 
     prompts = load_prompts(config.eval_prompts)
     blocks = showcase.side_by_side(live.backend, live.policy, live.reward, prompts, config.steps, guidance, EVAL_SEED)
@@ -483,9 +483,9 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
     """Everything a run's section shows. ``live``: from a running ``noiseppo train``; otherwise
     the run's latest policy is loaded to render the grid."""
     from noiseppo.backends.base import resolve_guidance
-    from noiseppo.presets import resolve
+    from noiseppo.configs.presets import resolve
+    from noiseppo.configs.schedule import batch_arithmetic
     from noiseppo.rewards.http import redacted
-    from noiseppo.schedule import batch_arithmetic
 
     config = resolve(config_file=str(run / "config.yaml"))
     rows, bad = read_rows(run / "metrics.jsonl")

@@ -9,8 +9,8 @@ A reward matrix ``Y`` holds the score of every prompt (rows) rendered from every
   Kendall's W), judged against a permutation null that shuffles noise labels within each prompt;
 * ``transfer``: do the best noises on half of the prompts stay good on the other half?
 
-``specificity`` compares a policy's own latents with another prompt's (``noiseppo.golden_run``
-renders them). The rendering driver lives in ``noiseppo.golden_run``; nothing here knows a model.
+``specificity`` compares a policy's own latents with another prompt's (``noiseppo.analysis.golden_run``
+renders them). The rendering driver lives in ``noiseppo.analysis.golden_run``; nothing here knows a model.
 """
 
 from __future__ import annotations
@@ -163,11 +163,19 @@ def rank_consistency(y: np.ndarray, permutations: int = 1000, seed: int = 0) -> 
     p_values = (1 + (null >= np.array([spearman, w]) - 1e-12).sum(0)) / (1 + permutations)
     return {
         **out,
-        "spearman": {"value": spearman, "null_mean": float(null[:, 0].mean()),
-                     "null_q95": float(np.percentile(null[:, 0], 95)), "p": float(p_values[0])},
-        "kendall_w": {"value": w, "null_mean": float(null[:, 1].mean()),
-                      "null_q95": float(np.percentile(null[:, 1], 95)), "p": float(p_values[1])},
-    }  # fmt: skip
+        "spearman": {
+            "value": spearman,
+            "null_mean": float(null[:, 0].mean()),
+            "null_q95": float(np.percentile(null[:, 0], 95)),
+            "p": float(p_values[0]),
+        },
+        "kendall_w": {
+            "value": w,
+            "null_mean": float(null[:, 1].mean()),
+            "null_q95": float(np.percentile(null[:, 1], 95)),
+            "p": float(p_values[1]),
+        },
+    }
 
 
 def transfer_splits(prompts: int, splits: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -206,15 +214,24 @@ def transfer(y: np.ndarray, k: int, splits: int = 200, seed: int = 0) -> dict:
         held = y[evaluate]
         base = held.mean()
         rows.append(
-            [held[:, order[:k]].mean(), held[:, rng.choice(n, k, replace=False)].mean(),
-             held[:, order[-k:]].mean(), base]
-        )  # fmt: skip
+            [
+                held[:, order[:k]].mean(),
+                held[:, rng.choice(n, k, replace=False)].mean(),
+                held[:, order[-k:]].mean(),
+                base,
+            ]
+        )
     top, random, worst, base = np.array(rows).T
     return {
-        "k": k, "splits": splits,
-        "top": _interval(top), "random": _interval(random), "worst": _interval(worst), "all": _interval(base),
-        "gain": _interval(top - base), "worst_gap": _interval(worst - base),
-    }  # fmt: skip
+        "k": k,
+        "splits": splits,
+        "top": _interval(top),
+        "random": _interval(random),
+        "worst": _interval(worst),
+        "all": _interval(base),
+        "gain": _interval(top - base),
+        "worst_gap": _interval(worst - base),
+    }
 
 
 def best_noises(y: np.ndarray, k: int) -> list[int]:

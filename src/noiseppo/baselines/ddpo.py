@@ -10,11 +10,11 @@ denoiser (the shipped files are only read). Each iteration:
 3. scores the final images with the reward and turns them into the preset's per-prompt advantages;
 4. runs PPO over the timesteps: for each minibatch, every stochastic step is recomputed with
    gradients through the denoiser, ratio = exp(log p_θ − log p_old), Noise PPO's clipped
-   surrogate (``noiseppo.ppo.ppo_loss``) is accumulated over the steps and one AdamW step is taken.
+   surrogate (``noiseppo.training.ppo.ppo_loss``) is accumulated over the steps and one AdamW step is taken.
 
 That iteration (``ddpo_iteration``) knows the model only through ``DDPOModel``: the Shapes copy
 here (``ShapesDDPOModel``), or LoRA adapters on a diffusers Stable Diffusion pipeline's U-Net
-(``noiseppo.ddpo_diffusers``, ``--backend diffusers``, which has its own run folder and resume).
+(``noiseppo.baselines.ddpo_diffusers``, ``--backend diffusers``, which has its own run folder and resume).
 
 The log-probability is the mean over latent dimensions (ddpo-pytorch's convention, with its
 clip range 1e-4). The mean of each step is what diffusers' ``DDIMScheduler.step`` returns with
@@ -49,24 +49,24 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
-from noiseppo.advantages import PerPromptStats
 from noiseppo.backends.base import Conditioning
 from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend, make_scheduler
-from noiseppo.baseline_config import DDPOConfig
-from noiseppo.config import TrainConfig
+from noiseppo.baselines.memory import PeakRSS
+from noiseppo.configs.baselines import DDPOConfig
+from noiseppo.configs.presets import resolve
+from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
-from noiseppo.files import new_output_dir
-from noiseppo.memory import PeakRSS
-from noiseppo.paired import paired_row
+from noiseppo.evaluation.paired import paired_row
 from noiseppo.policy import gaussian_log_prob
-from noiseppo.ppo import ppo_loss
-from noiseppo.presets import resolve
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.scoring import score_with_details
-from noiseppo.sampling import RenderSpec, draw_batch, encode_distinct
-from noiseppo.seeds import DDPO_STREAM, sample_seed
-from noiseppo.sides import score_side
+from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
+from noiseppo.sampling.render_and_score import score_side
+from noiseppo.sampling.seeds import DDPO_STREAM, sample_seed
+from noiseppo.storage.files import new_output_dir
+from noiseppo.training.advantages import PerPromptStats
+from noiseppo.training.ppo import ppo_loss
 
 FULL_LR = 1e-5
 """``--lr 0``'s value for a full fine-tune (the Shapes copy): a tenth of ddpo-pytorch's LoRA rate."""
@@ -161,9 +161,13 @@ def sample_trajectories(
 
 
 def ppo_minibatch(
-    predict: Predict, scheduler: DDIMScheduler, traj: Trajectories, advantages: torch.Tensor, config: DDPOConfig,
+    predict: Predict,
+    scheduler: DDIMScheduler,
+    traj: Trajectories,
+    advantages: torch.Tensor,
+    config: DDPOConfig,
     order: list[int],
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Accumulate the clipped surrogate's gradient over the stochastic steps (in ``order``)."""
     stats = {"approx_kl": 0.0, "clipfrac": 0.0, "first_ratio_dev": 0.0, "loss": 0.0}
     steps = [k for k in order if traj.stochastic[k]]
@@ -182,9 +186,15 @@ def ppo_minibatch(
 
 
 def ddpo_iteration(
-    model: DDPOModel, optimizer: torch.optim.Optimizer, stats: PerPromptStats, reward, prompts: list[str],
-    cfg: TrainConfig, config: DDPOConfig, iteration: int,
-) -> tuple[dict[str, float], Trajectories]:  # fmt: skip
+    model: DDPOModel,
+    optimizer: torch.optim.Optimizer,
+    stats: PerPromptStats,
+    reward,
+    prompts: list[str],
+    cfg: TrainConfig,
+    config: DDPOConfig,
+    iteration: int,
+) -> tuple[dict[str, float], Trajectories]:
     """Iteration ``iteration`` (from 0): sample trajectories, score them, take the PPO steps.
 
     Every random draw comes from one generator seeded by (seed, iteration), so the iteration is
@@ -201,14 +211,21 @@ def ddpo_iteration(
         return lambda x, t: model.predict(x, t, part)
 
     parts = [
-        sample_trajectories(predict_for(list(range(s, min(s + config.render_batch, batch)))), model.scheduler,
-                            eps[s : s + config.render_batch].to(model.device), config.eta, generator)
+        sample_trajectories(
+            predict_for(list(range(s, min(s + config.render_batch, batch)))),
+            model.scheduler,
+            eps[s : s + config.render_batch].to(model.device),
+            config.eta,
+            generator,
+        )
         for s in range(0, batch, config.render_batch)
-    ]  # fmt: skip
+    ]
     traj = Trajectories(
-        torch.cat([p.xs for p in parts]), torch.cat([p.log_probs for p in parts]),
-        parts[0].timesteps, parts[0].stochastic,
-    )  # fmt: skip
+        torch.cat([p.xs for p in parts]),
+        torch.cat([p.log_probs for p in parts]),
+        parts[0].timesteps,
+        parts[0].stochastic,
+    )
     chunks = range(0, batch, config.render_batch)
     with torch.no_grad():
         images = torch.cat([model.images(traj.xs[s : s + config.render_batch, -1]) for s in chunks])
@@ -232,8 +249,13 @@ def ddpo_iteration(
             for key in ("approx_kl", "clipfrac", "loss"):
                 logged[key] = logged.get(key, 0.0) + got[key] / (config.epochs * batch // config.minibatch)
             logged["grad_norm"] = float(grad_norm)
-    row = {"iteration": iteration + 1, "reward_mean": float(np.nanmean(scores.numpy())), **logged,
-           "first_ratio_dev": first_ratio, "time_s": time.perf_counter() - start}  # fmt: skip
+    row = {
+        "iteration": iteration + 1,
+        "reward_mean": float(np.nanmean(scores.numpy())),
+        **logged,
+        "first_ratio_dev": first_ratio,
+        "time_s": time.perf_counter() - start,
+    }
     return row, traj
 
 
@@ -315,9 +337,9 @@ def train_ddpo(
     overrides: tuple[str, ...] = (),
 ) -> dict:
     """Run DDPO on the Shapes model into a new folder ``out``; returns the summary (also
-    ``out/ddpo.json``). An SD pipeline with LoRA is ``noiseppo.ddpo_diffusers.train_ddpo_diffusers``."""
+    ``out/ddpo.json``). An SD pipeline with LoRA is ``noiseppo.baselines.ddpo_diffusers.train_ddpo_diffusers``."""
     cfg = ddpo_settings(config, overrides)
-    if cfg.backend != "shapes":  # the CLI sends a pipeline's run to noiseppo.ddpo_diffusers
+    if cfg.backend != "shapes":  # the CLI sends a pipeline's run to noiseppo.baselines.ddpo_diffusers
         raise UserError(f"train_ddpo runs on the Shapes model; backend '{cfg.backend}' is ddpo_diffusers'")
     if config.threads:
         torch.set_num_threads(config.threads)

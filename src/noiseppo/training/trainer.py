@@ -3,7 +3,7 @@
 Each iteration: draw prompts, draw standard noise ε, take latents z = μ(c) + σ(c) ⊙ ε
 from the policy, render them with the frozen backend, score the images with the
 black-box reward, turn rewards into per-prompt advantages, and run the PPO update
-(``noiseppo.ppo``). Only z, log π_old(z|c) and the advantages are kept.
+(``noiseppo.training.ppo``). Only z, log π_old(z|c) and the advantages are kept.
 
 Every random draw of iteration ``i`` (the prompts, the noise, the minibatch order)
 comes from one generator seeded by ``(seed, i)``, so a resumed run repeats exactly what
@@ -17,10 +17,10 @@ The run folder::
     metrics.jsonl    one JSON row per iteration (and eval rows)
     tb/              TensorBoard logs
     checkpoint/      step-NNNNNNNN/{state.safetensors, state.json} and latest.json: policy, optimizer,
-                     advantage stats, iteration (noiseppo.checkpoint: crash-safe, checksummed)
+                     advantage stats, iteration (noiseppo.storage.checkpoint: crash-safe, checksummed)
     policy/          the latest policy (NoisePolicy.save_pretrained), what eval/sample --policy load
-    run.json         the git revision and start time (noiseppo.provenance)
-    report.html      the run's page (noiseppo.report): at the end, and at checkpoints at most once a minute
+    run.json         the git revision and start time (noiseppo.storage.provenance)
+    report.html      the run's page (noiseppo.report.page): at the end, and at checkpoints at most once a minute
 """
 
 from __future__ import annotations
@@ -38,11 +38,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from noiseppo import report
-from noiseppo.advantages import PerPromptStats, centre_noises
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
-from noiseppo.checkpoint import (
+from noiseppo.configs.presets import resolve, to_yaml, validate
+from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size
+from noiseppo.configs.train import TrainConfig
+from noiseppo.errors import UserError
+from noiseppo.evaluation.paired import group_rows, paired_row
+from noiseppo.evaluation.specificity import controls, specificity_row
+from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
+from noiseppo.prompts import load_prompts, prompt_groups
+from noiseppo.report import page as report
+from noiseppo.rewards import get_reward
+from noiseppo.rewards.http import redacted
+from noiseppo.rewards.scoring import reward_phase
+from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
+from noiseppo.sampling.render_and_score import score_chunks, score_side
+from noiseppo.sampling.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
+from noiseppo.storage.checkpoint import (
     has_state,
     latest_step,
     load_state,
@@ -50,26 +63,13 @@ from noiseppo.checkpoint import (
     optimizer_to_tensors,
     save_state,
 )
-from noiseppo.config import TrainConfig
-from noiseppo.distributed import Ranks
-from noiseppo.errors import UserError
-from noiseppo.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
-from noiseppo.files import check_parent, occupied, replaced_folder, truncate_jsonl
-from noiseppo.interrupt import Interrupted, Snapshot
-from noiseppo.paired import group_rows, paired_row
-from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
-from noiseppo.ppo import Rollout, ppo_update
-from noiseppo.presets import resolve, to_yaml, validate
-from noiseppo.prompts import load_prompts, prompt_groups
-from noiseppo.provenance import write_run_info
-from noiseppo.rewards import get_reward
-from noiseppo.rewards.http import redacted
-from noiseppo.rewards.scoring import reward_phase
-from noiseppo.sampling import RenderSpec, draw_batch, encode_distinct
-from noiseppo.schedule import batch_arithmetic, learning_rate, minibatch_size
-from noiseppo.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
-from noiseppo.sides import score_chunks, score_side
-from noiseppo.specificity import controls, specificity_row
+from noiseppo.storage.files import check_parent, occupied, replaced_folder, truncate_jsonl
+from noiseppo.storage.interrupt import Interrupted, Snapshot
+from noiseppo.storage.provenance import write_run_info
+from noiseppo.training.advantages import PerPromptStats, centre_noises
+from noiseppo.training.distributed import Ranks
+from noiseppo.training.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
+from noiseppo.training.ppo import Rollout, ppo_update
 
 
 class Timings(dict):
@@ -147,7 +147,7 @@ class Trainer:
         """Render and score one batch; keep only what the update needs.
 
         Every rank draws the whole batch's prompts, noise and latents; it renders and scores
-        its own slice, and the rewards are gathered (``noiseppo.distributed``).
+        its own slice, and the rewards are gathered (``noiseppo.training.distributed``).
         """
         cfg, ranks = self.config, self.ranks
         prompts, eps = draw_batch(cfg, self.prompts, self.backend.latent_shape, generator)
@@ -207,8 +207,9 @@ class Trainer:
 
         def render(chunk: range) -> tuple[list[str], torch.Tensor]:  # on this thread: iterating renders
             with timings.measure("time_sampling"), torch.no_grad():
-                images = self.backend.generate(latents[chunk.start : chunk.stop], cond.select(chunk), cfg.steps,
-                                               self.guidance)  # fmt: skip
+                images = self.backend.generate(
+                    latents[chunk.start : chunk.stop], cond.select(chunk), cfg.steps, self.guidance
+                )
                 return prompts[chunk.start : chunk.stop], images
 
         rendered_before = timings["time_sampling"]
@@ -431,9 +432,9 @@ def train(
     """Train a noise policy into run folder ``out`` (or resume it); returns ``out``.
 
     ``iterations`` (with ``resume``) extends the run to that many iterations
-    (``noiseppo.extend``); a resumed run that has done all of its iterations raises
+    (``noiseppo.training.extend``); a resumed run that has done all of its iterations raises
     ``RunFinished``. Ctrl-C checkpoints the last finished iteration and raises
-    ``Interrupted`` (``noiseppo.interrupt``).
+    ``Interrupted`` (``noiseppo.storage.interrupt``).
 
     Under ``accelerate launch`` every process runs this; rank 0 alone evaluates, logs and
     writes, inside ``ranks.run`` so that its failure stops every rank with its message.
@@ -513,7 +514,7 @@ def train(
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
     """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds,
     with the paired difference's 95% cluster-bootstrap interval (resampling prompts); then the
-    prompt-specificity controls, own - other and own - mirror (``noiseppo.specificity``)."""
+    prompt-specificity controls, own - other and own - mirror (``noiseppo.evaluation.specificity``)."""
     sides = [side for side in ("other", "mirror") if f"eval_{side}_pairs" in row]
     lines = [
         f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt ({row['eval_pairs']:.0f} pairs), "
@@ -541,9 +542,9 @@ def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
 
 def _show_held_out(writer, trainer: Trainer, row: dict[str, float], quiet: bool) -> None:
     """A periodic held-out evaluation as one line above the progress bar and, in TensorBoard
-    beside its scalars, as sample images: standard noise against the policy (noiseppo.showcase)."""
-    from noiseppo import showcase
-    from noiseppo.grid import prompt_grid
+    beside its scalars, as sample images: standard noise against the policy (noiseppo.evaluation.showcase)."""
+    from noiseppo.evaluation import showcase
+    from noiseppo.evaluation.grid import prompt_grid
 
     if not quiet:
         tqdm.write(report.held_out_line(row))

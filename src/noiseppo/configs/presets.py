@@ -16,16 +16,22 @@ from typing import Any, get_args, get_type_hints
 
 import yaml
 
-from noiseppo.config import TrainConfig
+from noiseppo.configs.schedule import minibatch_size
+from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.names import closest, unknown_name
-from noiseppo.schedule import minibatch_size
 
-PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+PRESETS_DIR = Path(__file__).resolve().parent  # the YAML files lie beside this module
 DEFAULT_PRESET = "shapes"
 SHAPES_SETS = ("shapes-train", "shapes-test")
-ALIASES = {"learning_rate": "lr", "num_iterations": "iterations", "batch_size": "prompts_per_iteration",
-           "num_steps": "steps", "guidance_scale": "guidance", "clip_epsilon": "clip_range"}  # fmt: skip
+ALIASES = {
+    "learning_rate": "lr",
+    "num_iterations": "iterations",
+    "batch_size": "prompts_per_iteration",
+    "num_steps": "steps",
+    "guidance_scale": "guidance",
+    "clip_epsilon": "clip_range",
+}
 """Other libraries' names for config keys: a typo of one is answered with the key it means."""
 """The Shapes world's prompt sets, the defaults of ``prompts`` and ``eval_prompts``."""
 

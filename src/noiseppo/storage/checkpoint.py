@@ -13,7 +13,7 @@ Loading follows the pointer and verifies the checksum. If that checkpoint is mis
 corrupt (a truncated copy, a bad disk), the newest older step folder that verifies is
 used instead, and a warning line says so; if none verifies, loading refuses with one
 line. A run resumed from an older step repeats the steps after it exactly. Every file is read
-through ``noiseppo.safe_load``, so a pickle is refused and never run.
+through ``noiseppo.storage.safe_load``, so a pickle is refused and never run.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import torch
 from safetensors.torch import save_file
 
 from noiseppo.errors import UserError
-from noiseppo.files import replaced_folder, write_failure
-from noiseppo.safe_load import load_tensors, read_json, refused
+from noiseppo.storage.files import replaced_folder, write_failure
+from noiseppo.storage.safe_load import load_tensors, read_json, refused
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") -> tuple[dict, dict]:

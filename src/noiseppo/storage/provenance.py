@@ -10,7 +10,7 @@ from pathlib import Path
 
 from noiseppo import __version__
 
-SOURCE = Path(__file__).resolve().parents[2]  # the checkout holding src/noiseppo, in an editable install
+SOURCE = Path(__file__).resolve().parents[3]  # the checkout holding src/noiseppo, in an editable install
 RUN_INFO = "run.json"
 
 
@@ -25,8 +25,10 @@ def git_revision(root: Path = SOURCE) -> str | None:
             return None
         changed = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return head.stdout.strip() + ("+dirty" if changed.stdout.strip() else "")

@@ -1,6 +1,6 @@
 """DDPO on a diffusers Stable Diffusion pipeline (``noiseppo ddpo --backend diffusers``): LoRA on the U-Net.
 
-The same DDPO_IS iteration as the Shapes baseline (``noiseppo.ddpo.ddpo_iteration``: DDIM at
+The same DDPO_IS iteration as the Shapes baseline (``noiseppo.baselines.ddpo.ddpo_iteration``: DDIM at
 η > 0 with per-step log-probabilities, per-prompt advantages, Noise PPO's clipped surrogate over
 the stored steps), with these differences:
 
@@ -27,7 +27,7 @@ The run folder::
 
     config.json    the DDPOConfig, the preset's settings and the model (what --resume reads)
     metrics.jsonl  one row per iteration (the Shapes DDPO's keys, plus time_s and trajectory bytes)
-    checkpoint/    noiseppo.checkpoint steps: LoRA weights, optimizer, advantage statistics, iteration
+    checkpoint/    noiseppo.storage.checkpoint steps: LoRA weights, optimizer, advantage statistics, iteration
     lora/          pytorch_lora_weights.safetensors (StableDiffusionPipeline.save_lora_weights), which
                    ``pipe.load_lora_weights("RUN/lora")`` loads into the same base pipeline
     ddpo.json      the summary: wall time, peak RSS (and CUDA memory), trajectory bytes, the last row
@@ -44,24 +44,24 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
-from noiseppo.advantages import PerPromptStats
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
 from noiseppo.backends.diffusers import DiffusersBackend
-from noiseppo.baseline_config import DDPOConfig
-from noiseppo.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.config import TrainConfig
-from noiseppo.ddpo import batch_line, check_stochastic, ddpo_iteration, summarise
+from noiseppo.baselines.ddpo import batch_line, check_stochastic, ddpo_iteration, summarise
+from noiseppo.baselines.memory import PeakRSS
+from noiseppo.configs.baselines import DDPOConfig
+from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
-from noiseppo.files import check_parent, occupied, replaced_folder, truncate_jsonl
-from noiseppo.memory import PeakRSS
-from noiseppo.paired import paired_row
+from noiseppo.evaluation.paired import paired_row
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
-from noiseppo.safe_load import read_json
-from noiseppo.sampling import RenderSpec, encode_distinct
-from noiseppo.seeds import EVAL_SEED
-from noiseppo.sides import score_side
+from noiseppo.sampling.render import RenderSpec, encode_distinct
+from noiseppo.sampling.render_and_score import score_side
+from noiseppo.sampling.seeds import EVAL_SEED
+from noiseppo.storage.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.storage.files import check_parent, occupied, replaced_folder, truncate_jsonl
+from noiseppo.storage.safe_load import read_json
+from noiseppo.training.advantages import PerPromptStats
 
 ADAPTER = "default"
 """The peft adapter's name (diffusers' default)."""
@@ -113,15 +113,21 @@ class DiffusersDDPO:
     """
 
     def __init__(
-        self, backend: DiffusersBackend, config: DDPOConfig, cfg: TrainConfig, reward=None,
+        self,
+        backend: DiffusersBackend,
+        config: DDPOConfig,
+        cfg: TrainConfig,
+        reward=None,
         prompts: list[str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         from diffusers.training_utils import cast_training_params
 
         if config.minibatch < 1 or config.lr <= 0:  # a caller's bug, not a user's input
-            raise ValueError("resolve the DDPOConfig with noiseppo.ddpo.ddpo_settings first (its minibatch and lr 0)")
+            raise ValueError(
+                "resolve the DDPOConfig with noiseppo.baselines.ddpo.ddpo_settings first (its minibatch and lr 0)"
+            )
         check_pipeline(backend)
-        if config.threads:  # as noiseppo.train.Trainer: the run's setting
+        if config.threads:  # as noiseppo.training.trainer.Trainer: the run's setting
             torch.set_num_threads(config.threads)
         self.backend, self.config, self.cfg = backend, config, cfg
         self.pipe, self.unet = backend.pipe, backend.pipe.unet
@@ -154,7 +160,7 @@ class DiffusersDDPO:
         self.stochastic_steps = 0
         self._standard: tuple[dict[str, np.ndarray], np.ndarray] | None = None
 
-    # -- the model DDPO tunes (noiseppo.ddpo.DDPOModel) --------------------------------------
+    # -- the model DDPO tunes (noiseppo.baselines.ddpo.DDPOModel) --------------------------------------
     def encode(self, prompts: list[str]) -> Conditioning:
         return encode_distinct(self.backend, prompts)
 
@@ -221,8 +227,12 @@ class DiffusersDDPO:
         tensors = {f"lora.{k}": v for k, v in self.lora_state().items()}
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
         tensors.update(opt_tensors)
-        meta = {"iteration": self.iteration, "optimizer": opt_meta, "advantage_stats": self.stats.state_dict(),
-                "train_time_s": self.train_time}  # fmt: skip
+        meta = {
+            "iteration": self.iteration,
+            "optimizer": opt_meta,
+            "advantage_stats": self.stats.state_dict(),
+            "train_time_s": self.train_time,
+        }
         save_state(run / "checkpoint", tensors, meta, self.iteration, keep)
 
     def load(self, run: Path) -> None:
@@ -248,9 +258,11 @@ class DiffusersDDPO:
         from diffusers.utils import convert_state_dict_to_diffusers
 
         StableDiffusionPipeline.save_lora_weights(
-            folder, unet_lora_layers=convert_state_dict_to_diffusers(self.lora_state()), safe_serialization=True,
+            folder,
+            unet_lora_layers=convert_state_dict_to_diffusers(self.lora_state()),
+            safe_serialization=True,
             unet_lora_adapter_metadata=self.unet.peft_config[ADAPTER].to_dict(),
-        )  # fmt: skip
+        )
 
 
 def train_ddpo_diffusers(
@@ -308,8 +320,10 @@ def resume_ddpo_diffusers(out: str | Path, iterations: int = 0, threads: int = 0
     extends it to that many (never fewer than it has done)."""
     out = Path(out)
     if not (out / "config.json").is_file() or not has_state(out / "checkpoint"):
-        raise UserError(f"{out}: not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend "
-                        "diffusers; the Shapes DDPO runs in one go)")  # fmt: skip
+        raise UserError(
+            f"{out}: not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend "
+            "diffusers; the Shapes DDPO runs in one go)"
+        )
     saved = read_json(out / "config.json")
     try:
         config, cfg = DDPOConfig(**saved["ddpo"]), TrainConfig(**saved["preset"])

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from noiseppo.backends.base import Backend, Conditioning
-from noiseppo.seeds import sample_seed, standard_noise
+from noiseppo.sampling.seeds import sample_seed, standard_noise
 
 if TYPE_CHECKING:
-    from noiseppo.config import TrainConfig
+    from noiseppo.configs.train import TrainConfig
 
 
 @dataclass
@@ -44,7 +44,7 @@ class RenderSpec:
     batch: int = 64
     """Images per forward pass."""
     overlap: bool = True
-    """Score each chunk while the next one renders (``noiseppo.overlap``); off: one after the other."""
+    """Score each chunk while the next one renders (``noiseppo.sampling.overlap``); off: one after the other."""
 
 
 def encode_distinct(backend: Backend, prompts: Sequence[str]) -> Conditioning:

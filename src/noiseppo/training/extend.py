@@ -26,7 +26,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from noiseppo.config import TrainConfig
+from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 
 RESUME_RULE = "--resume RUN_DIR continues a run with its saved config; of the settings it takes only iterations=N"
@@ -39,7 +39,7 @@ class RunFinished(Exception):
 def resume_iterations(overrides: list[str], flag: int | None, others: list[str]) -> int | None:
     """The new iteration count given with ``--resume`` (``iterations=N`` or ``--iterations N``),
     or None; any other setting (``others``: the other flags given) is refused by name."""
-    from noiseppo.presets import config_value
+    from noiseppo.configs.presets import config_value
 
     refused = list(others)
     iterations = None
@@ -76,7 +76,7 @@ def finished_notice(run: Path, done: int) -> str:
 
 def extension_notice(run: Path, before: TrainConfig, after: TrainConfig, done: int) -> str:
     """One line: what the extension does, and for a cosine schedule, the rate it resumes at."""
-    from noiseppo.schedule import learning_rate
+    from noiseppo.configs.schedule import learning_rate
 
     line = f"{run}: extending from {before.iterations} to {after.iterations} iterations at iteration {done}"
     if after.lr_schedule != "constant":
@@ -96,7 +96,7 @@ def extension_notice(run: Path, before: TrainConfig, after: TrainConfig, done: i
 def record_extension(run: Path, before: TrainConfig, after: TrainConfig, done: int, config_yaml: str) -> None:
     """Write the extended ``config.yaml`` (atomically; earlier comment lines kept) and the
     ``metrics.jsonl`` row that marks the extension."""
-    from noiseppo.schedule import learning_rate
+    from noiseppo.configs.schedule import learning_rate
 
     path = run / "config.yaml"
     comments = [line for line in path.read_text().splitlines() if line.startswith("#")]
@@ -105,8 +105,11 @@ def record_extension(run: Path, before: TrainConfig, after: TrainConfig, done: i
     tmp.write_text("\n".join(comments) + "\n" + config_yaml)
     tmp.replace(path)
     row = {
-        "iteration": done, "event": "extended", "iterations_before": before.iterations,
-        "iterations": after.iterations, "lr_next": learning_rate(after, done),
-    }  # fmt: skip
+        "iteration": done,
+        "event": "extended",
+        "iterations_before": before.iterations,
+        "iterations": after.iterations,
+        "lr_next": learning_rate(after, done),
+    }
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")

@@ -27,8 +27,9 @@ def paired(after: np.ndarray, before: np.ndarray, clusters: np.ndarray, resample
     finite = np.isfinite(after) & np.isfinite(before)
     delta = after[finite] - before[finite]
     low, high = paired_bootstrap(delta, clusters[finite], resamples)
-    return Paired(int(finite.sum()), float(after[finite].mean()), float(before[finite].mean()), float(delta.mean()),
-                  low, high)  # fmt: skip
+    return Paired(
+        int(finite.sum()), float(after[finite].mean()), float(before[finite].mean()), float(delta.mean()), low, high
+    )
 
 
 def paired_row(

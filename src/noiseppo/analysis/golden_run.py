@@ -26,14 +26,14 @@ import torch
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
-from noiseppo import golden
+from noiseppo.analysis import golden
 from noiseppo.backends.base import Backend
 from noiseppo.errors import UserError
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling import encode_distinct
-from noiseppo.seeds import sample_seed, standard_noise
-from noiseppo.sides import score_chunks
+from noiseppo.sampling.render import encode_distinct
+from noiseppo.sampling.render_and_score import score_chunks
+from noiseppo.sampling.seeds import sample_seed, standard_noise
 
 KINDS = ("standard", "own", "same_template", "other_template", "generic")
 """The noises of the policy comparison: standard ε; the prompt's own policy latents μ(A) + σ(A) ε;
@@ -317,22 +317,31 @@ def _summary(header: dict, results: list[dict], policy: dict | None) -> dict:
             continue
         d, c, t = r["decomposition"], r["consistency"]["overall"], r["transfer"]
         line[f"steps{r['steps']}"] = {
-            "noises": r["noises"], "mean": round(r["mean"], 4),
-            "noise_share": d["noise"]["share"], "noise_share_ci95": d["noise"]["ci95"],
-            "prompt_share": d["prompt"]["share"], "interaction_share": d["interaction"]["share"],
-            **{f"{name}{suffix}": c[name] and c[name][field]
-               for name in ("spearman", "kendall_w") for suffix, field in (("", "value"), ("_p", "p"))},
-            "topk_gain": t["gain"]["mean"], "topk_gain_ci95": t["gain"]["ci95"],
-            "common_noises": r["transfer_common"]["noises"], "topk_gain_common": r["transfer_common"]["gain"]["mean"],
+            "noises": r["noises"],
+            "mean": round(r["mean"], 4),
+            "noise_share": d["noise"]["share"],
+            "noise_share_ci95": d["noise"]["ci95"],
+            "prompt_share": d["prompt"]["share"],
+            "interaction_share": d["interaction"]["share"],
+            **{
+                f"{name}{suffix}": c[name] and c[name][field]
+                for name in ("spearman", "kendall_w")
+                for suffix, field in (("", "value"), ("_p", "p"))
+            },
+            "topk_gain": t["gain"]["mean"],
+            "topk_gain_ci95": t["gain"]["ci95"],
+            "common_noises": r["transfer_common"]["noises"],
+            "topk_gain_common": r["transfer_common"]["gain"]["mean"],
             "topk_gain_common_ci95": r["transfer_common"]["gain"]["ci95"],
-        }  # fmt: skip
+        }
     if policy is not None:
         kinds = policy["metrics"][metric]["kinds"]
         line["policy"] = {
-            "name": policy["name"], "steps": policy["steps"],
+            "name": policy["name"],
+            "steps": policy["steps"],
             **{f"{k}_delta": v["delta"] for k, v in kinds.items() if k != "standard"},
             **{f"{k}_surviving": v["surviving"] for k, v in kinds.items() if "surviving" in v},
-        }  # fmt: skip
+        }
     return line
 
 
@@ -383,8 +392,10 @@ def render_all(
     raw, chosen = policy_scores(
         policy, backend, reward, prompts, prompt_templates(prompts), policy_seeds, seed, policy_steps, guidance, batch
     )
-    log(f"policy at {policy_steps} steps: {len(prompts)} prompts x {policy_seeds} seeds x {len(raw)} kinds "
-        f"in {time.time() - start:.0f} s")  # fmt: skip
+    log(
+        f"policy at {policy_steps} steps: {len(prompts)} prompts x {policy_seeds} seeds x {len(raw)} kinds "
+        f"in {time.time() - start:.0f} s"
+    )
     return matrices, raw, chosen
 
 
@@ -409,15 +420,17 @@ def analyse_all(
         return results, None
     metrics = list(policy_raw["standard"])
     policy = {
-        "metrics": {m: golden.specificity({k: v[m] for k, v in policy_raw.items()}, bootstrap * 10, header["seed"])
-                    for m in metrics},
-    }  # fmt: skip
+        "metrics": {
+            m: golden.specificity({k: v[m] for k, v in policy_raw.items()}, bootstrap * 10, header["seed"])
+            for m in metrics
+        },
+    }
     return results, policy
 
 
 def load_cached(folder: Path) -> tuple[dict, dict[int, dict[str, np.ndarray]], dict | None]:
     """(golden.json, matrices, policy scores) of a previous ``noiseppo golden`` output folder."""
-    from noiseppo.safe_load import load_tensors, read_json
+    from noiseppo.storage.safe_load import load_tensors, read_json
 
     folder = Path(folder)
     if not (folder / "golden.json").is_file():

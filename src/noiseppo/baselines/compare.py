@@ -3,9 +3,9 @@
 Methods (``--methods``, comma-separated):
 
 * ``standard``: the frozen model with N(0, I) noise (the reference every Δ is paired with);
-* ``best-of-N``: N standard-noise candidates per image, the reward picks one (``noiseppo.best_of_n``);
+* ``best-of-N``: N standard-noise candidates per image, the reward picks one (``noiseppo.baselines.best_of_n``);
   N renders and N reward calls per image, and the reward at inference is an oracle;
-* ``search@B``: per-prompt black-box search (``noiseppo.search``) with B renders per prompt, run
+* ``search@B``: per-prompt black-box search (``noiseppo.baselines.search``) with B renders per prompt, run
   *on the held-out prompts themselves* (a test-time method), then evaluated on fresh seeds;
 * ``noise-ppo``: trains the default preset (``noiseppo train``) in this run, then its policy samples;
   ``noise-ppo+best-of-N``: best-of-N of that policy's samples;
@@ -16,7 +16,7 @@ Methods (``--methods``, comma-separated):
   prompt); image j of every held-out prompt uses golden noise j mod K. A prompt-generic fix at 1x
   inference;
 * ``policy:NAME``: a shipped or saved policy, not trained here (e.g. ``policy:shapes-steps4``);
-* ``ddpo`` / ``ddpo@I``: DDPO (``noiseppo.ddpo``) at the preset's budget or for I iterations,
+* ``ddpo`` / ``ddpo@I``: DDPO (``noiseppo.baselines.ddpo``) at the preset's budget or for I iterations,
   evaluated with its tuned weights (DDIM η = 0, the same initial noise).
 
 Every method is scored on ``--prompts`` x ``--seeds`` images whose noise is ``noiseppo sample
@@ -49,23 +49,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from noiseppo.analysis.golden import best_noises
+from noiseppo.analysis.golden_run import noise_seeds, render_and_score, reward_matrices
 from noiseppo.backends.shapes import ShapesBackend
-from noiseppo.baseline_config import DDPOConfig, SearchConfig
-from noiseppo.best_of_n import render_candidates
+from noiseppo.baselines.best_of_n import render_candidates
+from noiseppo.baselines.memory import PeakRSS
+from noiseppo.configs.baselines import DDPOConfig, SearchConfig
 from noiseppo.errors import UserError
-from noiseppo.golden import best_noises
-from noiseppo.golden_run import noise_seeds, render_and_score, reward_matrices
-from noiseppo.memory import PeakRSS
-from noiseppo.paired import paired, paired_bootstrap
+from noiseppo.evaluation.paired import paired, paired_bootstrap
+from noiseppo.evaluation.specificity import controls, specificity_row
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
-from noiseppo.sampling import LatentsFn, RenderSpec
-from noiseppo.seeds import standard_noise
-from noiseppo.sides import score_side
-from noiseppo.specificity import controls, specificity_row
+from noiseppo.sampling.render import LatentsFn, RenderSpec
+from noiseppo.sampling.render_and_score import score_side
+from noiseppo.sampling.seeds import standard_noise
 
 if TYPE_CHECKING:
-    from noiseppo.config import TrainConfig
+    from noiseppo.configs.train import TrainConfig
     from noiseppo.policy import NoisePolicy
 
 PATTERNS = {
@@ -86,17 +86,47 @@ KNOWN = (
 GOLDEN_PROMPT_STRIDE = 8
 """``golden-top-K`` chooses on every this-many-th training prompt."""
 SEARCH_CURVE = (32, 64, 128, 256, 512)
-TOP_KEYS = ("prompts", "seeds", "seed", "steps", "reward", "metric", "pairs", "methods", "standard", "rows",
-            "search_curve", "curves", "against_best_of_n", "against_ddpo")  # fmt: skip
+TOP_KEYS = (
+    "prompts",
+    "seeds",
+    "seed",
+    "steps",
+    "reward",
+    "metric",
+    "pairs",
+    "methods",
+    "standard",
+    "rows",
+    "search_curve",
+    "curves",
+    "against_best_of_n",
+    "against_ddpo",
+)
 """The keys of compare.json (docs/baselines.md documents each)."""
-ROW_KEYS = ("method", "renders_train", "renders_per_image", "reward_calls_per_image", "oracle_at_inference",
-            "train_wall_s", "peak_rss_mb", "rss_rise_mb", "weights_change", "note", "n", "correct",
-            "correct_ci95_low", "correct_ci95_high", "delta", "delta_ci95_low", "delta_ci95_high")  # fmt: skip
+ROW_KEYS = (
+    "method",
+    "renders_train",
+    "renders_per_image",
+    "reward_calls_per_image",
+    "oracle_at_inference",
+    "train_wall_s",
+    "peak_rss_mb",
+    "rss_rise_mb",
+    "weights_change",
+    "note",
+    "n",
+    "correct",
+    "correct_ci95_low",
+    "correct_ci95_high",
+    "delta",
+    "delta_ci95_low",
+    "delta_ci95_high",
+)
 """The keys of every row."""
 SPECIFICITY_KEYS = tuple(
     f"own_minus_{side}{end}" for side in ("other", "mirror") for end in ("", "_ci95_low", "_ci95_high")
 ) + ("other_pairs", "mirror_pairs")
-"""Keys of a policy's rows (``noise-ppo``, ``noise-ppo-blind``, ``policy:NAME``): ``noiseppo.specificity``."""
+"""Keys of a policy's rows (``noise-ppo``, ``noise-ppo-blind``, ``policy:NAME``): ``evaluation.specificity``."""
 OPTIONAL_ROW_KEYS = ("reward", "partial", "trajectory_bytes_per_sample", *SPECIFICITY_KEYS)
 """Keys some rows add: the reward's mean and its numeric details (Shapes: partial); DDPO's stored
 bytes; a policy's prompt-specificity (own - other, own - mirror)."""
@@ -176,8 +206,9 @@ def against_best_of_n(
         entry: dict = {metric: rows[policy][metric], "against": [], "matches_best_of_n": None}
         for name in best:
             p = paired(ours, per_image[name][metric], clusters, resamples)
-            entry["against"].append({"method": name, metric: rows[name][metric], "delta": p.delta,
-                                     "ci95_low": p.low, "ci95_high": p.high})  # fmt: skip
+            entry["against"].append(
+                {"method": name, metric: rows[name][metric], "delta": p.delta, "ci95_low": p.low, "ci95_high": p.high}
+            )
             if p.delta >= 0:
                 entry["matches_best_of_n"] = int(name.split("-")[-1])
         entry["indistinguishable_from"] = [
@@ -333,9 +364,9 @@ class _Comparison:
 
     def trained(self, kind: str) -> tuple[NoisePolicy, dict, TrainConfig]:
         """``noise-ppo`` or ``noise-ppo-blind`` trained in this run (once), with its cost and config."""
+        from noiseppo.configs.presets import resolve
         from noiseppo.policy import load_policy
-        from noiseppo.presets import resolve
-        from noiseppo.train import train
+        from noiseppo.training.trainer import train
 
         def make():
             extra = ["prompt_blind=true"] if kind == "noise-ppo-blind" else []
@@ -360,7 +391,7 @@ class _Comparison:
         self.add_policy(m.name, load_policy(m.arg), note="a saved policy, not trained here")
 
     def golden_row(self, m: Method) -> None:
-        from noiseppo.presets import resolve
+        from noiseppo.configs.presets import resolve
 
         k, seeds = int(m.arg), self.spec.seeds
         train_prompts = load_prompts(resolve(self.preset).prompts)[::GOLDEN_PROMPT_STRIDE]
@@ -373,13 +404,16 @@ class _Comparison:
             self.backend, self.reward, jobs, lambda idx: noises[idx % seeds % len(noises)], self.spec.steps, 1.0, 128
         )
         self.add(
-            m.name, metrics, renders_train=len(train_prompts) * self.golden_candidates, **cost,
+            m.name,
+            metrics,
+            renders_train=len(train_prompts) * self.golden_candidates,
+            **cost,
             note=f"top {k} of {self.golden_candidates} shared noises on {len(train_prompts)} training prompts; "
             "image j uses noise j mod K",
-        )  # fmt: skip
+        )
 
     def ddpo_row(self, m: Method) -> None:
-        from noiseppo.ddpo import train_ddpo
+        from noiseppo.baselines.ddpo import train_ddpo
 
         # DDPO's own held-out pass is off: the table's evaluation below is the same images, once.
         iterations = int(m.arg) if m.arg else self.iterations
@@ -390,34 +424,61 @@ class _Comparison:
         final = {"iteration": summary["iterations"], "train_time_s": summary["train_time_s"]}
         self.curves["ddpo"] = [{**final, f"eval_{self.metric}": float(np.nanmean(metrics[self.metric]))}]
         self.add(
-            m.name, metrics, renders_train=summary["renders"], **cost, weights_change=True,
+            m.name,
+            metrics,
+            renders_train=summary["renders"],
+            **cost,
+            weights_change=True,
             trajectory_bytes_per_sample=summary["trajectory_bytes_per_sample"],
             note=f"{summary['renders']} trajectories, {summary['stochastic_steps']} stochastic steps each",
-        )  # fmt: skip
+        )
 
     def best_of_row(self, m: Method) -> None:
         n_max = max(int(x.arg) for x in self.methods if x.kind == "best-of")  # one rendering serves every N
         spec = self.spec
-        cands = self.once("best-of", lambda: render_candidates(
-            self.backend, self.reward, self.prompts, spec.seeds, n_max, spec.steps, 1.0, spec.seed))  # fmt: skip
+        cands = self.once(
+            "best-of",
+            lambda: render_candidates(
+                self.backend, self.reward, self.prompts, spec.seeds, n_max, spec.steps, 1.0, spec.seed
+            ),
+        )
         n = int(m.arg)
         self.add(
-            m.name, cands.best(n), renders_per_image=n, reward_calls_per_image=n, oracle_at_inference=True,
+            m.name,
+            cands.best(n),
+            renders_per_image=n,
+            reward_calls_per_image=n,
+            oracle_at_inference=True,
             note="the reward picks at inference: an oracle a deployed model usually lacks",
-        )  # fmt: skip
+        )
 
     def policy_best_of_row(self, m: Method) -> None:
         policy, cost, config = self.trained("noise-ppo")
         n, spec = int(m.arg), self.spec
-        cands = render_candidates(self.backend, self.reward, self.prompts, spec.seeds, n, spec.steps, 1.0, spec.seed,
-                                  latents_fn=policy.noise_to_latents("sample"))  # fmt: skip
+        cands = render_candidates(
+            self.backend,
+            self.reward,
+            self.prompts,
+            spec.seeds,
+            n,
+            spec.steps,
+            1.0,
+            spec.seed,
+            latents_fn=policy.noise_to_latents("sample"),
+        )
         self.add(
-            m.name, cands.best(n), renders_train=renders_of(config), renders_per_image=n, reward_calls_per_image=n,
-            oracle_at_inference=True, train_wall_s=cost["train_wall_s"], note="best-of-N of the policy's samples",
-        )  # fmt: skip
+            m.name,
+            cands.best(n),
+            renders_train=renders_of(config),
+            renders_per_image=n,
+            reward_calls_per_image=n,
+            oracle_at_inference=True,
+            train_wall_s=cost["train_wall_s"],
+            note="best-of-N of the policy's samples",
+        )
 
     def search_row(self, m: Method) -> None:
-        from noiseppo.search import mean_latents_fn, search
+        from noiseppo.baselines.search import mean_latents_fn, search
 
         budgets = sorted({int(x.arg) for x in self.methods if x.kind == "search"})
         cfg = SearchConfig(budget=max(budgets), steps=self.spec.steps, seed=self.spec.seed)
@@ -439,10 +500,14 @@ class _Comparison:
         b = int(m.arg)
         used = b // cfg.group * cfg.group
         self.add(
-            m.name, metrics[b], renders_train=used * len(self.prompts), train_wall_s=seconds[used],
-            peak_rss_mb=cost["peak_rss_mb"], rss_rise_mb=cost["rss_rise_mb"],
+            m.name,
+            metrics[b],
+            renders_train=used * len(self.prompts),
+            train_wall_s=seconds[used],
+            peak_rss_mb=cost["peak_rss_mb"],
+            rss_rise_mb=cost["rss_rise_mb"],
             note="searched on the held-out prompts themselves (test-time), evaluated on fresh seeds",
-        )  # fmt: skip
+        )
 
 
 RUNNERS: dict[str, Callable[[_Comparison, Method], None]] = {
@@ -457,13 +522,29 @@ RUNNERS: dict[str, Callable[[_Comparison, Method], None]] = {
     "search": _Comparison.search_row,
 }
 """Each kind of method (``PATTERNS``) and what adds its row."""
-PHASES = {"noise-ppo": 0, "noise-ppo-blind": 0, "standard": 1, "policy": 1, "golden": 1, "ddpo": 2, "best-of": 3,
-          "noise-ppo+best-of": 4, "search": 5}  # fmt: skip
+PHASES = {
+    "noise-ppo": 0,
+    "noise-ppo-blind": 0,
+    "standard": 1,
+    "policy": 1,
+    "golden": 1,
+    "ddpo": 2,
+    "best-of": 3,
+    "noise-ppo+best-of": 4,
+    "search": 5,
+}
 """The order the kinds run in: training first (``run_compare``)."""
 BASE_ROW = {
-    "renders_train": 0, "renders_per_image": 1, "reward_calls_per_image": 0, "oracle_at_inference": False,
-    "train_wall_s": 0.0, "peak_rss_mb": None, "rss_rise_mb": None, "weights_change": False, "note": "",
-}  # fmt: skip
+    "renders_train": 0,
+    "renders_per_image": 1,
+    "reward_calls_per_image": 0,
+    "oracle_at_inference": False,
+    "train_wall_s": 0.0,
+    "peak_rss_mb": None,
+    "rss_rise_mb": None,
+    "weights_change": False,
+    "note": "",
+}
 """A row's cost keys before its method fills them: no training, one render, no reward at inference."""
 
 
@@ -510,10 +591,21 @@ def run_compare(
         if m.kind == "policy":
             load_policy(m.arg)
     run = _Comparison(
-        out, ShapesBackend.from_pretrained(), get_reward(reward_name), load_prompts(prompts_name), prompts_name,
-        RenderSpec(steps, 1.0, seeds, seed, 128), preset, threads, iterations, search_curve, resamples,
-        golden_candidates, say, methods,
-    )  # fmt: skip
+        out,
+        ShapesBackend.from_pretrained(),
+        get_reward(reward_name),
+        load_prompts(prompts_name),
+        prompts_name,
+        RenderSpec(steps, 1.0, seeds, seed, 128),
+        preset,
+        threads,
+        iterations,
+        search_curve,
+        resamples,
+        golden_candidates,
+        say,
+        methods,
+    )
     # The trainers run first, before any rendering another method keeps in memory, so that their
     # peak memory is their own; the rows come out in methods order whatever order they ran in.
     for m in sorted(methods, key=lambda m: PHASES[m.kind]):

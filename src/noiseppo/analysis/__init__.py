@@ -1,0 +1,1 @@
+"""Golden noises: which initial noises are good across prompts."""

@@ -1,0 +1,1 @@
+"""Paired evaluation of a policy against standard noise: the paired summary, prompt-specificity controls, grids."""

@@ -1,0 +1,1 @@
+"""Runs and weights on disk: checkpoints, atomic output folders, safe loading, the shipped policies, provenance."""
