@@ -294,7 +294,7 @@ def parameters(folder: Path) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="sd-turbo,sdxl-turbo,flux-schnell")
-    ap.add_argument("--methods", default="noise-ppo", help="noise-ppo and/or ddpo (the DDPO row's hook)")
+    ap.add_argument("--methods", default="noise-ppo", help="noise-ppo and/or ddpo (the DDPO row's hook); \"\": none")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="the frozen model's dtype (the policy and reward stay float32)")
     ap.add_argument("--resolution", type=int, default=256, help="image size (SDXL-Turbo 512, FLUX 1024 at full size)")
@@ -322,7 +322,7 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "real_sizes.log"
-    methods = args.methods.split(",")
+    methods = [m for m in args.methods.split(",") if m]  # --methods "": sampling (and PickScore) alone
     results: dict[str, Any] = {}
     pickscore = None if args.no_pickscore else build(args, "pickscore", args.work / "pickscore", log)
     for model in args.models.split(","):
