@@ -21,7 +21,7 @@ from noiseppo.errors import UserError
 from noiseppo.rewards import REWARDS, get_reward
 from noiseppo.sampling.overlap import THREAD_NAME, score_while_rendering
 from noiseppo.sampling.render import RenderSpec
-from noiseppo.sampling.render_and_score import score_side
+from noiseppo.sampling.render_and_score import score_chunks, score_side
 from noiseppo.shapes.verifier import verify
 from noiseppo.training.trainer import Trainer
 
@@ -43,6 +43,38 @@ def test_results_in_order_and_equal_to_the_plain_loop() -> None:
     assert score_while_rendering(batches(), score) == score_while_rendering(batches(), score, overlap=False)
     assert score_while_rendering(batches(), score) == [b * b for b in range(7)]
     assert not scoring_threads()
+
+
+def test_score_chunks_gathers_rewards_and_details_in_chunk_order_and_times_each_scoring() -> None:
+    class Counting:  # a reward with details: the image's mean and the prompt's length
+        def __call__(self, images, prompts):
+            return images.flatten(1).mean(1)
+
+        def score_with_details(self, images, prompts):
+            return self(images, prompts), {"length": [float(len(p)) for p in prompts]}
+
+    images = torch.arange(5, dtype=torch.float32).view(5, 1, 1, 1).expand(5, 3, 2, 2)
+    prompts = ["a", "bb", "ccc", "dddd", "eeeee"]
+    chunks = [(prompts[i : i + 2], images[i : i + 2]) for i in range(0, 5, 2)]  # 3 chunks: 2, 2, 1
+    entered = []
+
+    class Timer:
+        def __enter__(self):
+            entered.append(threading.current_thread().name)
+
+        def __exit__(self, *exc):
+            return False
+
+    for overlap in (True, False):
+        entered.clear()
+        rewards, details = score_chunks(iter(chunks), Counting(), overlap, Timer)
+        assert rewards.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert list(details) == ["length"] and details["length"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+        assert details["length"].dtype == np.float64
+        assert len(entered) == 3  # once per chunk, on the scoring thread when overlapped
+        assert all(name.startswith(THREAD_NAME) for name in entered) == overlap
+    rewards, details = score_chunks(iter([]), Counting())
+    assert rewards.shape == (0,) and details == {}
 
 
 def test_the_next_batch_renders_while_the_previous_one_scores() -> None:
