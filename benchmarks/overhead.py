@@ -77,6 +77,24 @@ def training_clock(trainer: Trainer) -> Callable[[], float]:
     return training
 
 
+def policy_clock(trainer: Trainer, prompts: list[str]) -> Callable[[], float]:
+    """Seconds of the policy's forward alone: latents for ``prompts`` (one standard noise each)."""
+    backend, device = trainer.backend, trainer.config.device
+    cond = backend.encode(prompts)
+    eps = standard_noise(backend.latent_shape, range(len(prompts))).to(device)
+    latents = trainer.policy.noise_to_latents("sample")
+
+    def policy_forward() -> float:
+        sync(device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            latents(cond, eps)
+        sync(device)
+        return time.perf_counter() - start
+
+    return policy_forward
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="shapes")
@@ -89,21 +107,11 @@ def main() -> None:
     overrides = [f"steps={args.steps}", "eval_prompts=", f"threads={args.threads}", f"device={args.device}"]
     config = resolve(args.preset, overrides=overrides)
     trainer = Trainer(config)
-    backend, policy = trainer.backend, trainer.policy
     batch = config.prompts_per_iteration * config.samples_per_prompt
     prompts = [p for p in trainer.prompts[: config.prompts_per_iteration] for _ in range(config.samples_per_prompt)]
     sampling, training = sampling_clock(trainer), training_clock(trainer)
 
-    cond = backend.encode(prompts)
-    eps = standard_noise(backend.latent_shape, range(batch))
-
-    def policy_forward() -> float:
-        sync(args.device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            policy.noise_to_latents("sample")(cond, eps)
-        sync(args.device)
-        return time.perf_counter() - start
+    policy_forward = policy_clock(trainer, prompts)
 
     training(), sampling(), policy_forward()  # warm-up: first calls pay for allocation
     times: dict[str, list[float]] = {"sampling": [], "training": [], "policy": []}

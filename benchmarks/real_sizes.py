@@ -114,29 +114,16 @@ def sampling_phase(args: argparse.Namespace, model: str) -> dict[str, Any]:
 def noise_ppo_phase(args: argparse.Namespace, model: str, reward: str = "jpeg_compressibility") -> dict[str, Any]:
     """Whole PPO iterations (``Trainer.step``) against pure sampling in the same process, alternated;
     the policy's size and forward time."""
-    import torch
 
-    from noiseppo.sampling.seeds import standard_noise
     from noiseppo.training.trainer import Trainer
-    from overhead import sampling_clock, training_clock
+    from overhead import policy_clock, sampling_clock, training_clock
 
     trainer = Trainer(train_config(args, model, reward))
     policy, backend, cfg = trainer.policy, trainer.backend, trainer.config
-    batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
     sampling, training = sampling_clock(trainer), training_clock(trainer)
     prompts = [p for p in trainer.prompts[: cfg.prompts_per_iteration] for _ in range(cfg.samples_per_prompt)]
-    cond = backend.encode(prompts)
-    eps = standard_noise(backend.latent_shape, range(batch)).to(cfg.device)
-
-    def policy_forward() -> float:
-        from overhead import sync
-
-        sync(cfg.device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            policy.noise_to_latents("sample")(cond, eps)
-        sync(cfg.device)
-        return time.perf_counter() - start
+    policy_forward = policy_clock(trainer, prompts)
+    cond = backend.encode(prompts[:1])  # the widths and token count the policy reads, for the row
 
     rows = [trainer.step()]  # warm-up: first calls pay for allocation
     sampling(), policy_forward()
@@ -294,7 +281,7 @@ def parameters(folder: Path) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="sd-turbo,sdxl-turbo,flux-schnell")
-    ap.add_argument("--methods", default="noise-ppo", help="noise-ppo and/or ddpo (the DDPO row's hook); \"\": none")
+    ap.add_argument("--methods", default="noise-ppo", help='noise-ppo and/or ddpo (the DDPO row\'s hook); "": none')
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="the frozen model's dtype (the policy and reward stay float32)")
     ap.add_argument("--resolution", type=int, default=256, help="image size (SDXL-Turbo 512, FLUX 1024 at full size)")
