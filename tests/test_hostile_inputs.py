@@ -399,7 +399,7 @@ CASES: dict[str, Case] = {
         "config: advantages 'rank' ranks each prompt's group alone; it needs adv_buffer 0",
     ),
     "unknown policy readout": Case(
-        [*TRAIN, "readout=pixel"], "config: readout must be 'shared', 'cell' or 'token', got 'pixel'"
+        [*TRAIN, "readout=pixel"], "config: readout must be 'shared', 'cell', 'token' or 'position', got 'pixel'"
     ),
     "noise centring without shared noise": Case(
         [*TRAIN, "noise_centring=1"],

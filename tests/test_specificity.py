@@ -106,9 +106,14 @@ def test_other_prompts_are_a_seeded_derangement_and_mirrors_swap_the_relation() 
 @pytest.mark.parametrize("blind", [False, True])
 def test_every_untrained_policy_reproduces_standard_noise_bit_for_bit(backend, readout: str, blind: bool) -> None:
     torch.manual_seed(0)
-    policy = NoisePolicy(latent_shape=backend.latent_shape, readout=readout, prompt_blind=blind, learn_sigma=True)
-    eps = torch.randn(3, *backend.latent_shape)
     cond = backend.encode(["a red circle", RELATIONS[0], "three yellow squares"])
+    tokens = cond.token_states.shape[1]  # only the position readout reads it
+    policy = NoisePolicy(
+        latent_shape=backend.latent_shape, readout=readout, prompt_blind=blind, learn_sigma=True, tokens=tokens
+    )
+    if readout == "position":  # its whitening is fitted to prompts before training starts
+        policy.fit_token_statistics(backend.encode(RELATIONS))
+    eps = torch.randn(3, *backend.latent_shape)
     assert torch.equal(policy.sample(cond, eps), eps)
     assert torch.equal(policy.noise_to_latents("mean")(cond, eps), torch.zeros_like(eps))
 

@@ -30,6 +30,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from noiseppo.backends.base import Backend, Conditioning, check_compatible
+from noiseppo.configs.train import READOUTS, TrainConfig
 from noiseppo.errors import UserError, error_line
 from noiseppo.names import closest
 from noiseppo.sampling.render import LatentsFn
@@ -43,9 +44,19 @@ if TYPE_CHECKING:
 LOG_2PI = math.log(2 * math.pi)
 Mode = Literal["sample", "mean"]
 Reduce = Literal["sum", "mean"]
-READOUTS = ("shared", "cell", "token")
-"""How the policy turns the prompt into its output map (``TrainConfig.readout``)."""
 """How a per-dimension log-density or KL becomes one number per sample (``TrainConfig.logprob``)."""
+POLICY_FIELDS = (
+    "grid",
+    "width",
+    "learn_sigma",
+    "log_sigma_max",
+    "preserve_variance",
+    "query_std",
+    "readout",
+    "feature_mlp",
+    "prompt_blind",
+)
+"""The ``TrainConfig`` fields that say which policy ``noiseppo train`` builds (``NoisePolicy.for_config``)."""
 CONDITIONING_WIDTH = 64
 """The default width of both token states and pooled vector: the Shapes text encoder's."""
 
@@ -72,6 +83,8 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         feature_mlp: bool = True,
         prompt_blind: bool = False,
         cond_dim: int | None = None,
+        tokens: int = 0,
+        whitening_ridge: float = 1e-3,
     ):
         """``token_dim`` is the width of the token states (N, L, token_dim) the policy reads, and
         ``pooled_dim`` that of the pooled vector (N, pooled_dim): a backend's ``token_dim`` and
@@ -80,6 +93,10 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         ``cond_dim`` is only for policies saved when the policy read one width for both (their
         config.json says ``"cond_dim"``, as the shipped ones do, and has neither ``token_dim`` nor
         ``pooled_dim``): it is read as both widths. New policies leave it None.
+
+        ``tokens`` is the number of token positions the ``"position"`` readout has a map for (the
+        backend's padded prompt length; ``for_config`` reads it off the training prompts), and
+        ``whitening_ridge`` the ridge of its whitening, relative to each position's largest variance.
         """
         super().__init__()
         if cond_dim is not None:
@@ -121,6 +138,20 @@ class NoisePolicy(ModelMixin, ConfigMixin):
             self.head = nn.Linear(width, outputs)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        elif readout == "position":
+            # Each token position whitens its token state with fixed statistics of the training
+            # prompts (``fit_token_statistics``) and paints its own linear map; the prompt's map is
+            # the sum over its real tokens. Whitened inputs make every direction of the token states
+            # learn at the same rate: which word sits in which role lies in their low-variance
+            # directions, which plain gradients reach last (docs/noise_ppo.md, "Binding words to places").
+            if tokens < 1:
+                raise UserError("the position readout needs tokens >= 1 (NoisePolicy.for_config sets it)")
+            k = min(token_dim, width)
+            self.register_buffer("token_projection", torch.eye(token_dim, k))
+            self.register_buffer("token_mean", torch.zeros(tokens, k))
+            self.register_buffer("token_whitening", torch.eye(k).repeat(tokens, 1, 1))
+            self.position_maps = nn.Parameter(torch.zeros(tokens, k, grid * grid * outputs))
+            self.position_bias = nn.Parameter(torch.zeros(grid * grid, outputs))
         else:  # each cell its own linear read-out of its features, and its own bias (a free map)
             self.cell_weight = nn.Parameter(torch.zeros(grid * grid, width, outputs))
             self.cell_bias = nn.Parameter(torch.zeros(grid * grid, outputs))
@@ -137,6 +168,47 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         return cls(
             latent_shape=backend.latent_shape, token_dim=backend.token_dim, pooled_dim=backend.pooled_dim, **config
         )
+
+    @classmethod
+    def for_config(cls, backend: Backend, config: TrainConfig, conditioning: Conditioning | None = None) -> NoisePolicy:
+        """The untrained policy ``noiseppo train`` builds for ``config`` (its policy fields). The
+        ``"position"`` readout also takes the training prompts' ``conditioning``: its token count
+        and its whitening statistics come from them."""
+        fields = {name: getattr(config, name) for name in POLICY_FIELDS}
+        if config.readout != "position":
+            return cls.for_backend(backend, **fields)
+        if conditioning is None:
+            raise ValueError("the position readout is fitted to the training prompts' conditioning")
+        policy = cls.for_backend(backend, tokens=conditioning.token_states.shape[1], **fields)
+        policy.fit_token_statistics(conditioning)
+        return policy
+
+    @torch.no_grad()
+    def fit_token_statistics(self, conditioning: Conditioning) -> None:
+        """Fix the ``"position"`` readout's whitening to the token states of ``conditioning``: a
+        projection onto their ``width`` principal directions where they are wider, then, per
+        position, the mean and the inverse square root of the covariance (plus a ridge) over the
+        prompts that have a real token there. The maps start at zero, so the policy stays N(0, I)."""
+        states = conditioning.token_states.to(torch.float64)
+        mask = conditioning.mask.to(torch.bool)
+        if states.shape[1] != self.config.tokens:
+            raise UserError(f"the conditioning has {states.shape[1]} token positions, the policy {self.config.tokens}")
+        real = states[mask]
+        k = self.token_projection.shape[1]
+        if k < states.shape[-1]:  # the top-k principal directions of every real token state
+            centred = real - real.mean(0)
+            _, vectors = torch.linalg.eigh(centred.T @ centred)
+            self.token_projection.copy_(vectors[:, -k:].flip(1).to(self.token_projection))
+        projection = self.token_projection.to(torch.float64)
+        for position in range(states.shape[1]):
+            rows = states[mask[:, position], position] @ projection
+            if len(rows) < 2:  # no spread seen at this position: leave it unwhitened
+                continue
+            mean = rows.mean(0)
+            values, vectors = torch.linalg.eigh((rows - mean).T @ (rows - mean) / len(rows))
+            values = values.clamp(min=0) + self.config.whitening_ridge * values.max().clamp(min=1e-12)
+            self.token_mean[position] = mean.to(self.token_mean)
+            self.token_whitening[position] = (vectors * values.rsqrt()) @ vectors.T
 
     def forward(self, conditioning: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log standard deviation, each (N, *latent_shape).
@@ -162,18 +234,23 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         # The conditioning carries no latents: only its widths are checked here.
         check_compatible(self.sizes, self.latent_shape, states.shape[-1], pooled.shape[-1], "the conditioning")
         mask = conditioning.mask.to(self.device, torch.bool)
+        n = states.shape[0]
         if cfg.prompt_blind:  # the control: one constant conditioning (one zero token), whatever the prompt
-            states, pooled = states.new_zeros(len(states), 1, states.shape[-1]), torch.zeros_like(pooled)
-            mask = mask.new_ones(len(states), 1)
-        keys = self.token_in(states)
-        n = keys.shape[0]
-        if cfg.readout == "token":
+            # (the position readout keeps its positions: the zero token is the first, the rest padding)
+            positions = states.shape[1] if cfg.readout == "position" else 1
+            states, pooled = states.new_zeros(n, positions, states.shape[-1]), torch.zeros_like(pooled)
+            mask = torch.arange(positions, device=mask.device).expand(n, -1) == 0
+        if cfg.readout == "position":
+            out = self._position_maps(states, mask).view(n, cfg.grid * cfg.grid, -1) + self.position_bias
+        elif cfg.readout == "token":
+            keys = self.token_in(states)
             # Contextual token states say which role a word plays ("red" before "left of"), so
             # a linear map per token can place each object's colour where its relation puts it.
             maps = self.token_map(self.token_mlp(keys))  # (N, L, grid² x outputs)
             weights = mask.to(maps.dtype)[..., None] / mask.sum(1).clamp(min=1)[:, None, None]
             out = (maps * weights).sum(1).view(n, cfg.grid * cfg.grid, -1)
         else:
+            keys = self.token_in(states)
             q = self.queries[None] + self.pooled_in(pooled)[:, None]
             h = q + self._attend(self.norm(q), keys, ~mask)
             if cfg.feature_mlp:
@@ -197,6 +274,16 @@ class NoisePolicy(ModelMixin, ConfigMixin):
             log_scale = (-0.5 * torch.log(energy)).view(-1, *[1] * (mean.dim() - 1))
             mean, log_sigma = mean * torch.exp(log_scale), log_sigma + log_scale
         return mean, log_sigma
+
+    def _position_maps(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The ``"position"`` readout before its bias: (N, grid² x outputs)."""
+        if states.shape[1] != self.config.tokens:
+            raise UserError(
+                f"the conditioning has {states.shape[1]} token positions, the policy was made for {self.config.tokens}"
+            )
+        x = states @ self.token_projection - self.token_mean
+        z = torch.einsum("nlk,lkj->nlj", x, self.token_whitening) * mask[..., None].to(x.dtype)
+        return torch.einsum("nlk,lko->no", z, self.position_maps)
 
     def _attend(self, q: torch.Tensor, keys: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """Multi-head cross-attention, written out: the same arithmetic with or without grad

@@ -17,7 +17,7 @@ from typing import Any, get_args, get_type_hints
 import yaml
 
 from noiseppo.configs.schedule import minibatch_size
-from noiseppo.configs.train import TrainConfig
+from noiseppo.configs.train import READOUTS, TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.names import closest, unknown_name
 
@@ -166,8 +166,9 @@ def validate(config: TrainConfig) -> None:
         raise UserError(f"config: adam_beta1 must be in [0, 1), got {config.adam_beta1}")
     if not 0 <= config.lr_final <= 1:
         raise UserError(f"config: lr_final must be in [0, 1], got {config.lr_final}")
-    if config.readout not in ("shared", "cell", "token"):
-        raise UserError(f"config: readout must be 'shared', 'cell' or 'token', got '{config.readout}'")
+    if config.readout not in READOUTS:
+        known = ", ".join(f"'{r}'" for r in READOUTS[:-1]) + f" or '{READOUTS[-1]}'"
+        raise UserError(f"config: readout must be {known}, got '{config.readout}'")
     if config.advantages not in ("zscore", "rank"):
         raise UserError(f"config: advantages must be 'zscore' or 'rank', got '{config.advantages}'")
     if config.advantages == "rank" and config.adv_buffer:

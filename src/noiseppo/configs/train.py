@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+READOUTS = ("shared", "cell", "token", "position")
+"""How the policy turns the prompt into its output map (``TrainConfig.readout``)."""
+
 
 @dataclass
 class ShapesModelTrainConfig:
@@ -121,9 +124,11 @@ class TrainConfig:
     """Bound on |log σ| when ``learn_sigma`` is on."""
     readout: str = "cell"
     """How the policy turns the prompt into its output map: "shared" (cells attend to the tokens,
-    one linear map for every cell), "cell" (each cell its own linear map and bias) or "token" (no
+    one linear map for every cell), "cell" (each cell its own linear map and bias), "token" (no
     attention: each contextual token state passes an MLP and paints a whole map, and the prompt's
-    map is the mean over its tokens)."""
+    map is the mean over its tokens) or "position" (no attention: each token position whitens its
+    token state with fixed statistics of the training prompts and paints its own linear map; the
+    prompt's map is the sum over its real tokens)."""
     feature_mlp: bool = True
     """Pass each cell's attended features through an MLP before the readout. Without it a cell's
     values are linear in what it attends to, so the contributions of a prompt's words add up."""

@@ -116,19 +116,10 @@ class Trainer:
         with torch.no_grad():
             dry = torch.zeros(1, *self.backend.latent_shape)
             self.backend.generate(dry, self.backend.encode(self.prompts[:1]), config.steps, self.guidance)
+        row = {prompt: k for k, prompt in enumerate(everything)}
         torch.manual_seed(config.seed)  # the policy's (non-zero) hidden layers
-        self.policy = NoisePolicy.for_backend(
-            self.backend,
-            grid=config.grid,
-            width=config.width,
-            learn_sigma=config.learn_sigma,
-            log_sigma_max=config.log_sigma_max,
-            preserve_variance=config.preserve_variance,
-            query_std=config.query_std,
-            readout=config.readout,
-            feature_mlp=config.feature_mlp,
-            prompt_blind=config.prompt_blind,
-        ).to(device)
+        training = encoded.select([row[p] for p in dict.fromkeys(self.prompts)])  # the position readout's statistics
+        self.policy = NoisePolicy.for_config(self.backend, config, training).to(device)
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=config.lr, betas=(config.adam_beta1, 0.999), weight_decay=config.weight_decay
         )
@@ -139,7 +130,6 @@ class Trainer:
         self._standard_eval: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         # A fixed sample of training prompts on which the policy's size is logged.
         # (from the start-up encoding: a second pass of a T5-XXL over the prompts costs minutes on a CPU)
-        row = {prompt: k for k, prompt in enumerate(everything)}
         self._stats_conditioning = encoded.select([row[p] for p in self.prompts[:: max(1, len(self.prompts) // 64)]])
 
     # -- one iteration ------------------------------------------------------------------
