@@ -124,11 +124,11 @@ def main() -> None:
 
     backend = get_backend(config.backend, config.model or None, config.scheduler)
     torch.manual_seed(args.seed)  # as the trainer seeds the policy's hidden layers
-    policy = NoisePolicy.for_config(backend, config)
+    cond_train, cond_test = backend.encode(train), backend.encode(test)
+    policy = NoisePolicy.for_config(backend, config, cond_train)
     frozen = FROZEN[args.freeze]
     trained = [p for name, p in policy.named_parameters() if not name.startswith(frozen)]
     optimizer = torch.optim.Adam(trained, lr=args.lr)
-    cond_train, cond_test = backend.encode(train), backend.encode(test)
     grid = target_train.shape[-1]
 
     def fit(conditioning) -> torch.Tensor:  # the policy's mean on the teacher's grid
