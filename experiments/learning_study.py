@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from noiseppo.backends import get_backend
+from noiseppo.backends.base import resolve_guidance
 from noiseppo.configs.presets import resolve
 from noiseppo.evaluation.paired import paired_bootstrap
 from noiseppo.policy import load_policy
@@ -119,7 +120,7 @@ def evaluate(run: Path, prompts: list[str], seeds: int) -> dict[str, float]:
     """Correct-rate of policy samples against standard noise, paired by seed, with a 95% CI."""
     cfg = resolve(config_file=str(run / "config.yaml"))
     backend = get_backend(cfg.backend, cfg.model or None, cfg.scheduler, cfg.device, cfg.dtype)
-    guidance = cfg.guidance or backend.default_guidance
+    guidance = resolve_guidance(backend, cfg.guidance)  # guidance 0 stays 0
     reward = get_reward(cfg.reward)
     policy = load_policy(run)
     sides = {}

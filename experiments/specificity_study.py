@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from noiseppo.backends import get_backend
+from noiseppo.backends.base import resolve_guidance
 from noiseppo.configs.presets import resolve
 from noiseppo.configs.train import TrainConfig
 from noiseppo.evaluation.evaluate import diversity
@@ -59,13 +60,16 @@ VARIANTS: dict[str, dict[str, object]] = {
     # One change from shared-centre1: ten times the learning rate (each prompt's own direction gets
     # only a small share of the shared weights' normalised Adam step).
     "shared-centre1-lr1e-2": {**SHARED, "noise_centring": 1.0, "lr": 1e-2},
+    # The binding study (issue 32): each token position's state whitened with fixed statistics of
+    # the training prompts, then a linear map per position (no attention).
+    "position": {"readout": "position"},
 }
 
 
 def evaluate(policy: NoisePolicy, cfg: TrainConfig, prompts: list[str], seeds: int) -> dict:
     """Δ correct, own - other, own - mirror and diversity of ``policy`` (trained with ``cfg``) on ``prompts``."""
     backend = get_backend(cfg.backend, cfg.model or None, cfg.scheduler, cfg.device, cfg.dtype)
-    guidance = cfg.guidance or backend.default_guidance
+    guidance = resolve_guidance(backend, cfg.guidance)  # guidance 0 stays 0
     reward = get_reward(cfg.reward)
     sides, samples = {}, {}
     for side, fn in (("standard", None), ("policy", policy.noise_to_latents("sample"))):
