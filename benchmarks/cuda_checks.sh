@@ -13,6 +13,11 @@
 # importable (pip install --no-deps . where the machine already has torch, diffusers and
 # transformers). The last line printed is one JSON object with the figures.
 set -u
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then  # not a folder named --help
+    echo "usage: bash benchmarks/cuda_checks.sh OUT_DIR [TRAIN_BASE_SECONDS]"
+    awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"
+    exit 0
+fi
 out=${1:?usage: cuda_checks.sh OUT_DIR [TRAIN_BASE_SECONDS]}
 train_seconds=${2:-240}
 mkdir -p "$out"

@@ -20,18 +20,17 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-
-from noiseppo.backends.base import Backend
-from noiseppo.configs.presets import resolve
-from noiseppo.sampling.render import encode_distinct
-from noiseppo.sampling.seeds import standard_noise
-from noiseppo.training.trainer import Trainer
+if TYPE_CHECKING:  # imported where used, so that --help answers before torch loads
+    from noiseppo.backends.base import Backend
+    from noiseppo.training.trainer import Trainer
 
 
 def sync(device: str) -> None:
     """CUDA runs asynchronously: stop a clock only when the GPU is done."""
+    import torch
+
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
@@ -49,6 +48,10 @@ def render_clock(
 ) -> Callable[[], float]:
     """Seconds to render ``prompts`` with standard noise (encode, noise, render in chunks of
     ``render_batch``): pure sampling, without a Trainer (benchmarks/real_sizes.py measures its memory alone)."""
+    import torch
+
+    from noiseppo.sampling.render import encode_distinct
+    from noiseppo.sampling.seeds import standard_noise
 
     def sampling() -> float:
         sync(device)
@@ -79,6 +82,10 @@ def training_clock(trainer: Trainer) -> Callable[[], float]:
 
 def policy_clock(trainer: Trainer, prompts: list[str]) -> Callable[[], float]:
     """Seconds of the policy's forward alone: latents for ``prompts`` (one standard noise each)."""
+    import torch
+
+    from noiseppo.sampling.seeds import standard_noise
+
     backend, device = trainer.backend, trainer.config.device
     cond = backend.encode(prompts)
     eps = standard_noise(backend.latent_shape, range(len(prompts))).to(device)
@@ -103,6 +110,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
+    from noiseppo.configs.presets import resolve
+    from noiseppo.training.trainer import Trainer
 
     overrides = [f"steps={args.steps}", "eval_prompts=", f"threads={args.threads}", f"device={args.device}"]
     config = resolve(args.preset, overrides=overrides)

@@ -26,10 +26,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from noiseppo.configs.presets import resolve
-from noiseppo.report import page as report
-from noiseppo.training.trainer import Trainer
-
 
 def screenshot(page: Path, out: Path, height: int) -> None:
     chromium = shutil.which("chromium")
@@ -52,6 +48,9 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--height", type=int, default=1450)
     args = parser.parse_args()
+    from noiseppo.configs.presets import resolve  # after the arguments: --help answers at once
+    from noiseppo.report import page as report
+    from noiseppo.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         page = report.write([args.run], Path(tmp) / report.REPORT)

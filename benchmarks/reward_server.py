@@ -30,13 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from noiseppo.rewards import get_reward
-from noiseppo.rewards.http import TOKEN_ENV, HttpReward
-from noiseppo.rewards.scoring import score_batch
-from noiseppo.shapes.grammar import all_prompts
-from noiseppo.shapes.render import render_scene
 
 POOL = 512
 """Scenes the requests are drawn from."""
@@ -55,6 +48,13 @@ def main() -> None:
     ap.add_argument("--reward", default="shapes+jpeg_incompressibility")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
+    from noiseppo.rewards import get_reward
+    from noiseppo.rewards.http import TOKEN_ENV, HttpReward
+    from noiseppo.rewards.scoring import score_batch
+    from noiseppo.shapes.grammar import all_prompts
+    from noiseppo.shapes.render import render_scene
 
     rng = np.random.default_rng(args.seed)
     texts = [p.text for p in all_prompts()]

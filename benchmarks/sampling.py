@@ -18,11 +18,6 @@ import json
 import time
 
 import numpy as np
-import torch
-
-from noiseppo.backends import get_backend
-from noiseppo.prompts import load_prompts
-from noiseppo.sampling.seeds import standard_noise
 
 
 def main() -> None:
@@ -38,6 +33,11 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
+    from noiseppo.backends import get_backend
+    from noiseppo.prompts import load_prompts
+    from noiseppo.sampling.seeds import standard_noise
 
     backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
     prompts = (load_prompts(args.prompts) * args.batch)[: args.batch]

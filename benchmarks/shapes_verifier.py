@@ -33,14 +33,8 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from noiseppo.shapes.grammar import COLOURS, RELATIONS, SHAPES, ShapesPrompt, all_prompts  # noqa: E402
-from noiseppo.shapes.render import degrade, render_scene  # noqa: E402
-from noiseppo.shapes.scene import check  # noqa: E402
-from noiseppo.shapes.verifier import verify  # noqa: E402
-
-torch.set_num_threads(1)
 
 
 def draw_prompts(n: int, rng: np.random.Generator) -> list[ShapesPrompt]:
@@ -82,6 +76,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="number of scenes")
     ap.add_argument("--seed", type=int, default=0, help="seed for prompts, scenes and noise")
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
+    from noiseppo.shapes.render import degrade, render_scene
+    from noiseppo.shapes.scene import check
+    from noiseppo.shapes.verifier import verify
+
+    torch.set_num_threads(1)
 
     rng = np.random.default_rng(args.seed)
     prompts = draw_prompts(args.n, rng)

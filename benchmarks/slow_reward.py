@@ -32,12 +32,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where used, so that --help answers before torch loads
+    import torch
 
-from noiseppo.configs.presets import resolve
-from noiseppo.rewards import get_reward
-from noiseppo.training.trainer import Trainer
+    from noiseppo.training.trainer import Trainer
 
 SLEEP_ENV = "NOISEPPO_SLOW_REWARD_S"
 """Seconds ``score`` sleeps per call."""
@@ -49,6 +49,8 @@ def score(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
     """The Shapes verifier's partial score, after sleeping ``$NOISEPPO_SLOW_REWARD_S`` seconds."""
     global _shapes
     if _shapes is None:
+        from noiseppo.rewards import get_reward
+
         _shapes = get_reward("shapes")
     time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
     return _shapes(images, prompts)
@@ -64,6 +66,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
+    from noiseppo.configs.presets import resolve
+    from noiseppo.training.trainer import Trainer
+
     me = f"{Path(__file__).resolve()}:score"
     common = [f"steps={args.steps}", "eval_prompts=", f"threads={args.threads}", "device=cpu"]
 

@@ -21,9 +21,6 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from noiseppo.configs.presets import resolve
-from noiseppo.training.trainer import Trainer, train
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -33,6 +30,10 @@ def main() -> None:
     ap.add_argument("--out", help="run folder (default: a new temporary one)")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = ap.parse_args()
+    from noiseppo.configs.presets import (
+        resolve,  # after the arguments: --help answers at once; the start RSS is taken after them
+    )
+    from noiseppo.training.trainer import Trainer, train
 
     process = psutil.Process()
 

@@ -1,27 +1,29 @@
 """A fingerprint of the package's behaviour, to show that a restructure changed none of it.
 
-    python experiments/behaviour_fingerprint.py OUT_DIR > before.json   # on the old code
-    python experiments/behaviour_fingerprint.py OUT_DIR2 > after.json   # on the new code
-    diff before.json after.json                                          # nothing
+    python experiments/behaviour_fingerprint.py > before.json   # on the old code
+    python experiments/behaviour_fingerprint.py > after.json    # on the new code
+    diff before.json after.json                                 # nothing
 
 It records: every preset's resolved config; a SHA-256 of the images every shipped policy gives
 (4 held-out prompts x 2 seeds, at its own step count, standard noise and the policy's); and the
 metrics rows of a 3-iteration training run with a held-out pass after each iteration, timing keys
-left out (they are the machine's, not the code's). The last printed line is one JSON object.
+left out (they are the machine's, not the code's). The last printed line is one JSON object. The
+training run goes to a temporary folder, removed at the end, unless --out names a folder to keep.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
-import sys
+import tempfile
 from pathlib import Path
 
-import torch
 
+def fingerprint(out: Path) -> dict:
+    import torch
 
-def main(out: Path) -> dict:
     from noiseppo.backends import get_backend
     from noiseppo.configs.presets import presets, resolve
     from noiseppo.policy import load_policy
@@ -59,5 +61,18 @@ def main(out: Path) -> dict:
     return found
 
 
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--out", type=Path, help="keep the 3-iteration training run here (default: a temporary folder, removed)"
+    )
+    args = ap.parse_args()
+    if args.out is not None:
+        print(json.dumps(fingerprint(args.out), sort_keys=True))
+        return
+    with tempfile.TemporaryDirectory(prefix="fingerprint-") as tmp:
+        print(json.dumps(fingerprint(Path(tmp)), sort_keys=True))
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1])), sort_keys=True))
+    main()

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from noiseppo.backends import get_backend
-from noiseppo.policy import NoisePolicy
-from noiseppo.prompts import load_prompts
+    from noiseppo.policy import NoisePolicy
 
 
 def cell_features(policy: NoisePolicy, conditioning) -> torch.Tensor:
@@ -34,6 +34,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--query-stds", default="0.02,1.0")
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
+    from noiseppo.backends import get_backend
+    from noiseppo.policy import NoisePolicy
+    from noiseppo.prompts import load_prompts
+
     backend = get_backend("shapes", None, "default", "cpu", "float32")
     conditioning = backend.encode(load_prompts("shapes-train")[::20])
     rows = []

@@ -13,8 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-from noiseppo.analysis.golden_run import summary_line
-
 
 def _ci(pair: list[float] | None, digits: int = 3) -> str:
     return "n/a" if pair is None or None in pair else f"[{pair[0]:+.{digits}f}, {pair[1]:+.{digits}f}]"
@@ -92,6 +90,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", type=Path, help="a noiseppo golden --out folder")
     args = ap.parse_args()
+    from noiseppo.analysis.golden_run import summary_line  # after the arguments: --help answers at once
+
     doc = json.loads((args.folder / "golden.json").read_text())
     results = doc["results"]
     print("\n".join(decomposition_table(results)), end="\n\n")

@@ -25,19 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from noiseppo.backends import get_backend
-from noiseppo.backends.base import resolve_guidance
-from noiseppo.configs.presets import resolve
-from noiseppo.evaluation.paired import paired_bootstrap
-from noiseppo.policy import load_policy
-from noiseppo.prompts import load_prompts
-from noiseppo.rewards import get_reward
-from noiseppo.sampling.render import RenderSpec
-from noiseppo.sampling.render_and_score import score_side
-from noiseppo.storage.checkpoint import has_state
-from noiseppo.training.trainer import train
 
 # The previous default's policy and estimator, spelled out (the dataclass defaults have moved on).
 OLD = {"query_std": 0.02, "readout": "shared", "advantages": "zscore"}
@@ -118,6 +105,15 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 def evaluate(run: Path, prompts: list[str], seeds: int) -> dict[str, float]:
     """Correct-rate of policy samples against standard noise, paired by seed, with a 95% CI."""
+    from noiseppo.backends import get_backend
+    from noiseppo.backends.base import resolve_guidance
+    from noiseppo.configs.presets import resolve
+    from noiseppo.evaluation.paired import paired_bootstrap
+    from noiseppo.policy import load_policy
+    from noiseppo.rewards import get_reward
+    from noiseppo.sampling.render import RenderSpec
+    from noiseppo.sampling.render_and_score import score_side
+
     cfg = resolve(config_file=str(run / "config.yaml"))
     backend = get_backend(cfg.backend, cfg.model or None, cfg.scheduler, cfg.device, cfg.dtype)
     guidance = resolve_guidance(backend, cfg.guidance)  # guidance 0 stays 0
@@ -138,6 +134,11 @@ def evaluate(run: Path, prompts: list[str], seeds: int) -> dict[str, float]:
 
 
 def run_variant(name: str, overrides: dict, out: Path, threads: int, seeds: int, train_seed: int) -> dict:
+    from noiseppo.configs.presets import resolve
+    from noiseppo.prompts import load_prompts
+    from noiseppo.storage.checkpoint import has_state
+    from noiseppo.training.trainer import train
+
     run = out / name if train_seed == 0 else out / f"{name}-seed{train_seed}"
     # No periodic held-out evaluation unless the variant asks for one (a learning curve).
     settings = {"eval_every": 0, "eval_prompts": "", **overrides, "seed": train_seed, "threads": threads}
@@ -173,6 +174,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4, help="evaluation seeds per prompt")
     ap.add_argument("--train-seed", type=int, default=0)
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
     torch.set_num_threads(args.threads)
     names = args.only.split(",") if args.only else list(VARIANTS)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from noiseppo.backends import get_backend
-from noiseppo.prompts import load_prompts
-from noiseppo.sampling.render import RenderSpec, sample
-from noiseppo.shapes.render import render_scene
-from noiseppo.shapes.verifier import verify
+if TYPE_CHECKING:
+    import torch
 
 
 def layout_map(prompt: str, grid: int, size: int) -> torch.Tensor:
+    import torch
+    import torch.nn.functional as F
+
+    from noiseppo.shapes.render import render_scene
+
     image = np.array(render_scene(prompt, 7)[0], dtype=np.float32) / 127.5 - 1.0
     x = torch.from_numpy(image).permute(2, 0, 1)[None]
     x = F.interpolate(F.adaptive_avg_pool2d(x, grid), size=size, mode="bilinear", align_corners=False)
@@ -42,6 +43,12 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=8)
     ap.add_argument("--betas", default="0,0.3,0.6,1.0")
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
+    from noiseppo.backends import get_backend
+    from noiseppo.prompts import load_prompts
+    from noiseppo.sampling.render import RenderSpec, sample
+    from noiseppo.shapes.verifier import verify
 
     backend = get_backend("shapes", None, "ddim")
     prompts = load_prompts("shapes-test")

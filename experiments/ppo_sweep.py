@@ -20,10 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from noiseppo.configs.presets import resolve
-from noiseppo.storage.checkpoint import has_state
-from noiseppo.training.trainer import train
-
 VARIANTS: dict[str, dict[str, object]] = {
     "sum-lr3e-4": {"logprob": "sum", "lr": 3e-4, "target_kl": 0.001},
     "mean-lr3e-5-nostop": {"logprob": "mean", "lr": 3e-5, "target_kl": 0.0},
@@ -48,6 +44,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
+    from noiseppo.configs.presets import resolve  # after the arguments: --help answers at once
+    from noiseppo.storage.checkpoint import has_state
+    from noiseppo.training.trainer import train
 
     names = args.only.split(",") if args.only else list(VARIANTS)
     Path(args.out).mkdir(parents=True, exist_ok=True)

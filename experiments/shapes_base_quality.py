@@ -19,11 +19,6 @@ import time
 
 import numpy as np
 
-from noiseppo.backends import get_backend
-from noiseppo.prompts import load_prompts
-from noiseppo.sampling.render import RenderSpec, sample
-from noiseppo.shapes.verifier import verify
-
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a binomial proportion."""
@@ -43,6 +38,10 @@ def main() -> None:
     ap.add_argument("--prompts", default="shapes-test", help="prompt set or file")
     ap.add_argument("--batch", type=int, default=128, help="images per forward pass")
     args = ap.parse_args()
+    from noiseppo.backends import get_backend  # after the arguments: --help answers at once
+    from noiseppo.prompts import load_prompts
+    from noiseppo.sampling.render import RenderSpec, sample
+    from noiseppo.shapes.verifier import verify
 
     prompts = load_prompts(args.prompts)
     results = []

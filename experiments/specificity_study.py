@@ -25,24 +25,13 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from noiseppo.backends import get_backend
-from noiseppo.backends.base import resolve_guidance
-from noiseppo.configs.presets import resolve
-from noiseppo.configs.train import TrainConfig
-from noiseppo.evaluation.evaluate import diversity
-from noiseppo.evaluation.paired import paired_bootstrap
-from noiseppo.evaluation.specificity import controls, specificity_row
-from noiseppo.policy import NoisePolicy, load_policy
-from noiseppo.prompts import load_prompts
-from noiseppo.rewards import get_reward
-from noiseppo.sampling.render import RenderSpec
-from noiseppo.sampling.render_and_score import score_side
-from noiseppo.storage.checkpoint import has_state
-from noiseppo.training.trainer import train
+if TYPE_CHECKING:
+    from noiseppo.configs.train import TrainConfig
+    from noiseppo.policy import NoisePolicy
 
 SHARED = {"shared_noise": True}
 VARIANTS: dict[str, dict[str, object]] = {
@@ -68,6 +57,15 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 def evaluate(policy: NoisePolicy, cfg: TrainConfig, prompts: list[str], seeds: int) -> dict:
     """Δ correct, own - other, own - mirror and diversity of ``policy`` (trained with ``cfg``) on ``prompts``."""
+    from noiseppo.backends import get_backend
+    from noiseppo.backends.base import resolve_guidance
+    from noiseppo.evaluation.evaluate import diversity
+    from noiseppo.evaluation.paired import paired_bootstrap
+    from noiseppo.evaluation.specificity import controls, specificity_row
+    from noiseppo.rewards import get_reward
+    from noiseppo.sampling.render import RenderSpec
+    from noiseppo.sampling.render_and_score import score_side
+
     backend = get_backend(cfg.backend, cfg.model or None, cfg.scheduler, cfg.device, cfg.dtype)
     guidance = resolve_guidance(backend, cfg.guidance)  # guidance 0 stays 0
     reward = get_reward(cfg.reward)
@@ -97,6 +95,12 @@ def evaluate(policy: NoisePolicy, cfg: TrainConfig, prompts: list[str], seeds: i
 
 
 def run_variant(name: str, overrides: dict, out: Path, threads: int, seeds: int, train_seeds: int, seed: int) -> dict:
+    from noiseppo.configs.presets import resolve
+    from noiseppo.policy import load_policy
+    from noiseppo.prompts import load_prompts
+    from noiseppo.storage.checkpoint import has_state
+    from noiseppo.training.trainer import train
+
     run = out / name if seed == 0 else out / f"{name}-seed{seed}"
     settings = {"eval_every": 0, "eval_prompts": "", **overrides, "seed": seed, "threads": threads}
     config = resolve(overrides=[f"{k}={v}" for k, v in settings.items()])
@@ -122,6 +126,10 @@ def run_variant(name: str, overrides: dict, out: Path, threads: int, seeds: int,
 def stopped_row(name: str, out: Path, seeds: int, train_seeds: int) -> dict:
     """A variant whose run was stopped before its last iteration, evaluated as it stands (its
     ``policy/`` is the last checkpoint's), not trained further."""
+    from noiseppo.configs.presets import resolve
+    from noiseppo.policy import load_policy
+    from noiseppo.prompts import load_prompts
+
     run = out / name
     config = resolve(config_file=str(run / "config.yaml"))
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -138,6 +146,10 @@ def stopped_row(name: str, out: Path, seeds: int, train_seeds: int) -> dict:
 
 def shipped_row(name: str, seeds: int, train_seeds: int) -> dict:
     """A shipped policy (trained by the preset it names, as its model card says), evaluated as a variant."""
+    from noiseppo.configs.presets import resolve
+    from noiseppo.policy import load_policy
+    from noiseppo.prompts import load_prompts
+
     config = resolve()
     policy = load_policy(name)
     result: dict = {"variant": name, "train_seed": 0, "overrides": {}, "shipped": True}
@@ -155,6 +167,8 @@ def main() -> None:
     ap.add_argument("--train-seeds", type=int, default=2, help="evaluation seeds per training prompt")
     ap.add_argument("--train-seed", type=int, default=0)
     args = ap.parse_args()
+    import torch  # after the arguments: --help answers at once
+
     torch.set_num_threads(args.threads)
     names = args.only.split(",") if args.only else list(VARIANTS)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -23,16 +23,6 @@ from pathlib import Path
 
 import yaml
 
-from noiseppo.configs.presets import resolve
-from noiseppo.evaluation.evaluate import evaluate_steps, format_table, summarise, write_eval
-from noiseppo.policy import SHIPPED_POLICIES, load_policy
-from noiseppo.prompts import load_prompts
-from noiseppo.rewards import get_reward
-from noiseppo.sampling.render import RenderSpec
-from noiseppo.storage.checkpoint import has_state, latest_step
-from noiseppo.storage.files import replaced_folder
-from noiseppo.training.trainer import Trainer, train
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -43,6 +33,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--ship", action="store_true", help="copy the policies into src/noiseppo/weights/policies")
     args = ap.parse_args()
+    from noiseppo.configs.presets import resolve  # after the arguments: --help answers at once
+    from noiseppo.evaluation.evaluate import evaluate_steps, format_table, summarise, write_eval
+    from noiseppo.policy import load_policy
+    from noiseppo.prompts import load_prompts
+    from noiseppo.rewards import get_reward
+    from noiseppo.sampling.render import RenderSpec
+    from noiseppo.storage.checkpoint import has_state
+    from noiseppo.storage.files import replaced_folder
+    from noiseppo.training.trainer import Trainer, train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,11 +86,16 @@ def main() -> None:
 
 
 def _iteration(run: Path) -> int:
+    from noiseppo.storage.checkpoint import latest_step
+
     return latest_step(run / "checkpoint") or 0
 
 
 def ship(run: Path, steps: int, args: argparse.Namespace) -> None:
     """Copy a run's policy into the package, with its training config and a one-line description."""
+    from noiseppo.policy import SHIPPED_POLICIES
+    from noiseppo.storage.files import replaced_folder
+
     target = SHIPPED_POLICIES / f"shapes-steps{steps}"
     with replaced_folder(target) as tmp:
         for f in (run / "policy").iterdir():

@@ -149,7 +149,7 @@ def test_the_plug_in_gives_a_real_pipeline_the_policys_latents(backend: Diffuser
 
     # Trained (a random head), with seeds: the latents and images of training and `noiseppo sample`.
     torch.manual_seed(0)
-    policy = NoisePolicy.for_backend(backend)
+    policy = NoisePolicy.for_backend(backend, readout="shared")
     torch.nn.init.normal_(policy.head.weight, std=0.5)
     latents = policy.latents_for(pipe, PROMPTS, seeds=[0, 1, 2])
     expected = latents_for_seeds(policy, backend, PROMPTS, [0, 1, 2])

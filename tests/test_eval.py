@@ -22,7 +22,7 @@ def run(tmp_path_factory) -> Path:
     """A run folder as ``noiseppo train`` leaves it, with a hand-set policy."""
     folder = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    policy = NoisePolicy(latent_shape=(3, 32, 32))
+    policy = NoisePolicy(latent_shape=(3, 32, 32), readout="shared")  # one bias for every cell
     with torch.no_grad():
         policy.head.bias.copy_(torch.tensor([0.4, -0.2, 0.1]))
     policy.save_pretrained(folder / "policy")

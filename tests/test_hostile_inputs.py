@@ -35,7 +35,8 @@ from noiseppo.cli import main
 from noiseppo.configs.presets import resolve
 from noiseppo.policy import NoisePolicy, load_policy
 from noiseppo.rewards import REWARDS, get_reward
-from noiseppo.rewards.http import TOKEN_ENV, make_server
+from noiseppo.rewards.http import TOKEN_ENV
+from noiseppo.rewards.server import make_server
 from noiseppo.storage.checkpoint import load_state
 from noiseppo.storage.safe_load import WEIGHTS_NAME
 from servers import serving

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from noiseppo.backends import get_backend
+from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.policy import (
     NoisePolicy,
@@ -30,12 +33,17 @@ def backend():
     return get_backend("shapes", None, "ddim")
 
 
+READOUT_PARAMETERS = ("head", "cell_weight", "cell_bias", "token_map")
+"""The parameters of the three readouts (shared, cell, token), which start at zero."""
+
+
 def randomised(policy: NoisePolicy, seed: int = 0) -> NoisePolicy:
-    """The same policy with its zero head replaced by random weights, so μ and σ vary."""
+    """The same policy with its zero readout, whichever it has, replaced by random weights, so μ and σ vary."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        policy.head.weight.copy_(torch.randn(policy.head.weight.shape, generator=g) * 0.3)
-        policy.head.bias.copy_(torch.randn(policy.head.bias.shape, generator=g) * 0.3)
+        for name, p in policy.named_parameters():
+            if name.split(".")[0] in READOUT_PARAMETERS:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
     return policy
 
 
@@ -127,7 +135,8 @@ def test_preserve_variance_keeps_the_latent_energy_of_the_prior(backend) -> None
     eps = standard_noise(backend.latent_shape, [1, 2, 3])
     cond = backend.encode(PROMPTS)
     assert torch.equal(plain.noise_to_latents()(cond, eps), eps), "still exactly N(0, I) when untrained"
-    policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True, preserve_variance=True))
+    shared = NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True, preserve_variance=True, readout="shared")
+    policy = randomised(shared)
     with torch.no_grad():
         policy.head.bias[:3] += 2.0  # a large mean, which would otherwise inflate ‖z‖
         mean, log_sigma = policy(cond)
@@ -218,3 +227,37 @@ def test_token_states_and_pooled_vector_have_widths_of_their_own(backend) -> Non
     assert torch.equal(policy.noise_to_latents()(cond, eps), eps)
     with pytest.raises(UserError, match="pooled vectors 24 wide; backend 'shapes' has .* pooled vectors 64 wide$"):
         check_policy(policy, backend)
+
+
+def test_the_policy_and_the_training_config_agree_on_every_default() -> None:
+    """A policy built in Python is the one ``noiseppo train`` builds: every option the two share has
+    one default."""
+    policy = {k: p.default for k, p in inspect.signature(NoisePolicy.__init__).parameters.items() if k != "self"}
+    config = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    shared = policy.keys() & config.keys()
+    assert {"grid", "width", "readout", "query_std", "feature_mlp", "learn_sigma", "prompt_blind"} <= shared
+    assert {k: policy[k] for k in shared} == {k: config[k] for k in shared}
+    assert (NoisePolicy().config.readout, NoisePolicy().config.query_std) == (TrainConfig().readout, 1.0)
+
+
+def test_a_policy_saved_before_the_readout_option_loads_as_it_was(tmp_path: Path, backend) -> None:
+    """A config.json without ``readout`` and ``query_std`` (saved before they existed) loads with
+    the values it was built with, the shared readout and queries of std 0.02, not today's defaults;
+    saved again, it says so."""
+    policy = randomised(NoisePolicy(latent_shape=backend.latent_shape, readout="shared", query_std=0.02))
+    policy.save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in config.items() if k not in ("readout", "query_std")}))
+    loaded = load_policy(tmp_path / "old")
+    assert (loaded.config.readout, loaded.config.query_std) == ("shared", 0.02)
+    cond = backend.encode(PROMPTS)
+    for a, b in zip(policy(cond), loaded(cond), strict=True):
+        assert torch.equal(a, b)
+    loaded.save_pretrained(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert (again["readout"], again["query_std"]) == ("shared", 0.02)
+    # A config that names them keeps them: the old values only fill a gap.
+    NoisePolicy(latent_shape=backend.latent_shape).save_pretrained(tmp_path / "new")
+    new = load_policy(tmp_path / "new").config
+    assert (new.readout, new.query_std) == ("cell", 1.0)

@@ -36,7 +36,7 @@ def test_clipped_surrogate_clips_exactly_where_ppo_says() -> None:
 def test_first_minibatch_has_ratio_one_and_no_clipping(logprob: str) -> None:
     backend = get_backend("shapes", None, "ddim")
     torch.manual_seed(0)
-    policy = NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True)
+    policy = NoisePolicy(latent_shape=backend.latent_shape, learn_sigma=True, readout="shared")
     with torch.no_grad():  # a non-zero starting policy, so ratio 1 is not trivial
         policy.head.weight.normal_(0, 0.2)
     prompts = ["a red circle", "a blue square"] * 4

@@ -35,20 +35,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from noiseppo.cli import build_parser
 from noiseppo.configs.presets import resolve
 from noiseppo.errors import UserError
 from noiseppo.rewards import get_reward
-from noiseppo.rewards.http import (
-    DEFAULT_MAX_BODY_MB,
-    DEFAULT_QUEUE_TIMEOUT,
-    DEFAULT_READ_TIMEOUT,
-    TOKEN_ENV,
-    HttpReward,
-    RewardServer,
-    make_server,
-)
+from noiseppo.rewards.http import TOKEN_ENV, HttpReward
 from noiseppo.rewards.scoring import score_batch
+from noiseppo.rewards.server import RewardServer, make_server
 from noiseppo.shapes.render import render_scene
 from noiseppo.storage.checkpoint import load_state
 from noiseppo.training.trainer import train
@@ -339,15 +331,6 @@ def test_the_table_documents_exactly_these_requests() -> None:
         message = re.findall(r"`([^`]*)`", rows[name][3])
         assert message and case.message in message[0], (name, rows[name][3])
         assert rows[name][2] == str(case.status), name
-
-
-def test_the_cli_defaults_are_the_server_s() -> None:
-    args = build_parser().parse_args(["reward-server", "--reward", "shapes"])
-    assert (args.max_body_mb, args.read_timeout, args.queue_timeout) == (
-        DEFAULT_MAX_BODY_MB,
-        DEFAULT_READ_TIMEOUT,
-        DEFAULT_QUEUE_TIMEOUT,
-    )
 
 
 # -- the token

@@ -22,9 +22,10 @@ from PIL import Image
 from noiseppo.errors import UserError
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.extras import INSTALL
-from noiseppo.rewards.http import HttpReward, make_server
+from noiseppo.rewards.http import HttpReward
 from noiseppo.rewards.jpeg import QUALITY
 from noiseppo.rewards.scoring import score_batch
+from noiseppo.rewards.server import make_server
 from noiseppo.shapes.render import render_scene
 from servers import server_process, serving
 

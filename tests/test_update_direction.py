@@ -51,7 +51,7 @@ def _log_prob(policy: NoisePolicy, rollout: Rollout, logprob: str) -> torch.Tens
 @pytest.mark.parametrize("query_std", [0.02, 1.0])
 def test_positive_advantage_gains_probability_and_pulls_the_mean(backend, logprob: str, query_std: float) -> None:
     torch.manual_seed(0)
-    policy = NoisePolicy(latent_shape=backend.latent_shape, query_std=query_std)
+    policy = NoisePolicy(latent_shape=backend.latent_shape, query_std=query_std, readout="shared")
     with torch.no_grad():  # a trained-looking policy: every layer gets a gradient
         policy.head.weight.normal_(0, 0.05)
     # The first prompt has one good sample (+1), the second one bad sample (-1); the rest are neutral.
@@ -73,7 +73,7 @@ def test_positive_advantage_gains_probability_and_pulls_the_mean(backend, logpro
 
 def test_kl_penalty_pulls_the_mean_toward_zero(backend) -> None:
     torch.manual_seed(0)
-    policy = NoisePolicy(latent_shape=backend.latent_shape, query_std=1.0)
+    policy = NoisePolicy(latent_shape=backend.latent_shape, query_std=1.0, readout="shared")
     with torch.no_grad():  # a policy away from N(0, I)
         policy.head.weight.normal_(0, 0.2)
         policy.head.bias.fill_(0.3)
@@ -87,7 +87,7 @@ def test_kl_penalty_pulls_the_mean_toward_zero(backend) -> None:
     assert after < 0.9 * before, (before, after)
 
     # Without the penalty and without advantages, nothing moves.
-    still = NoisePolicy(latent_shape=backend.latent_shape, query_std=1.0)
+    still = NoisePolicy(latent_shape=backend.latent_shape, query_std=1.0, readout="shared")
     still.load_state_dict(policy.state_dict())
     config = TrainConfig(logprob="mean", epochs=2, minibatch=8, lr=1e-3, target_kl=0.0, kl_coef=0.0)
     rollout = _rollout(still, backend, torch.zeros(8), "mean")

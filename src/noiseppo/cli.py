@@ -495,7 +495,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reward_server(args: argparse.Namespace) -> int:
     from noiseppo.rewards import get_reward
-    from noiseppo.rewards.http import TOKEN_ENV, checked_token, is_loopback, make_server, redacted
+    from noiseppo.rewards.base import redacted
+    from noiseppo.rewards.http import TOKEN_ENV, checked_token
+    from noiseppo.rewards.server import is_loopback, make_server
 
     # Checked before the reward loads (seconds for a large model), and never printed.
     token = checked_token(args.token, "--token")
@@ -544,7 +546,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from noiseppo.configs.train import TrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
     from noiseppo.rewards import get_reward
-    from noiseppo.rewards.http import redacted
+    from noiseppo.rewards.base import redacted
     from noiseppo.storage.files import new_output_dir
 
     config = dataclass_from_args(SearchConfig, args)
@@ -862,6 +864,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=_int_at_least(0), help="seed of the run")
     tr.set_defaults(func=cmd_train)
 
+    from noiseppo.rewards import server as reward_server
+
     serve = sub.add_parser(
         "reward-server",
         help="serve a reward over HTTP (the protocol of noiseppo.rewards.http)",
@@ -879,19 +883,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body-mb",
         type=_positive_number,
-        default=64.0,
+        default=reward_server.DEFAULT_MAX_BODY_MB,
         help="largest request body in MiB (default %(default)g; 413 beyond)",
     )
     serve.add_argument(
         "--read-timeout",
         type=_positive_number,
-        default=30.0,
+        default=reward_server.DEFAULT_READ_TIMEOUT,
         help="seconds a client has to send its whole request (default %(default)g; 408 beyond)",
     )
     serve.add_argument(
         "--queue-timeout",
         type=_positive_number,
-        default=30.0,
+        default=reward_server.DEFAULT_QUEUE_TIMEOUT,
         help="seconds a request waits for the reward model while others are scored (default %(default)g; 503 beyond, "
         "which the client retries)",
     )

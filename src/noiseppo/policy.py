@@ -6,9 +6,9 @@ the backend's latent shape. Learned queries, one per cell of a ``grid`` x ``grid
 attend to the prompt's tokens; a linear readout turns each cell into per-channel values,
 which are upsampled bilinearly to the latent resolution. So the policy expresses
 layout ("something red on the left") at little cost, and its output is smooth. The readout
-is one map shared by every cell (``readout="shared"``, the class default, which policies
-saved before the option existed load as) or one map and bias per cell (``"cell"``, what
-``noiseppo train`` uses by default: docs/noise_ppo.md, "Making the policy learn").
+is one map and bias per cell (``readout="cell"``, the default, as for ``noiseppo train``:
+docs/noise_ppo.md, "Making the policy learn") or one map shared by every cell (``"shared"``,
+which policies saved before the option existed load as: ``SAVED_BEFORE_OPTIONS``).
 
 The readout starts at zero: an untrained policy has μ = 0 and σ = 1 exactly, so its
 latents ``μ + σ ⊙ ε`` are bit for bit the standard Gaussian noise ``ε`` of the same seed.
@@ -59,6 +59,11 @@ POLICY_FIELDS = (
 """The ``TrainConfig`` fields that say which policy ``noiseppo train`` builds (``NoisePolicy.for_config``)."""
 CONDITIONING_WIDTH = 64
 """The default width of both token states and pooled vector: the Shapes text encoder's."""
+SAVED_BEFORE_OPTIONS = {"readout": "shared", "query_std": 0.02}
+"""What a policy saved before these options existed was built with. Its config.json lacks the
+keys, and diffusers fills a missing key with the constructor's default, which is now
+``TrainConfig``'s ("cell", 1.0): ``from_config`` fills these in first, so an old policy loads as
+what it was."""
 
 
 class NoisePolicy(ModelMixin, ConfigMixin):
@@ -78,8 +83,8 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         learn_sigma: bool = False,
         log_sigma_max: float = 0.5,
         preserve_variance: bool = False,
-        query_std: float = 0.02,
-        readout: str = "shared",
+        query_std: float = 1.0,
+        readout: str = "cell",
         feature_mlp: bool = True,
         prompt_blind: bool = False,
         cond_dim: int | None = None,
@@ -161,6 +166,16 @@ class NoisePolicy(ModelMixin, ConfigMixin):
         """What the policy was made for: its latent shape, and the widths of the token states and
         pooled vector it reads (``backends.base.check_compatible`` holds them against a model's)."""
         return self.latent_shape, self.config.token_dim, self.config.pooled_dim
+
+    @classmethod
+    def from_config(
+        cls, config: dict | None = None, return_unused_kwargs: bool = False, **kwargs
+    ) -> NoisePolicy | tuple[NoisePolicy, dict]:
+        """diffusers' ``from_config`` (which ``load_pretrained`` and ``from_pretrained`` call), with a
+        saved config's missing ``SAVED_BEFORE_OPTIONS`` keys read as they were meant."""
+        if isinstance(config, dict):
+            config = {**SAVED_BEFORE_OPTIONS, **config}
+        return super().from_config(config, return_unused_kwargs, **kwargs)
 
     @classmethod
     def for_backend(cls, backend: Backend, **config) -> NoisePolicy:

@@ -319,7 +319,7 @@ class RunPage:
 def _config_rows(config) -> list[ConfigRow]:
     from noiseppo.configs.train import TrainConfig
     from noiseppo.dataclass_args import field_docs
-    from noiseppo.rewards.http import redacted
+    from noiseppo.rewards.base import redacted
 
     docs, default = field_docs(TrainConfig), TrainConfig()
     rows = []
@@ -485,7 +485,7 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
     from noiseppo.backends.base import resolve_guidance
     from noiseppo.configs.presets import resolve
     from noiseppo.configs.schedule import batch_arithmetic
-    from noiseppo.rewards.http import redacted
+    from noiseppo.rewards.base import redacted
 
     config = resolve(config_file=str(run / "config.yaml"))
     rows, bad = read_rows(run / "metrics.jsonl")
@@ -562,7 +562,7 @@ class EvalPage:
 
 
 def eval_page(folder: Path) -> EvalPage:
-    from noiseppo.rewards.http import redacted
+    from noiseppo.rewards.base import redacted
 
     try:
         data = json.loads((folder / "eval.json").read_text())
@@ -595,7 +595,7 @@ class ComparePage:
 def compare_page(folder: Path) -> ComparePage:
     """The baselines of a ``noiseppo compare`` run: every method's score with its interval and
     its paired difference to standard noise, what it cost, and compare.png."""
-    from noiseppo.rewards.http import redacted
+    from noiseppo.rewards.base import redacted
 
     try:
         data = json.loads((folder / "compare.json").read_text())

@@ -50,7 +50,7 @@ from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.prompts import load_prompts, prompt_groups
 from noiseppo.report import page as report
 from noiseppo.rewards import get_reward
-from noiseppo.rewards.http import redacted
+from noiseppo.rewards.base import redacted
 from noiseppo.rewards.scoring import reward_phase
 from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
 from noiseppo.sampling.render_and_score import score_chunks, score_side
