@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 
 from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend
 from noiseppo.baselines.best_of_n import candidate_seed, render_candidates
-from noiseppo.baselines.compare import OPTIONAL_ROW_KEYS, ROW_KEYS, TOP_KEYS
 from noiseppo.baselines.ddpo import ddim_step_with_logprob, step_std
 from noiseppo.baselines.search import mean_latents_fn, search
+from noiseppo.comparison.schema import OPTIONAL_ROW_KEYS, ROW_KEYS, TOP_KEYS
 from noiseppo.configs.baselines import SearchConfig
 from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, sample
