@@ -4,6 +4,8 @@ function from a file and free-text prompts, every method through the real CLI.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,7 @@ def test_compare_on_a_tiny_sd_pipeline_with_a_function_reward_and_free_text_prom
     assert done.returncode == 0, done.stderr
     body = json.loads((out / "compare.json").read_text())
     assert body["metric"] == "reward" and body["reward"] == reward and body["pairs"] == 4
+    assert (body["backend"], body["model"]) == ("diffusers", str(sd))
     assert [r["method"] for r in body["rows"]] == methods.split(",")
     rows = {r["method"]: r for r in body["rows"]}
     assert all(r["n"] == 4 for r in rows.values())
@@ -60,7 +63,7 @@ def test_compare_on_a_tiny_sd_pipeline_with_a_function_reward_and_free_text_prom
     assert rows["ddpo@1"]["weights_change"] and rows["ddpo@1"]["renders_train"] == 8
     assert (out / "ddpo" / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert body["curves"]["noise-ppo"][-1]["iteration"] == 2 and "eval_reward" in body["curves"]["noise-ppo"][-1]
-    assert "held-out reward at 2 steps" in done.stdout
+    assert "held-out reward at 2 steps" in done.stdout and "| yes (LoRA) |" in done.stdout
 
     # policy:RUN, the run trained above, through --prompts: the same images, the same figures.
     again = tmp_path / "again"
@@ -71,3 +74,29 @@ def test_compare_on_a_tiny_sd_pipeline_with_a_function_reward_and_free_text_prom
     saved = json.loads((again / "compare.json").read_text())["rows"][1]
     for key in ("reward", "delta", "own_minus_other", "reward_ci95_low", "reward_ci95_high"):
         assert saved[key] == rows["noise-ppo"][key], key
+
+
+SD3_DDPO = ["--methods", "standard,ddpo", "--backend", "sd3", "--model", "m", "--prompts", "animals"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([*SD3_DDPO, "--reward", "jpeg_compressibility"],
+         "--methods: 'ddpo' runs on --backend shapes and diffusers, not sd3: "),
+        (["--methods", "standard", "--backend", "flux", "--model", "m", "--prompts", "animals"],
+         "--backend flux: give the reward, --reward NAME (or module:function)"),
+        (["--methods", "standard", "eval_seeds=2", "--seeds", "3"],
+         "'eval_seeds=2': give the seeds once, as --seeds or as eval_seeds="),
+    ],
+)  # fmt: skip
+def test_compare_mistakes_are_answered_before_torch_loads(args: list[str], message: str, tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom noiseppo.cli import main\n"
+        f"code = main(['compare', *{args!r}, '--out', 'out'])\n"
+        "print('TORCH', code, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.stdout.splitlines()[-1] == "TORCH 2 False", (result.stdout[-500:], result.stderr[-500:])
+    assert result.stderr.startswith(f"noiseppo: error: {message}") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()

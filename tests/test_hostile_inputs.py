@@ -791,7 +791,8 @@ CASES: dict[str, Case] = {
     "compare with a shipped Shapes policy on a pipeline": Case(
         ["compare", "--methods", "standard,policy:shapes-steps4", "--backend", "diffusers"]
         + ["--model", "{w}/sd/pipeline", *SHORT_PROMPTS],
-        "policy:",
+        "--methods: 'policy:shapes-steps4': the policy is for latents of shape (3, 32, 32), token states 64 wide "
+        "and pooled vectors 64 wide; backend 'diffusers' has latents of shape (4, 8, 8)",
         sd_model("sd"),
     ),
     "ddpo on a flow-matching backend": Case(

@@ -372,6 +372,8 @@ def run_compare(config: CompareConfig, out: Path, say: Callable[[str], None] = p
         "search_curve": run.search_points,
         "curves": run.curves,
     }
+    if config.backend != "shapes":  # what was compared (a Shapes run's keys stay as they were)
+        body.update(backend=config.backend, model=config.model)
     body["against_best_of_n"] = against_best_of_n(run.rows, run.per_image, run.clusters, resamples, metric)
     body["against_ddpo"] = against_ddpo(run.curves, run.rows, metric)
     (out / "compare.json").write_text(json.dumps(body, indent=1))

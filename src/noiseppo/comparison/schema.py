@@ -37,6 +37,8 @@ TOP_KEYS = (
     "against_ddpo",
 )
 """The keys of compare.json (docs/baselines.md documents each)."""
+OPTIONAL_TOP_KEYS = ("backend", "model")
+"""Keys a run on another backend than shapes adds: the backend and the model it compared on."""
 ROW_KEYS = (
     "method",
     "renders_train",

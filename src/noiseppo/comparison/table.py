@@ -22,7 +22,8 @@ def format_table(body: dict) -> str:
         m = body["metric"]
         correct = f"{r[m]:.3f} [{r[m + '_ci95_low']:.3f}, {r[m + '_ci95_high']:.3f}]"
         delta = f"{r['delta']:+.3f} [{r['delta_ci95_low']:+.3f}, {r['delta_ci95_high']:+.3f}]"
-        weights = "yes (a copy)" if r["weights_change"] else "no"
+        tuned = "yes (a copy)" if body.get("backend", "shapes") == "shapes" else "yes (LoRA)"  # DDPO's weights
+        weights = tuned if r["weights_change"] else "no"
         lines.append(
             f"| {r['method']} | {r['renders_train']:,} | {cost} | {r['train_wall_s']:.0f} s | {rss} | {correct} "
             f"| {delta} | {control(r, 'other')} | {control(r, 'mirror')} | {weights} |"
