@@ -617,11 +617,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from noiseppo.comparison.config import compare_config, prepare
     from noiseppo.storage.files import new_output_dir
 
+    given = vars(args)  # the flags left out are None: CompareConfig's defaults
     try:
-        curve = tuple(int(b) for b in args.search_curve.split(",")) if args.search_curve else ()
+        if args.search_curve is not None:
+            given["search_curve"] = tuple(int(b) for b in args.search_curve.split(",")) if args.search_curve else ()
     except ValueError:
         raise UserError(f"--search-curve: expected comma-separated whole numbers, got '{args.search_curve}'") from None
-    config = compare_config({**vars(args), "search_curve": curve}, args.overrides)
+    config = compare_config(given, args.overrides)
     prepare(config)  # a bad method, key, prompt file or reward name: refused before torch loads
     from noiseppo.comparison.runner import run_compare
     from noiseppo.comparison.table import format_table
@@ -946,10 +948,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--prompts", help="held-out prompts: a prompt set or a file")
     cmp.add_argument("--seeds", type=_int_at_least(1), help="images per prompt (paired across methods)")
-    cmp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (pairs with noiseppo sample)")
+    cmp.add_argument("--seed", type=_int_at_least(0), help="base seed (pairs with noiseppo sample)")
     cmp.add_argument("--steps", type=_int_at_least(1), help="sampling steps of the frozen model")
     cmp.add_argument("--reward", help="the reward every method optimises and picks with")
-    cmp.add_argument("--preset", default="shapes", help="the Noise PPO preset (and DDPO's budget)")
+    cmp.add_argument("--preset", help="the Noise PPO preset (and DDPO's budget)")
     cmp.add_argument(
         "--backend",
         help="shapes (default), diffusers, sd3 or flux: the frozen model every method runs on; another backend than "
@@ -964,13 +966,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(0),
         help="Noise PPO's iterations, and plain ddpo's (0: the preset's; a smaller budget for a short run)",
     )
-    cmp.add_argument(
-        "--search-curve", default="32,64,128,256,512", help="renders per prompt at which search is also evaluated"
-    )
-    cmp.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
-    cmp.add_argument(
-        "--golden-noises", type=_int_at_least(1), default=64, help="shared noises golden-top-K chooses its K from"
-    )
+    cmp.add_argument("--search-curve", help="renders per prompt at which search is also evaluated")
+    cmp.add_argument("--bootstrap", type=_int_at_least(100), help="bootstrap resamples")
+    cmp.add_argument("--golden-noises", type=_int_at_least(1), help="shared noises golden-top-K chooses its K from")
     cmp.add_argument(
         "overrides",
         nargs="*",
