@@ -3,6 +3,7 @@ function from a file and free-text prompts, every method through the real CLI.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import torch
 
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import resolve_guidance
+from noiseppo.comparison.config import CompareConfig, compare_config
 from noiseppo.comparison.methods import KINDS
 from noiseppo.comparison.runner import Comparison
+from noiseppo.dataclass_args import field_docs
 from noiseppo.sampling.seeds import sample_seed, standard_noise
 from tiny_models import tiny_sd_pipeline
 
@@ -24,6 +27,12 @@ REWARD = "def brightness(images, prompts):\n    return images.mean(dim=(1, 2, 3)
 
 def test_each_kind_of_method_names_a_runner() -> None:
     assert all(callable(getattr(Comparison, kind.runner, None)) for kind in KINDS.values())
+
+
+def test_every_compare_setting_has_a_docstring_and_an_override_sets_its_field() -> None:
+    assert set(field_docs(CompareConfig)) == {f.name for f in dataclasses.fields(CompareConfig)}
+    config = compare_config({"methods": "standard", "seeds": None}, ["eval_seeds=3", "eval_prompts=a.txt", "lr=0.1"])
+    assert (config.seeds, config.prompts, config.overrides) == (3, "a.txt", ("lr=0.1",))
 
 
 def test_compare_on_a_tiny_sd_pipeline_with_a_function_reward_and_free_text_prompts(noiseppo, tmp_path: Path) -> None:
