@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from noiseppo.baselines.memory import PeakRSS
+from noiseppo.memory import PeakRSS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

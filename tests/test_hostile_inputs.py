@@ -754,10 +754,47 @@ CASES: dict[str, Case] = {
         "--methods: unknown method 'best-of-four' (known: standard, best-of-N, search@B, noise-ppo, ",
     ),
     # -- noiseppo ddpo --backend diffusers (LoRA on a StableDiffusionPipeline's U-Net)
-    "compare on a diffusers pipeline": Case(
-        ["compare", "--methods", "standard,ddpo", "--backend", "diffusers"],
-        "compare runs on the embedded Shapes model, not --backend diffusers: for DDPO on a diffusers pipeline run "
-        "noiseppo ddpo --backend diffusers, whose held-out pass pairs the LoRA with the base model",
+    # -- noiseppo compare on another backend than shapes (issue 34): the Shapes world's defaults and methods
+    "compare ddpo on a flow-matching model": Case(
+        ["compare", "--methods", "standard,ddpo", "--backend", "flux", "--model", "{w}/model", *SHORT_PROMPTS],
+        "--methods: 'ddpo' runs on --backend shapes and diffusers, not flux: DDPO tunes a copy of the Shapes "
+        "denoiser or LoRA on a Stable Diffusion U-Net, and samples with DDIM's Gaussian steps, which the "
+        "flow-matching models (sd3, flux) do not take",
+    ),
+    "compare on a pipeline without held-out prompts": Case(
+        ["compare", "--methods", "standard", "--backend", "diffusers", "--model", "{w}/m", "--reward", "clip_score"],
+        "--backend diffusers: give the held-out prompts, --prompts FILE (or eval_prompts=)",
+    ),
+    "compare on a pipeline with the Shapes verifier": Case(
+        ["compare", "--methods", "standard", "--backend", "diffusers", "--model", "{w}/m", "--prompts", "animals"],
+        "--backend diffusers: give the reward, --reward NAME (or module:function)",
+    ),
+    "compare on a pipeline scored by the Shapes verifier": Case(
+        ["compare", "--methods", "standard", "--backend", "sd3", "--model", "{w}/m", "--prompts", "animals"]
+        + ["--reward", "shapes-correct"],
+        "--reward shapes-correct is the Shapes verifier, which reads only the embedded Shapes model's images: give "
+        "--backend sd3 a reward of its own (noiseppo list rewards, module:function)",
+    ),
+    "compare training on the preset's Shapes prompts on a pipeline": Case(
+        ["compare", "--methods", "standard,golden-top-2", "--backend", "diffusers", "--model", "{w}/m"]
+        + ["--prompts", "animals", "--reward", "jpeg_compressibility"],
+        "--methods: 'golden-top-2' trains on the preset's prompts 'shapes-train', Shapes prompts: give --backend "
+        "diffusers training prompts of its own, prompts=FILE",
+    ),
+    "compare given its held-out prompts twice": Case(
+        ["compare", "--methods", "standard", "--prompts", "animals", "eval_prompts=counting"],
+        "'eval_prompts=counting': give the prompts once, as --prompts or as eval_prompts=",
+    ),
+    "compare with a mistyped preset key": Case(
+        ["compare", "--methods", "standard", "samples_per_promt=2"],
+        "override: unknown config key 'samples_per_promt' (did you mean 'samples_per_prompt'?)",
+    ),
+    "compare with a shipped Shapes policy on a pipeline": Case(
+        ["compare", "--methods", "standard,policy:shapes-steps4", "--backend", "diffusers"]
+        + ["--model", "{w}/sd/pipeline", *SHORT_PROMPTS],
+        "--methods: 'policy:shapes-steps4': the policy is for latents of shape (3, 32, 32), token states 64 wide "
+        "and pooled vectors 64 wide; backend 'diffusers' has latents of shape (4, 8, 8)",
+        sd_model("sd"),
     ),
     "ddpo on a flow-matching backend": Case(
         [*DDPO, "--backend", "flux", "--model", "{w}/model"],

@@ -164,7 +164,7 @@ def test_the_folders_of_src_import_one_way():
 
 
 LAYERS = [  # lowest first, as the README's layout table lists them from the bottom up
-    {"errors", "names", "images", "dataclass_args"},
+    {"errors", "names", "images", "dataclass_args", "memory"},
     {"shapes", "storage"},
     {"prompts"},
     {"backends", "rewards"},
@@ -176,6 +176,7 @@ LAYERS = [  # lowest first, as the README's layout table lists them from the bot
     {"report"},
     {"training"},
     {"baselines"},
+    {"comparison"},
     {"train_shapes", "cli"},
 ]
 """What the folders say: a module imports from its own layer and the layers below, never above

@@ -616,39 +616,22 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from noiseppo.baselines.compare import format_table, parse_methods, run_compare
+    from noiseppo.comparison.config import compare_config, prepare
     from noiseppo.storage.files import new_output_dir
 
-    if args.backend != "shapes":  # its metric is the Shapes verifier's; a pipeline's DDPO evaluates itself
-        raise UserError(
-            f"compare runs on the embedded Shapes model, not --backend {args.backend}: for DDPO on a diffusers "
-            "pipeline run noiseppo ddpo --backend diffusers, whose held-out pass pairs the LoRA with the base model"
-        )
-    methods = parse_methods(args.methods)  # an unknown method: refused before anything runs
-    for m in methods:
-        if m.kind == "golden" and int(m.arg) > args.golden_noises:
-            raise UserError(f"--methods: '{m.name}' picks more noises than --golden-noises {args.golden_noises}")
+    given = vars(args)  # the flags left out are None: CompareConfig's defaults
     try:
-        curve = tuple(int(b) for b in args.search_curve.split(",")) if args.search_curve else ()
+        if args.search_curve is not None:
+            given["search_curve"] = tuple(int(b) for b in args.search_curve.split(",")) if args.search_curve else ()
     except ValueError:
         raise UserError(f"--search-curve: expected comma-separated whole numbers, got '{args.search_curve}'") from None
+    config = compare_config(given, args.overrides)
+    prepare(config)  # a bad method, key, prompt file or reward name: refused before torch loads
+    from noiseppo.comparison.runner import run_compare
+    from noiseppo.comparison.table import format_table
+
     with new_output_dir(args.out) as tmp:
-        body = run_compare(
-            methods,
-            tmp,
-            args.prompts,
-            args.seeds,
-            args.seed,
-            args.steps,
-            args.reward,
-            args.preset,
-            args.threads,
-            args.iterations,
-            curve,
-            args.bootstrap,
-            args.golden_noises,
-            say=lambda line: print(line, file=sys.stderr, flush=True),
-        )
+        body = run_compare(config, tmp, say=lambda line: print(line, file=sys.stderr, flush=True))
     from noiseppo.report.page import REPORT, write_or_warn
 
     if write_or_warn([Path(args.out)], Path(args.out) / REPORT):  # the table and compare.png as a page
@@ -967,31 +950,35 @@ def build_parser() -> argparse.ArgumentParser:
         "(the prompt hidden from the policy), golden-top-K (K noises chosen on the training prompts), policy:NAME, "
         "ddpo, ddpo@ITERATIONS",
     )
-    cmp.add_argument("--prompts", default="shapes-test", help="held-out prompts: a prompt set or a file")
-    cmp.add_argument("--seeds", type=_int_at_least(1), default=4, help="images per prompt (paired across methods)")
-    cmp.add_argument("--seed", type=_int_at_least(0), default=0, help="base seed (pairs with noiseppo sample)")
-    cmp.add_argument("--steps", type=_int_at_least(1), default=4, help="sampling steps of the frozen model")
-    cmp.add_argument("--reward", default="shapes", help="the reward every method optimises and picks with")
-    cmp.add_argument("--preset", default="shapes", help="the Noise PPO preset (and DDPO's budget)")
+    cmp.add_argument("--prompts", help="held-out prompts: a prompt set or a file")
+    cmp.add_argument("--seeds", type=_int_at_least(1), help="images per prompt (paired across methods)")
+    cmp.add_argument("--seed", type=_int_at_least(0), help="base seed (pairs with noiseppo sample)")
+    cmp.add_argument("--steps", type=_int_at_least(1), help="sampling steps of the frozen model")
+    cmp.add_argument("--reward", help="the reward every method optimises and picks with")
+    cmp.add_argument("--preset", help="the Noise PPO preset (and DDPO's budget)")
     cmp.add_argument(
         "--backend",
-        default="shapes",
-        help="shapes, the only one: every row is scored by the Shapes verifier "
-        "(DDPO on a diffusers pipeline: noiseppo ddpo --backend diffusers)",
+        help="shapes (default), diffusers, sd3 or flux: the frozen model every method runs on; another backend than "
+        "shapes takes --model, --reward and --prompts of its own (DDPO: shapes and diffusers only)",
     )
+    cmp.add_argument("--model", help="the backend's model folder or hub id (shapes: the shipped model)")
+    cmp.add_argument("--device", help="torch device of the model, e.g. cuda (default: cpu)")
+    cmp.add_argument("--dtype", help="float32 (default), float16 or bfloat16")
     _add_threads_argument(cmp)
     cmp.add_argument(
         "--iterations",
         type=_int_at_least(0),
-        default=0,
         help="Noise PPO's iterations, and plain ddpo's (0: the preset's; a smaller budget for a short run)",
     )
+    cmp.add_argument("--search-curve", help="renders per prompt at which search is also evaluated")
+    cmp.add_argument("--bootstrap", type=_int_at_least(100), help="bootstrap resamples")
+    cmp.add_argument("--golden-noises", type=_int_at_least(1), help="shared noises golden-top-K chooses its K from")
     cmp.add_argument(
-        "--search-curve", default="32,64,128,256,512", help="renders per prompt at which search is also evaluated"
-    )
-    cmp.add_argument("--bootstrap", type=_int_at_least(100), default=10_000, help="bootstrap resamples")
-    cmp.add_argument(
-        "--golden-noises", type=_int_at_least(1), default=64, help="shared noises golden-top-K chooses its K from"
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="preset overrides of the methods trained here, e.g. prompts=FILE (their training prompts); "
+        "eval_prompts=, eval_seeds=, reward=, steps=, model= set --prompts, --seeds, --reward, --steps, --model",
     )
     _add_out_argument(cmp)
     cmp.set_defaults(func=cmd_compare)

@@ -64,9 +64,11 @@ def render_and_score(
     steps: int,
     guidance: float,
     batch: int,
+    with_reward: bool = False,
 ) -> dict[str, np.ndarray]:
     """Render job ``t`` (prompt ``prompts[t]``, latents ``latents_of([t])``) for every job in
-    batches and score it: metric → one value per job (the reward's details, else the reward)."""
+    batches and score it: metric → one value per job (the reward's details, else the reward;
+    ``with_reward``: the reward beside its details)."""
 
     def rendered() -> Iterator[tuple[list[str], torch.Tensor]]:  # each next() renders one batch
         for start in range(0, len(prompts), batch):
@@ -76,7 +78,9 @@ def render_and_score(
             yield conditioning.prompts, images.cpu()
 
     rewards, details = score_chunks(rendered(), reward)
-    return details or {"reward": rewards.numpy().astype(np.float64)}
+    if with_reward or not details:
+        return {"reward": rewards.numpy().astype(np.float64), **details}
+    return details
 
 
 def reward_matrices(
@@ -87,13 +91,13 @@ def reward_matrices(
     steps: int,
     guidance: float,
     batch: int,
+    with_reward: bool = False,
 ) -> dict[str, np.ndarray]:
-    """metric → (prompts, noises): every prompt rendered from every shared noise."""
+    """metric → (prompts, noises): every prompt rendered from every shared noise (``render_and_score``'s metrics)."""
     eps = standard_noise(backend.latent_shape, seeds)
     n = len(seeds)
-    flat = render_and_score(
-        backend, reward, [p for p in prompts for _ in range(n)], lambda jobs: eps[jobs % n], steps, guidance, batch
-    )
+    jobs = [p for p in prompts for _ in range(n)]
+    flat = render_and_score(backend, reward, jobs, lambda t: eps[t % n], steps, guidance, batch, with_reward)
     return {metric: values.reshape(len(prompts), n) for metric, values in flat.items()}
 
 

@@ -51,12 +51,12 @@ from diffusers import DDIMScheduler
 
 from noiseppo.backends.base import Conditioning
 from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend, make_scheduler
-from noiseppo.baselines.memory import PeakRSS
 from noiseppo.configs.baselines import DDPOConfig
 from noiseppo.configs.presets import resolve
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.paired import paired_row
+from noiseppo.memory import PeakRSS
 from noiseppo.policy import gaussian_log_prob
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward

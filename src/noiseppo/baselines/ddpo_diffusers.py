@@ -48,11 +48,11 @@ from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
 from noiseppo.backends.diffusers import DiffusersBackend
 from noiseppo.baselines.ddpo import batch_line, check_stochastic, ddpo_iteration, summarise
-from noiseppo.baselines.memory import PeakRSS
 from noiseppo.configs.baselines import DDPOConfig
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.paired import paired_row
+from noiseppo.memory import PeakRSS
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, encode_distinct
