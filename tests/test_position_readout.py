@@ -106,3 +106,23 @@ def test_the_capacity_check_scores_the_teacher_best_and_a_blind_policy_at_most_h
     blind = capacity("prompt_blind=true", "--steps", "30", "--curve-every", "30", "--threads", "1")
     assert blind["binding"] <= 0.5  # its one map is as near a mirror teacher as its own
     assert blind["binding_best"] == 0.643
+
+
+def test_the_capacity_check_takes_searched_means_as_teachers(tmp_path: Path, noiseppo) -> None:
+    """``noiseppo search`` output of any backend is a teacher: fitted on one search, tested on another."""
+    pairs = {
+        "train": ["a red circle left of a blue square", "a green triangle above a yellow circle"],
+        "test": ["a blue square left of a green circle"],
+    }
+    folders = {}
+    for split, prompts in pairs.items():
+        (tmp_path / f"{split}.txt").write_text("".join(f"{p}\n{mirror_prompt(p)}\n" for p in prompts))
+        folders[split] = tmp_path / split
+        args = ("search", "--prompts", tmp_path / f"{split}.txt", "--budget", "16", "--out", folders[split])
+        assert noiseppo.in_process(*args).returncode == 0
+    search = ("--teacher", "search", "--train-search", str(folders["train"]), "--test-search", str(folders["test"]))
+    teacher = capacity(*search, "--policy", "teacher")
+    assert (teacher["train_prompts"], teacher["test_prompts"]) == (4, 2)
+    assert teacher["binding"] == teacher["binding_best"] == 1.0  # each searched mean differs from its mirror's
+    fit = capacity(*search, "--steps", "20", "--curve-every", "10", "--threads", "1")
+    assert [p["step"] for p in fit["curve"]] == [10, 20] and fit["train_r2"] > 0
