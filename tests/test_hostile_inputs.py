@@ -577,6 +577,12 @@ CASES: dict[str, Case] = {
         "no file named model_index.json found in directory",
         files(model__keep="mine\n"),
     ),
+    "mistyped model folder": Case(
+        [*TRAIN, "--backend", "diffusers", "--model", "./my-sd-trubo"], "no such model folder: ./my-sd-trubo"
+    ),
+    "model folder that does not exist, for a command other than train": Case(
+        [*SAMPLE, "--backend", "diffusers", "--model", "{w}/models/sd-turbo"], "no such model folder: "
+    ),
     # -- flow-matching pipelines (tiny random ones, built in the case folder)
     "pipeline of a class the backend does not take": Case(
         [*TRAIN, "--backend", "sd3", "--model", "{w}/flux/pipeline"],

@@ -83,6 +83,9 @@ def get_backend(
         raise unknown_name("backend", name, BACKENDS)
     if dtype not in DTYPE_NAMES:
         raise unknown_name("dtype", dtype, DTYPE_NAMES)
+    from noiseppo.storage.local_paths import checked_model
+
+    model = checked_model(model or "") or None  # a mistyped folder: one line before torch, not the hub's
     checked_device(device)
     import torch
 

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
+from noiseppo.configs.paths import given_comment, with_absolute_paths
 from noiseppo.configs.presets import resolve, to_yaml, validate
 from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size
 from noiseppo.configs.train import TrainConfig
@@ -351,14 +352,17 @@ class RunLog:
         self.writer = self.wandb_run = None
         self.reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
 
-    def open(self, resume: bool, resolved: TrainConfig, before: TrainConfig | None) -> dict[str, float] | None:
-        """Set the folder up (or take it up again); returns the untrained policy's held-out row."""
+    def open(
+        self, resume: bool, resolved: TrainConfig, before: TrainConfig | None, given: str = ""
+    ) -> dict[str, float] | None:
+        """Set the folder up (or take it up again); returns the untrained policy's held-out row.
+        ``given``: comment lines to write above a new run's config (``configs.paths.given_comment``)."""
         out, trainer, cfg = self.out, self.trainer, self.trainer.config
         first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
         if not resume:
             out.mkdir(parents=True, exist_ok=True)
             tmp = out / ".config.yaml.tmp"
-            tmp.write_text(to_yaml(resolved))
+            tmp.write_text(given + to_yaml(resolved))
             tmp.replace(out / "config.yaml")
             write_run_info(out)  # the git revision, for the report
             trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
@@ -447,6 +451,9 @@ def train(
         saved = extended(saved, iterations, out)
     config = saved if saved is not None else config
     assert config is not None
+    typed = config
+    if saved is None:  # a new run records its files' absolute paths: it then works from any folder
+        config = with_absolute_paths(config)
     if resume and (latest_step(out / "checkpoint") or 0) >= config.iterations:
         # Finished, if its checkpoint verifies (else load_state refuses it, or falls back to an
         # older step and the run goes on): said before the backend loads, there is nothing to do.
@@ -477,7 +484,8 @@ def train(
 
     log = RunLog(out, trainer, quiet, clock)
     # Rank 0 alone evaluates, logs and writes, inside ranks.run: its failure stops every rank with its message.
-    last_eval = ranks.run(partial(log.open, resume, resolved, before) if ranks.is_main else lambda: None)
+    given = given_comment(typed, config)
+    last_eval = ranks.run(partial(log.open, resume, resolved, before, given) if ranks.is_main else lambda: None)
 
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
     with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
