@@ -46,7 +46,8 @@ from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.paired import group_rows, paired_row
-from noiseppo.evaluation.specificity import controls, specificity_row
+from noiseppo.evaluation.specificity import SIDES as SIDES_CONTROL
+from noiseppo.evaluation.specificity import control_notes, controls, held_out_controls, specificity_row
 from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.prompts import load_prompts, prompt_groups
 from noiseppo.report import page as report
@@ -523,28 +524,22 @@ def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
     """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds,
     with the paired difference's 95% cluster-bootstrap interval (resampling prompts); then the
     prompt-specificity controls, own - other and own - mirror (``noiseppo.evaluation.specificity``)."""
-    sides = [side for side in ("other", "mirror") if f"eval_{side}_pairs" in row]
+    measured = [side for side in SIDES_CONTROL if f"eval_{side}_pairs" in row]
     lines = [
         f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt ({row['eval_pairs']:.0f} pairs), "
         f"{cfg.steps} steps:",
         f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}{'95% CI':>20}"
-        + "".join(f"{'own-' + side:>12}{'95% CI':>20}" for side in sides),
+        + "".join(f"{f'own-{side} [95% CI]':>33}" for side in SIDES_CONTROL if measured),
     ]
     for key in (k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")):
         before, after = row[f"eval_standard_{key}"], row[f"eval_{key}"]
         ci = f"[{row[f'eval_delta_{key}_ci95_low']:+.3f}, {row[f'eval_delta_{key}_ci95_high']:+.3f}]"
         line = f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}{ci:>20}"
-        for side in sides:
-            name = f"eval_own_minus_{side}_{key}"
-            ci = f"[{row[f'{name}_ci95_low']:+.3f}, {row[f'{name}_ci95_high']:+.3f}]"
-            line += f"{row[name]:>+12.3f}{ci:>20}"
-        lines.append(line)
-    if sides:
-        pairs = ", ".join(f"{side}: {row[f'eval_{side}_pairs']:.0f} pairs" for side in sides)
-        lines.append(
-            f"own-other / own-mirror: the policy's images minus those from the latents it makes for another "
-            f"prompt / the mirrored relation, same seed ({pairs}); above 0: the gain depends on the prompt"
-        )
+        cells = held_out_controls(row, key)
+        lines.append(line + "".join(f"{cells[side]:>33}" for side in SIDES_CONTROL if cells))
+    if measured:
+        pairs = ", ".join(f"own - {side} {row[f'eval_{side}_pairs']:.0f}" for side in measured)
+        lines += [*control_notes(), f"pairs: {pairs}"]
     return "\n".join(lines)
 
 
