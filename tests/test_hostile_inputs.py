@@ -593,6 +593,7 @@ CASES: dict[str, Case] = {
         [*TRAIN, "scheduler=ddim", "--backend", "flux", "--model", "{w}/model"],
         "scheduler 'ddim' does not apply to the flow-matching flux backend: it takes only 'default' "
         "(the pipeline's own FlowMatchEulerDiscreteScheduler)",
+        files(model__keep="mine\n"),  # a folder, not a pipeline: refused before it is loaded
     ),
     "guidance the model does not take": Case(
         [*TRAIN, "guidance=3.5", "--backend", "flux", "--model", "{w}/schnell/pipeline", *SHORT_PROMPTS],
