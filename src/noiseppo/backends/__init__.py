@@ -37,8 +37,9 @@ def __getattr__(name: str) -> Any:
 
 def _shapes(model: str | None, scheduler: str, device: str, dtype: torch.dtype) -> Backend:
     from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend
+    from noiseppo.storage.local_paths import checked_model
 
-    return ShapesBackend.from_pretrained(model or DEFAULT_MODEL, scheduler, device, dtype)
+    return ShapesBackend.from_pretrained(checked_model(model or "") or DEFAULT_MODEL, scheduler, device, dtype)
 
 
 def _pipeline(name: str, example: str) -> Callable[..., Backend]:
@@ -83,9 +84,6 @@ def get_backend(
         raise unknown_name("backend", name, BACKENDS)
     if dtype not in DTYPE_NAMES:
         raise unknown_name("dtype", dtype, DTYPE_NAMES)
-    from noiseppo.storage.local_paths import checked_model
-
-    model = checked_model(model or "") or None  # a mistyped folder: one line before torch, not the hub's
     checked_device(device)
     import torch
 
