@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from noiseppo.configs.paths import given_comment, local_reward, with_absolute_paths
 from noiseppo.configs.presets import PRESETS_DIR, presets, resolve
 from noiseppo.configs.train import TrainConfig
+from noiseppo.errors import UserError
+from noiseppo.storage.local_paths import local_model, looks_like_path
 from noiseppo.training.trainer import Trainer
 
 
@@ -68,3 +71,28 @@ def test_another_backend_without_eval_prompts_has_no_held_out_pass_and_keeps_the
     (tmp_path / "c.yaml").write_text(f"backend: flux\neval_prompts: {tmp_path / 'mine.txt'}\n")
     assert resolve("shapes", config_file=str(tmp_path / "c.yaml")).eval_prompts == str(tmp_path / "mine.txt")
     assert resolve("shapes", flags={"backend": "diffusers"}, overrides=["eval_prompts=my.txt"]).eval_prompts == "my.txt"
+
+
+def test_local_paths_become_absolute_and_names_stay_as_they_are(tmp_path: Path, monkeypatch) -> None:
+    """What ``config.yaml`` records: local files by their absolute paths, everything else as typed."""
+    (tmp_path / "models" / "sd").mkdir(parents=True)
+    (tmp_path / "heads").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert local_model("models/sd") == f"{tmp_path}/models/sd" and local_model("") == ""
+    assert local_model("stabilityai/sd-turbo") == "stabilityai/sd-turbo"  # a hub id: no folder 'stabilityai/'
+    for typo in ("./my-sd-trubo", "models/sd-trubo", "/no/such/folder", "~/no-such-model-folder"):
+        assert looks_like_path(typo)
+        with pytest.raises(UserError, match=f"^no such model folder: {typo}"):
+            local_model(typo)
+    assert not looks_like_path("my-sd-trubo")  # a bare name may be a hub id
+    assert local_reward("r.py:score") == f"{tmp_path}/r.py:score"
+    assert local_reward("rewards:score") == "rewards:score"  # a module: imported as Python would
+    assert local_reward("0.5*r.py:score+shapes") == f"0.5*{tmp_path}/r.py:score+shapes"
+    assert local_reward("clip_score@heads") == f"clip_score@{tmp_path}/heads"
+    assert local_reward("clip_score@openai/clip-vit-base-patch32") == "clip_score@openai/clip-vit-base-patch32"
+    assert local_reward("http://127.0.0.1:9/score") == "http://127.0.0.1:9/score"
+    config = with_absolute_paths(TrainConfig(prompts="p.txt", eval_prompts="shapes-test", reward="r.py:score"))
+    assert (config.prompts, config.eval_prompts) == (f"{tmp_path}/p.txt", "shapes-test")
+    assert given_comment(TrainConfig(prompts="p.txt", reward="r.py:score"), config) == (
+        f"# given as reward=r.py:score, prompts=p.txt in {tmp_path}\n"
+    )

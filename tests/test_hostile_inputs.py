@@ -578,6 +578,12 @@ CASES: dict[str, Case] = {
         "no file named model_index.json found in directory",
         files(model__keep="mine\n"),
     ),
+    "mistyped model folder": Case(
+        [*TRAIN, "--backend", "diffusers", "--model", "./my-sd-trubo"], "no such model folder: ./my-sd-trubo"
+    ),
+    "model folder that does not exist, for a command other than train": Case(
+        [*SAMPLE, "--backend", "diffusers", "--model", "{w}/models/sd-turbo"], "no such model folder: "
+    ),
     # -- flow-matching pipelines (tiny random ones, built in the case folder)
     "pipeline of a class the backend does not take": Case(
         [*TRAIN, "--backend", "sd3", "--model", "{w}/flux/pipeline"],
@@ -588,6 +594,7 @@ CASES: dict[str, Case] = {
         [*TRAIN, "scheduler=ddim", "--backend", "flux", "--model", "{w}/model"],
         "scheduler 'ddim' does not apply to the flow-matching flux backend: it takes only 'default' "
         "(the pipeline's own FlowMatchEulerDiscreteScheduler)",
+        files(model__keep="mine\n"),  # a folder, not a pipeline: refused before it is loaded
     ),
     "guidance the model does not take": Case(
         [*TRAIN, "guidance=3.5", "--backend", "flux", "--model", "{w}/schnell/pipeline", *SHORT_PROMPTS],

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
+from noiseppo.backends.shapes import DEFAULT_MODEL
 from noiseppo.evaluation.evaluate import format_table
 from noiseppo.names import closest, natural_key
 from noiseppo.policy import latents_for_seeds, load_policy
@@ -309,6 +311,52 @@ def test_config_yaml_holds_the_guidance_the_run_used(noiseppo, tmp_path) -> None
     assert "\nguidance: 1.0\n" in (tmp_path / "run" / "config.yaml").read_text()
 
 
+def test_a_run_trained_with_relative_files_works_from_any_folder(noiseppo, tmp_path, monkeypatch) -> None:
+    """config.yaml records the reward file, the prompt files and a local model folder by their
+    absolute paths (what was typed kept in a comment), so eval, report and --resume run from
+    another folder; a run folder written before that (relative paths) still resumes where it was made."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "models").mkdir(parents=True)
+    elsewhere.mkdir()
+    (work / "my_reward.py").write_text("def redness(images, prompts):\n    return images[:, 0].mean(dim=(1, 2))\n")
+    (work / "train.txt").write_text("a red circle\na blue square\na green triangle\n")
+    (work / "held.txt").write_text("a red square\na blue circle\n")
+    (work / "models" / "shapes").symlink_to(DEFAULT_MODEL)  # a local model folder
+    monkeypatch.chdir(work)
+    typed = ["--reward", "my_reward.py:redness", "--prompts", "train.txt", "--model", "models/shapes"]
+    done = noiseppo.in_process("train", "--preset", "tiny", *typed, "eval_prompts=held.txt", "threads=1", "--out=run")
+    assert done.returncode == 0, done.stderr
+    text = (work / "run" / "config.yaml").read_text()
+    config = yaml.safe_load(text)
+    assert config["reward"] == f"{work}/my_reward.py:redness" and config["model"] == f"{work}/models/shapes"
+    assert (config["prompts"], config["eval_prompts"]) == (f"{work}/train.txt", f"{work}/held.txt")
+    assert text.startswith(
+        "# given as model=models/shapes, reward=my_reward.py:redness, prompts=train.txt, eval_prompts=held.txt "
+        f"in {work}\n"
+    )
+
+    monkeypatch.chdir(elsewhere)
+    run = work / "run"
+    evaluate = ["eval", "--policy", run, "--prompts", work / "held.txt", "--seeds", "1", "--bootstrap", "100"]
+    evaluated = noiseppo.in_process(*evaluate, "--out", "ev")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((elsewhere / "ev" / "eval.json").read_text())["reward"] == config["reward"]
+    reported = noiseppo.in_process("report", run, "--out", "page.html")
+    assert reported.returncode == 0, reported.stderr
+    assert "not rendered" not in (elsewhere / "page.html").read_text()  # the held-out grid: model and prompts found
+    resumed = noiseppo.in_process("train", "--resume", run, "iterations=3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["iteration"] for r in rows(run) if "reward_mean" in r] == [1, 2, 3]
+
+    # As a run folder written before config.yaml held absolute paths: it resumes from its own folder.
+    old = "\n".join(line for line in text.splitlines() if not line.startswith("#")).replace(f"{work}/", "")
+    (run / "config.yaml").write_text(old.replace("iterations: 2\n", "iterations: 3\n") + "\n")
+    monkeypatch.chdir(work)
+    resumed = noiseppo.in_process("train", "--resume", run, "iterations=4")
+    assert resumed.returncode == 0, resumed.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["reward"] == "my_reward.py:redness"
+
+
 # -- start-up and help ----------------------------------------------------------------------------
 
 HEAVY = ("torch", "diffusers", "numpy", "PIL", "matplotlib")
@@ -323,6 +371,7 @@ HEAVY = ("torch", "diffusers", "numpy", "PIL", "matplotlib")
         (["train", "--reward", "0.5*shapes+0.5*clipscore"], "unknown reward 'clipscore'"),
         (["train", "--prompts", "no-such-file.txt"], "no-such-file.txt: prompt file not found"),
         (["train", "eval_prompts=shapes-tset"], "unknown prompt set 'shapes-tset'"),
+        (["train", "--backend", "diffusers", "--model", "./my-sd-trubo"], "no such model folder: ./my-sd-trubo"),
     ],
 )
 def test_train_mistakes_are_answered_before_any_heavy_module_loads(args: list[str], message: str, tmp_path) -> None:
@@ -407,7 +456,7 @@ def test_the_readmes_own_model_path_runs_as_written(noiseppo, tmp_path, monkeypa
     at = argv.index("--out")  # beside the command's own KEY=VALUE overrides
     done = noiseppo.in_process(*argv[1:at], *small, *argv[at:])
     assert done.returncode == 0, done.stderr
-    assert "held-out my_held_out.txt, 1 seed(s) per prompt (2 pairs)" in done.stdout
+    assert f"held-out {Path.cwd() / 'my_held_out.txt'}, 1 seed(s) per prompt (2 pairs)" in done.stdout
     rows = [json.loads(line) for line in (tmp_path / "runs/mine/metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["iteration"] == 2 and 0 < rows[-1]["reward_mean"] <= 1  # saturation of images in [0, 1]
     assert (tmp_path / "runs/mine/report.html").is_file()

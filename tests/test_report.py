@@ -314,3 +314,75 @@ def test_sample_pages_a_long_grid(noiseppo, tmp_path: Path) -> None:
     for page in pages:
         with Image.open(page) as im:
             assert im.height <= MAX_HEIGHT and im.width <= MAX_WIDTH + 1
+
+
+# -- own - other and own - mirror where people look -----------------------------------------------
+OTHER_SENTENCE = "own - other: the gain with the latents made for this prompt minus the gain with the latents made"
+MIRROR_SENTENCE = "own - mirror: the same with the latents made for the mirrored relation"
+IGNORES, NO_MIRROR = "the policy ignores the prompt", "no mirrored prompts in this set"
+
+
+def test_eval_shows_both_controls_with_what_they_mean_and_a_blind_policy_ignores_the_prompt(
+    noiseppo, run: Path, tmp_path: Path
+) -> None:
+    """A prompt-blind policy gives each prompt the latents it gives every other: own - other and
+    own - mirror are exactly 0, which the table and the page say in words, not as "[+0.000, +0.000]"."""
+    blind = tmp_path / "blind"
+    done = noiseppo.in_process("train", "--preset", "tiny", "eval_prompts=", "prompt_blind=true", "--out", blind)
+    assert done.returncode == 0, done.stderr
+    prompts = tmp_path / "relations.txt"
+    prompts.write_text("a red circle left of a blue square\na green square above a yellow circle\n")
+    args = ["eval", "--policy", blind, "--prompts", prompts, "--steps", "1", "--seeds", "2", "--bootstrap", "200"]
+    done = noiseppo.in_process(*args, "--out", tmp_path / "ev")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "own-other [95% CI]" in lines[0] and "own-mirror [95% CI]" in lines[0]
+    assert all(line.count(IGNORES) == 2 for line in lines[1:4]), done.stdout  # reward, correct, partial
+    assert lines[4].startswith(OTHER_SENTENCE) and lines[5].startswith(MIRROR_SENTENCE)
+    html = (tmp_path / "ev" / "report.html").read_text()
+    assert "<th>own − other [95% CI]</th><th>own − mirror [95% CI]</th>" in html
+    assert html.count(f'">{IGNORES}</td>') == 6 and OTHER_SENTENCE in html and MIRROR_SENTENCE in html
+
+
+def test_prompts_without_a_mirror_say_so_in_the_table_and_on_the_page(noiseppo, run: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "plain.txt"
+    prompts.write_text("a red circle\ntwo blue squares\na green triangle\n")  # no spatial relation: no mirror
+    args = ["eval", "--policy", run, "--prompts", prompts, "--steps", "1", "--seeds", "2", "--bootstrap", "200"]
+    done = noiseppo.in_process(*args, "--out", tmp_path / "ev")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "ev" / "eval.json").read_text())["results"]
+    assert all("own_minus_other" in r and "own_minus_mirror" not in r for r in results)
+    rows = done.stdout.splitlines()[1:4]
+    assert all(line.endswith(NO_MIRROR) for line in rows), done.stdout
+    for r, line in zip(results, rows, strict=True):
+        low, high = r["ci95_other_low"], r["ci95_other_high"]
+        assert (IGNORES if low == high == 0 else f"{r['own_minus_other']:+.3f} [{low:+.3f}, {high:+.3f}]") in line
+    html = (tmp_path / "ev" / "report.html").read_text()
+    assert html.count(f'<td class="num control-mirror">{NO_MIRROR}</td>') == 3 and OTHER_SENTENCE in html
+
+
+def test_the_run_page_shows_the_held_out_controls_with_what_they_mean(noiseppo, run: Path, tmp_path: Path) -> None:
+    """The last held-out row's own - other (one metric exactly [0, 0]), and no mirror among its prompts."""
+    measured = tmp_path / "run"
+    shutil.copytree(run, measured)
+    lines = (measured / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["eval_other_pairs"] = last["eval_pairs"]
+    figures = {"correct": (0.0, 0.0, 0.0), "partial": (0.125, 0.05, 0.2), "reward": (0.125, 0.05, 0.2)}
+    for metric, (value, low, high) in figures.items():
+        name = f"eval_own_minus_other_{metric}"
+        last.update({name: value, f"{name}_ci95_low": low, f"{name}_ci95_high": high})
+    (measured / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    assert noiseppo.in_process("report", measured).returncode == 0
+    html = (measured / "report.html").read_text()
+    table = html[html.index('<table class="held-out"') :].split("</table>")[0]
+    assert "<th>own − other [95% CI]</th><th>own − mirror [95% CI]</th>" in table
+    assert f'<td class="num control-other">{IGNORES}</td>' in table  # correct: exactly [0, 0]
+    assert table.count('<td class="num control-other">+0.125 [+0.050, +0.200]</td>') == 2
+    assert table.count(f'<td class="num control-mirror">{NO_MIRROR}</td>') == 3
+    assert OTHER_SENTENCE in html and MIRROR_SENTENCE in html
+
+    # The fixture's own run measured neither (tiny: eval_specificity false): the page says so, no column.
+    html = (run / "report.html").read_text()
+    assert "own − other [95% CI]" not in html
+    assert "own - other and own - mirror: not measured (eval_specificity is off)" in html

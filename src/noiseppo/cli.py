@@ -471,9 +471,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         from noiseppo.prompts import load_prompts
         from noiseppo.rewards import check_reward_name
 
-        check_reward_name(config.reward)  # and the prompt files, each one line, before torch loads
+        check_reward_name(config.reward)  # and the prompt files and model folder, each one line, before torch loads
         for prompts in filter(None, (config.prompts, config.eval_prompts)):
             load_prompts(prompts)
+        from noiseppo.storage.local_paths import checked_model
+
+        checked_model(config.model)
     from noiseppo.training.trainer import train
 
     if args.resume:

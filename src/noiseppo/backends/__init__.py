@@ -37,8 +37,9 @@ def __getattr__(name: str) -> Any:
 
 def _shapes(model: str | None, scheduler: str, device: str, dtype: torch.dtype) -> Backend:
     from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend
+    from noiseppo.storage.local_paths import checked_model
 
-    return ShapesBackend.from_pretrained(model or DEFAULT_MODEL, scheduler, device, dtype)
+    return ShapesBackend.from_pretrained(checked_model(model or "") or DEFAULT_MODEL, scheduler, device, dtype)
 
 
 def _pipeline(name: str, example: str) -> Callable[..., Backend]:

@@ -14,6 +14,7 @@ from diffusers import DiffusionPipeline
 from noiseppo.backends.pipeline import PipelineBackend
 from noiseppo.errors import UserError
 from noiseppo.storage.hub import load_error, quiet
+from noiseppo.storage.local_paths import checked_model
 
 
 def pipeline_backends() -> list[type[PipelineBackend]]:
@@ -34,6 +35,7 @@ def load_backend(
     """The ``backend`` of the pipeline at ``model`` (a local folder or a hub id)."""
     if scheduler != "default":
         backend.scheduler_class(scheduler)  # before a download, not after
+    model = checked_model(model)  # a mistyped folder: "no such model folder", not the hub's rules for repo ids
     if dtype == torch.float16 and torch.device(device).type == "cpu":
         raise UserError("float16 pipelines do not run on the CPU in diffusers: use float32 or bfloat16 there")
     return backend(load_pipeline(model, dtype, backend), scheduler, device)

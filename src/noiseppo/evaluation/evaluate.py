@@ -39,7 +39,15 @@ from PIL import Image
 from noiseppo.backends.base import Backend
 from noiseppo.evaluation.grid import Block, Cell, prompt_grid
 from noiseppo.evaluation.paired import paired
-from noiseppo.evaluation.specificity import Control, controls, specificity_row
+from noiseppo.evaluation.specificity import SIDES as SIDES_CONTROL
+from noiseppo.evaluation.specificity import (
+    Control,
+    control_notes,
+    controls,
+    eval_row_controls,
+    specificity_row,
+    table_controls,
+)
 from noiseppo.images import to_pil
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
@@ -151,23 +159,21 @@ def plot_gain(rows: list[dict], path: Path) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
+    """The table ``noiseppo eval`` prints: one line per step count and metric; own-other and
+    own-mirror beside the gain (where either was measured), with the sentences that say what they mean."""
     head = f"{'steps':>5} {'metric':<9}{'n':>6}{'standard':>10}{'policy':>9}{'delta':>8}{'95% CI':>18}"
     head += f"{'policy_mu':>10}{'delta_mu':>9}"  # the policy's mean μ(c) alone, as in eval.json
-    sides = [side for side in ("other", "mirror") if any(f"own_minus_{side}" in r for r in rows)]
-    head += "".join(f"{'own-' + side:>13}{'95% CI':>18}" for side in sides)
+    cells = table_controls([eval_row_controls(r) for r in rows])
+    head += "".join(f"{f'own-{side} [95% CI]':>33}" for side in SIDES_CONTROL) if any(cells) else ""
     lines = [head]
-    for r in rows:
+    for r, controls_of_row in zip(rows, cells, strict=True):
         ci = f"[{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"
         line = (
             f"{r['steps']:>5} {r['metric']:<9}{r['n']:>6}{r['standard']:>10.3f}{r['policy']:>9.3f}"
             f"{r['delta']:>+8.3f}{ci:>18}{r['policy_mu']:>10.3f}{r['delta_mu']:>+9.3f}"
         )
-        for side in sides:
-            if f"own_minus_{side}" in r:
-                ci = f"[{r[f'ci95_{side}_low']:+.3f}, {r[f'ci95_{side}_high']:+.3f}]"
-                line += f"{r[f'own_minus_{side}']:>+13.3f}{ci:>18}"
-        lines.append(line)
-    return "\n".join(lines)
+        lines.append(line + "".join(f"{controls_of_row[side]:>33}" for side in SIDES_CONTROL if controls_of_row))
+    return "\n".join(lines + (control_notes() if any(cells) else []))
 
 
 def write_eval(folder: Path, header: dict, rows: list[dict], results: list[StepResult]) -> None:

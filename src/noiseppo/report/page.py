@@ -196,10 +196,15 @@ class HeldOutRow:
     delta: float
     low: float
     high: float
+    controls: dict[str, str] = field(default_factory=dict)
+    """own - other and own - mirror as shown (``specificity.control_cells``); {} where not measured."""
 
 
 def held_out_rows(row: dict) -> list[HeldOutRow]:
+    from noiseppo.evaluation.specificity import held_out_controls, table_controls
+
     found = [k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")]
+    cells = table_controls([held_out_controls(row, m) for m in found])
     return [
         HeldOutRow(
             m,
@@ -208,9 +213,17 @@ def held_out_rows(row: dict) -> list[HeldOutRow]:
             row[f"eval_{m}"] - row[f"eval_standard_{m}"],
             row[f"eval_delta_{m}_ci95_low"],
             row[f"eval_delta_{m}_ci95_high"],
+            controls,
         )
-        for m in found
+        for m, controls in zip(found, cells, strict=True)
     ]
+
+
+def control_notes(measured: bool, missing: str) -> list[str]:
+    """Under a table: what own - other and own - mirror mean, or ``missing``, why they are not there."""
+    from noiseppo.evaluation import specificity
+
+    return specificity.control_notes() if measured else [f"own - other and own - mirror: {missing}"]
 
 
 @dataclass
@@ -314,6 +327,7 @@ class RunPage:
     unplotted: list[str] = field(default_factory=list)
     group_metrics: list[str] = field(default_factory=list)
     groups: list[GroupRow] = field(default_factory=list)
+    control_notes: list[str] = field(default_factory=list)
 
 
 def _config_rows(config) -> list[ConfigRow]:
@@ -521,6 +535,12 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
     ]
     held_out, caption = _held_out(config, rows)
     evals = [r for r in rows if any(k.startswith("eval_standard_") for k in r)]
+    if not config.eval_specificity:
+        missing = "not measured (eval_specificity is off)"
+    elif evals and not evals[-1]["iteration"]:
+        missing = "not measured for the untrained policy (it gives every prompt standard noise)"
+    else:
+        missing = "not measured in this held-out pass"
     group_metrics, groups = group_table(evals[-1]) if evals else ([], [])
     plotted = {k for c in curves(config) for k in c.keys} | {"iteration", "reward_std", "time_wall"}
     return RunPage(
@@ -540,6 +560,7 @@ def run_page(run: Path, live: Live | None = None) -> RunPage:
         unplotted=sorted({k for r in rows for k in r if not k.startswith("eval_")} - plotted),
         group_metrics=group_metrics,
         groups=groups,
+        control_notes=control_notes(any(r.controls for r in held_out), missing) if held_out else [],
     )
 
 
@@ -559,9 +580,13 @@ class EvalPage:
     rows: list[dict]
     gain: str | None
     grids: list[tuple[int, str]]
+    controls: list[dict[str, str]] = field(default_factory=list)
+    """Per row of ``rows``: own - other and own - mirror as shown (all {} where neither was measured)."""
+    control_notes: list[str] = field(default_factory=list)
 
 
 def eval_page(folder: Path) -> EvalPage:
+    from noiseppo.evaluation.specificity import eval_row_controls, table_controls
     from noiseppo.rewards.base import redacted
 
     try:
@@ -579,7 +604,10 @@ def eval_page(folder: Path) -> EvalPage:
         for p in folder.glob("grid_steps*.png")
         if p.stem[len("grid_steps") :].isdigit()
     )
-    return EvalPage(str(folder), header, rows, data_uri(gain.read_bytes()) if gain.is_file() else None, grids)
+    cells = table_controls([eval_row_controls(r) for r in rows])
+    notes = control_notes(any(cells), "not measured in this evaluation")
+    uri = data_uri(gain.read_bytes()) if gain.is_file() else None
+    return EvalPage(str(folder), header, rows, uri, grids, cells, notes)
 
 
 # -- a comparison's page -----------------------------------------------------------------------

@@ -40,12 +40,14 @@ from tqdm import tqdm
 
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
+from noiseppo.configs.paths import given_comment, with_absolute_paths
 from noiseppo.configs.presets import resolve, to_yaml, validate
 from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.paired import group_rows, paired_row
-from noiseppo.evaluation.specificity import controls, specificity_row
+from noiseppo.evaluation.specificity import SIDES as SIDES_CONTROL
+from noiseppo.evaluation.specificity import control_notes, controls, held_out_controls, specificity_row
 from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.prompts import load_prompts, prompt_groups
 from noiseppo.report import page as report
@@ -341,14 +343,17 @@ class RunLog:
         self.writer = self.wandb_run = None
         self.reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
 
-    def open(self, resume: bool, resolved: TrainConfig, before: TrainConfig | None) -> dict[str, float] | None:
-        """Set the folder up (or take it up again); returns the untrained policy's held-out row."""
+    def open(
+        self, resume: bool, resolved: TrainConfig, before: TrainConfig | None, given: str = ""
+    ) -> dict[str, float] | None:
+        """Set the folder up (or take it up again); returns the untrained policy's held-out row.
+        ``given``: comment lines to write above a new run's config (``configs.paths.given_comment``)."""
         out, trainer, cfg = self.out, self.trainer, self.trainer.config
         first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
         if not resume:
             out.mkdir(parents=True, exist_ok=True)
             tmp = out / ".config.yaml.tmp"
-            tmp.write_text(to_yaml(resolved))
+            tmp.write_text(given + to_yaml(resolved))
             tmp.replace(out / "config.yaml")
             write_run_info(out)  # the git revision, for the report
             trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
@@ -437,6 +442,9 @@ def train(
         saved = extended(saved, iterations, out)
     config = saved if saved is not None else config
     assert config is not None
+    typed = config
+    if saved is None:  # a new run records its files' absolute paths: it then works from any folder
+        config = with_absolute_paths(config)
     if resume and (latest_step(out / "checkpoint") or 0) >= config.iterations:
         # Finished, if its checkpoint verifies (else load_state refuses it, or falls back to an
         # older step and the run goes on): said before the backend loads, there is nothing to do.
@@ -467,7 +475,8 @@ def train(
 
     log = RunLog(out, trainer, quiet, clock)
     # Rank 0 alone evaluates, logs and writes, inside ranks.run: its failure stops every rank with its message.
-    last_eval = ranks.run(partial(log.open, resume, resolved, before) if ranks.is_main else lambda: None)
+    given = given_comment(typed, config)
+    last_eval = ranks.run(partial(log.open, resume, resolved, before, given) if ranks.is_main else lambda: None)
 
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
     with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
@@ -505,28 +514,22 @@ def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
     """Before (standard noise) and after (policy samples) on the held-out prompts, same seeds,
     with the paired difference's 95% cluster-bootstrap interval (resampling prompts); then the
     prompt-specificity controls, own - other and own - mirror (``noiseppo.evaluation.specificity``)."""
-    sides = [side for side in ("other", "mirror") if f"eval_{side}_pairs" in row]
+    measured = [side for side in SIDES_CONTROL if f"eval_{side}_pairs" in row]
     lines = [
         f"held-out {cfg.eval_prompts}, {cfg.eval_seeds} seed(s) per prompt ({row['eval_pairs']:.0f} pairs), "
         f"{cfg.steps} steps:",
         f"{'':<10}{'standard':>10}{'policy':>10}{'delta':>10}{'95% CI':>20}"
-        + "".join(f"{'own-' + side:>12}{'95% CI':>20}" for side in sides),
+        + "".join(f"{f'own-{side} [95% CI]':>33}" for side in SIDES_CONTROL if measured),
     ]
     for key in (k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")):
         before, after = row[f"eval_standard_{key}"], row[f"eval_{key}"]
         ci = f"[{row[f'eval_delta_{key}_ci95_low']:+.3f}, {row[f'eval_delta_{key}_ci95_high']:+.3f}]"
         line = f"{key:<10}{before:>10.3f}{after:>10.3f}{after - before:>+10.3f}{ci:>20}"
-        for side in sides:
-            name = f"eval_own_minus_{side}_{key}"
-            ci = f"[{row[f'{name}_ci95_low']:+.3f}, {row[f'{name}_ci95_high']:+.3f}]"
-            line += f"{row[name]:>+12.3f}{ci:>20}"
-        lines.append(line)
-    if sides:
-        pairs = ", ".join(f"{side}: {row[f'eval_{side}_pairs']:.0f} pairs" for side in sides)
-        lines.append(
-            f"own-other / own-mirror: the policy's images minus those from the latents it makes for another "
-            f"prompt / the mirrored relation, same seed ({pairs}); above 0: the gain depends on the prompt"
-        )
+        cells = held_out_controls(row, key)
+        lines.append(line + "".join(f"{cells[side]:>33}" for side in SIDES_CONTROL if cells))
+    if measured:
+        pairs = ", ".join(f"own - {side} {row[f'eval_{side}_pairs']:.0f}" for side in measured)
+        lines += [*control_notes(), f"pairs: {pairs}"]
     return "\n".join(lines)
 
 
