@@ -34,8 +34,7 @@ from noiseppo.evaluation.specificity import controls, specificity_row
 from noiseppo.memory import PeakRSS
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
-from noiseppo.rewards.base import Reward
-from noiseppo.rewards.base import redacted
+from noiseppo.rewards.base import Reward, redacted
 from noiseppo.sampling.render import LatentsFn, RenderSpec
 from noiseppo.sampling.render_and_score import score_side
 from noiseppo.sampling.seeds import standard_noise
