@@ -450,6 +450,8 @@ def test_the_readmes_own_model_path_runs_as_written(noiseppo, tmp_path, monkeypa
     (tmp_path / "my_prompts.txt").write_text("a red bicycle\na cat on a sofa\na blue house\n")
     (tmp_path / "my_held_out.txt").write_text("a green car\na dog\n")
 
+    activate, command = command.split("\n", 1)
+    assert activate == "source .venv/bin/activate"  # what puts noiseppo on the PATH (here: this interpreter's)
     argv = shlex.split(command.replace("\\\n", " "))
     assert argv[:2] == ["noiseppo", "train"]
     small = ["iterations=2", "prompts_per_iteration=2", "samples_per_prompt=2", "eval_seeds=1", "threads=1"]
