@@ -581,7 +581,7 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
         named = [f.name for f in dataclasses.fields(DDPOConfig) if f.name not in ("iterations", "threads")]
         given = [
             f"--{k.replace('_', '-')}"
-            for k in ("out", "model", "backend", "device", "dtype", *named)
+            for k in ("out", "model", "backend", "reward", "prompts", "device", "dtype", *named)
             if getattr(args, k) is not None
         ] + [o for o in args.overrides]
         if given:
@@ -598,7 +598,8 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
         if not args.out:
             raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
         out = Path(args.out)
-        flags = [f"{k}={getattr(args, k)}" for k in ("backend", "device", "dtype") if getattr(args, k) is not None]
+        given = ("backend", "reward", "prompts", "device", "dtype")  # train's flags, as the preset's keys
+        flags = [f"{k}={getattr(args, k)}" for k in given if getattr(args, k) is not None]
         config = dataclass_from_args(DDPOConfig, args)
         cfg = ddpo_settings(config, (*args.overrides, *flags))
         if cfg.backend == "diffusers":  # an SD pipeline with LoRA: its own run folder and resume
@@ -934,6 +935,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="KEY=VALUE", help="preset overrides, e.g. reward=pickscore prompts=FILE steps=4"
     )
     ddpo.add_argument("--backend", help="shapes (the preset's, default) or diffusers (a StableDiffusionPipeline)")
+    ddpo.add_argument("--reward", help="the reward, as for train (default: the preset's); the same as reward=NAME")
+    ddpo.add_argument("--prompts", help="training prompts, as for train (default: the preset's); as prompts=FILE")
     ddpo.add_argument(
         "--model",
         help="Shapes model folder (default: the shipped one) or, with --backend diffusers, a pipeline "
@@ -1007,12 +1010,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.ArgumentParser | None, int]:
+    """The (sub)command parser ``argv`` names (``shapes render``: render's), and the index after its name."""
+    found, start = None, 0
+    while True:
+        choices = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = next((i for i in range(start, len(argv)) if not argv[i].startswith("-")), None)
+        if choices is None or name is None or argv[name] not in choices:
+            return found, start
+        parser = found = choices[argv[name]]
+        start = name + 1
+
+
+def _values_taken(parser: argparse.ArgumentParser, token: str) -> int:
+    """How many of the following tokens the option ``token`` reads (argparse's abbreviations too)."""
+    if token.startswith("--") and "=" in token:
+        return 0
+    actions = {a for o, a in parser._option_string_actions.items() if o == token or o.startswith(token)}
+    action = parser._option_string_actions.get(token) or (actions.pop() if len(actions) == 1 else None)
+    if action is None or action.nargs == 0 or action.nargs == argparse.OPTIONAL:
+        return 0
+    return action.nargs if isinstance(action.nargs, int) else 1
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, with ``KEY=VALUE`` settings taken wherever they stand on the line.
+
+    A command with an ``overrides`` positional (train, ddpo) collects them all, in order (argparse
+    alone takes only the first unbroken group); any other command without positionals reads
+    ``reward=X`` as ``--reward X`` where it stands, and a key it has no flag for is one line with
+    the nearest one. Option values are never settings (``--prompt 'a=b'``), nor is anything after ``--``."""
+    import re
+
+    sub, start = _subcommand(parser, argv)
+    takes = sub is not None and any(a.dest == "overrides" for a in sub._actions)
+    if sub is None or (not takes and any(not a.option_strings for a in sub._actions)):
+        return parser.parse_args(argv)  # score, report, list: their positionals are files and names
+    kept, settings, i = argv[:start], [], start
+    while i < len(argv) and argv[i] != "--":
+        token = argv[i]
+        taken = _values_taken(sub, token) if token.startswith("-") else 0
+        if not token.startswith("-") and re.match(r"[A-Za-z_][A-Za-z0-9_]*=", token):
+            if takes:
+                settings.append(token)
+            else:
+                kept.append(_as_flag(sub, token))
+        else:
+            kept += argv[i : i + 1 + taken]
+        i += 1 + taken
+    args = parser.parse_args(kept + argv[i:])
+    if takes:
+        args.overrides = [*args.overrides, *settings]
+    return args
+
+
+def _as_flag(parser: argparse.ArgumentParser, setting: str) -> str:
+    """``KEY=VALUE`` as the flag ``--KEY=VALUE`` of ``parser``, or one line naming the nearest key."""
+    from noiseppo.names import closest
+
+    key, value = setting.split("=", 1)
+    action = parser._option_string_actions.get("--" + key.replace("_", "-"))
+    if action is None or action.nargs == 0:  # a switch is given as --switch, not switch=true
+        options = parser._option_string_actions.items()
+        keys = [o[2:].replace("-", "_") for o, a in options if o.startswith("--") and a.nargs != 0]
+        near = closest(key, keys)
+        hint = f"did you mean '{near}'?" if near else f"see '{parser.prog} --help'"
+        raise UserError(f"'{setting}': {parser.prog} has no setting '{key}' ({hint})")
+    return f"{action.option_strings[-1]}={value}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from noiseppo.storage.interrupt import EXIT_STATUS, Interrupted
 
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), list(sys.argv[1:] if argv is None else argv))
         return args.func(args)
     except UserError as e:
         print(f"noiseppo: error: {e}", file=sys.stderr)
