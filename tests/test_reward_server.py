@@ -599,9 +599,11 @@ def test_a_server_that_stays_down_stops_the_run_and_resume_continues(
     err = failed.stderr
     assert failed.returncode == 2, err
     errors = [line for line in err.replace("\r", "\n").splitlines() if "noiseppo: error:" in line]
-    # The reward and the phase first (iteration 3, counted from 1 as metrics.jsonl counts), then the client's line.
+    # The reward and the phase first (iteration 3, counted from 1 as metrics.jsonl counts), then the client's
+    # line, then what the run kept and how to go on.
     assert errors == [f"noiseppo: error: reward '{url}', training iteration 3: reward server {url}: no scores after "
-                      "2 tries ([Errno 111] Connection refused; timeout 60 s)"], err  # fmt: skip
+                      "2 tries ([Errno 111] Connection refused; timeout 60 s); no iteration finished after the "
+                      f"checkpoint of iteration 2: `noiseppo train --resume {run}` continues"], err  # fmt: skip
     assert load_state(run / "checkpoint")[1]["iteration"] == 2, "the iterations before the failure are kept"
     port = url.rsplit(":", 1)[1].split("/")[0]
     with server_process(noiseppo, "--reward", "shapes", "--port", port, log=tmp_path / "log2"):

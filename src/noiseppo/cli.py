@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from noiseppo.errors import UserError
+from noiseppo.errors import DEBUG_ENV, UserError, debugging
 
 if TYPE_CHECKING:
     import numpy as np
@@ -736,6 +736,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The package's docstring says what noiseppo does; this module's says what cli.py does.
     parser = _Parser(prog="noiseppo", description=noiseppo.__doc__)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the full traceback of its cause (a reward's, a backend's) before the one line; "
+        "anywhere on the line, for every command (also NOISEPPO_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     score = sub.add_parser("score", help="score images with a reward; one JSON object per image")
@@ -1083,10 +1089,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from noiseppo.storage.interrupt import EXIT_STATUS, Interrupted
 
     args = None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--debug" in argv[:end]:  # anywhere before --, for every command; the env reaches the processes it starts
+        argv = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+        os.environ[DEBUG_ENV] = "1"
     try:
-        args = _parse(build_parser(), list(sys.argv[1:] if argv is None else argv))
+        args = _parse(build_parser(), argv)
         return args.func(args)
     except UserError as e:
+        if debugging():
+            _print_traceback(e)
         print(f"noiseppo: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:  # it says what was kept
@@ -1095,6 +1108,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"noiseppo: {_interrupted(args)}", file=sys.stderr)
         return EXIT_STATUS
+
+
+def _print_traceback(error: BaseException) -> None:
+    """The whole chain behind a one-line error, also the parts a ``raise ... from None`` hid."""
+    import traceback
+
+    seen, link = set(), error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__suppress_context__ = False
+        link = link.__cause__ or link.__context__
+    traceback.print_exception(error, file=sys.stderr)
 
 
 def _interrupted(args: argparse.Namespace | None) -> str:

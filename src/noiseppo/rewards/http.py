@@ -41,6 +41,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 import zlib
@@ -54,7 +55,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from noiseppo.errors import UserError, error_line, first_line
+from noiseppo.errors import UserError, debugging, error_line, first_line
 from noiseppo.images import to_pil
 
 DEFAULT_TIMEOUT = 60.0
@@ -304,6 +305,8 @@ class RewardServer(ThreadingHTTPServer):
                 broke = isinstance(e.__cause__, Exception) and not isinstance(e.__cause__, UserError)
                 raise Refused(500 if broke else 422, str(e)) from None
             except Exception as e:  # the reward model broke: the server's fault, and worth a retry
+                if debugging():  # noiseppo reward-server --debug: the log shows where
+                    traceback.print_exc()
                 raise Refused(500, str(reward_failure(e))) from None
             try:
                 scores = checked_scores(raw, len(prompts)).tolist()

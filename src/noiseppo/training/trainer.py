@@ -134,6 +134,7 @@ class Trainer:
         )
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count, config.advantages)
         self.iteration = 0
+        self.saved_at: int | None = None  # the iteration of the checkpoint this state was last saved to or loaded from
         self.show_progress = False  # a held-out pass's own progress bar (noiseppo train sets it unless quiet)
         # The frozen model's held-out scores (metric -> per-image values) and each image's prompt index.
         self._standard_eval: tuple[dict[str, np.ndarray], np.ndarray] | None = None
@@ -314,6 +315,7 @@ class Trainer:
         save_state(run / "checkpoint", tensors, meta, self.iteration, self.config.keep_checkpoints)
         with replaced_folder(run / "policy") as tmp:
             self.policy.save_pretrained(tmp)
+        self.saved_at = self.iteration
 
     def load(self, run: Path) -> None:
         tensors, meta = load_state(run / "checkpoint")
@@ -321,7 +323,7 @@ class Trainer:
             self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
             optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
             self.stats.load_state_dict(meta["advantage_stats"])
-            self.iteration = int(meta["iteration"])
+            self.iteration = self.saved_at = int(meta["iteration"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise UserError(
                 f"{run / 'checkpoint'}: does not match this run's config ({e.__class__.__name__})"
@@ -494,21 +496,43 @@ def train(
                 kl = f"{row['policy_kl']:.1e}"
                 bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=kl, clip=f"{row['clipfrac']:.2f}")
             except KeyboardInterrupt:  # anywhere in the iteration: keep the last finished one
-                if kept is not None and not finished:
-                    kept.restore()
-                    trainer.iteration = kept_at
-                if ranks.is_main:
-                    trainer.save(out)
+                _keep_last_finished(trainer, out, kept, kept_at, finished)
                 raise Interrupted(
                     f"interrupted at iteration {trainer.iteration} of {cfg.iterations} (checkpoint saved); "
                     f"`noiseppo train --resume {out}` continues"
                 ) from None
+            except UserError as e:  # a reward or backend that broke, a full disk: the same, once the cause is fixed
+                saved = _keep_last_finished(trainer, out, kept, kept_at, finished, only_if_newer=True)
+                if not ranks.is_main:  # rank 0 says what it kept
+                    raise
+                kept_line = (
+                    f"checkpoint of iteration {trainer.iteration} saved"
+                    if saved
+                    else f"no iteration finished after the checkpoint of iteration {trainer.iteration}"
+                )
+                raise UserError(f"{e}; {kept_line}: `noiseppo train --resume {out}` continues") from e
     if not quiet and cfg.eval_prompts:
         print(held_out_table(last_eval or trainer.evaluate(), cfg))
     if ranks.is_main and _write_report(out, trainer):
         say(f"report: {out / 'report.html'} (curves, held-out table, standard against policy images)")
     log.close()
     return out
+
+
+def _keep_last_finished(
+    trainer: Trainer, out: Path, kept: Snapshot | None, kept_at: int, finished: bool, only_if_newer: bool = False
+) -> bool:
+    """After a failure or Ctrl-C inside an iteration: put back the state of the last finished one
+    (the snapshot taken before this one) and checkpoint it on rank 0, so that ``--resume`` repeats
+    nothing twice and skips nothing. ``only_if_newer``: not where the newest checkpoint holds it
+    already (a full disk need not be written to again). Returns whether it saved."""
+    if kept is not None and not finished:
+        kept.restore()
+        trainer.iteration = kept_at
+    if not trainer.ranks.is_main or (only_if_newer and trainer.saved_at == trainer.iteration):
+        return False
+    trainer.save(out)
+    return True
 
 
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
