@@ -960,6 +960,18 @@ CASES: dict[str, Case] = {
         files(**{"a-file": "mine\n"}),
         out="{w}/a-file/out",
     ),
+    "shapes render output that is a file": Case(
+        ["shapes", "render", "--prompt", "a red circle"],
+        "a-file: is a file, not a folder; give a folder that does not exist yet or is empty",
+        files(**{"a-file": ""}),
+        out="{w}/a-file",
+    ),
+    "train run folder that is a file": Case(
+        TRAIN,
+        "a-file: is a file, not a folder; give a folder that does not exist yet or is empty",
+        files(**{"a-file": ""}),
+        out="{w}/a-file",
+    ),
     "shapes render prompt that ends too soon": Case(
         ["shapes", "render", "--prompt", "a blue square", "--prompt", "two red"],
         "prompt 'two red': ends after word 2, expected a plural shape",

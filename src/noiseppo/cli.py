@@ -374,13 +374,23 @@ def cmd_golden(args: argparse.Namespace) -> int:
         policy = None if policy is None else {**policy_info, **policy}
         golden_run.write_outputs(tmp, header, results, policy, matrices, policy_raw, header["latent_shape"])
     print(golden_run.format_table(results))
-    # One summary line, as one JSON object: per step count the noise's share of the variance and the
-    # top-k noises' gain on held-out prompts; every other figure is in golden.json beside the
-    # matrices, heatmap.png, steps.png and best_noises_steps*.safetensors.
+    # One summary line: per step count the noise's share of the variance and the top-k noises' gain on
+    # held-out prompts; every other figure is in golden.json beside the matrices, heatmap.png, steps.png
+    # and best_noises_steps*.safetensors.
     line = golden_run.summary_line(header, results, policy)
-    short = ("noises", "noise_share", "noise_share_ci95", "topk_gain", "topk_gain_ci95")
-    steps = {k: {f: v[f] for f in short} for k, v in line.items() if k.startswith("steps")}
-    print(json.dumps({"wrote": str(Path(args.out) / "golden.json"), "metric": line["metric"], **steps}))
+
+    def figure(value: float | None, ci: list, sign: str = "") -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:{sign}.3f} [{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]" if None not in ci else f"{value:{sign}.3f}"
+
+    parts = [
+        f"{k}: noise share {figure(v['noise_share'], v['noise_share_ci95'])}, top-{args.top_k} gain "
+        f"{figure(v['topk_gain'], v['topk_gain_ci95'], '+')}"
+        for k, v in line.items()
+        if k.startswith("steps")
+    ]
+    print(f"wrote {Path(args.out) / 'golden.json'} ({line['metric']}): " + "; ".join(parts))
     return 0
 
 
@@ -608,9 +618,11 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
             summary = train_ddpo_diffusers(config, cfg, out, str(args.model or cfg.model))
         else:
             summary = train_ddpo(config, out, args.model, overrides=(*args.overrides, *flags))
+    from noiseppo.baselines.ddpo import summary_line
+
     lora = "lora_parameters" in summary  # the diffusers run's adapters; the Shapes run's whole model
     print(f"LoRA weights written to {out / 'lora'}" if lora else f"tuned model written to {out / 'model'}")
-    print(json.dumps({k: v for k, v in summary.items() if k != "last"} | {"last": summary["last"]}))
+    print(summary_line(summary, out))
     return 0
 
 

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
 from noiseppo.configs.presets import resolve, to_yaml, validate
-from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size
+from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size, one_update_per_rollout
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.paired import group_rows, paired_row
@@ -63,7 +63,7 @@ from noiseppo.storage.checkpoint import (
     optimizer_to_tensors,
     save_state,
 )
-from noiseppo.storage.files import check_parent, occupied, replaced_folder, truncate_jsonl
+from noiseppo.storage.files import check_free, check_parent, replaced_folder, truncate_jsonl
 from noiseppo.storage.interrupt import Interrupted, Snapshot
 from noiseppo.storage.provenance import write_run_info
 from noiseppo.training.advantages import PerPromptStats, centre_noises
@@ -337,8 +337,7 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
         if not (out / "config.yaml").is_file() or not has_state(out / "checkpoint"):
             raise UserError(f"{out}: not a run folder to resume (needs config.yaml and checkpoint/)")
         return resolve(config_file=str(out / "config.yaml"))
-    if occupied(out):
-        raise UserError(f"{out}: run folder exists and is not empty; use --resume or a new folder")
+    check_free(out, "run folder exists and is not empty; use --resume or a new folder")
     check_parent(out)  # missing parent folders are made with the run's own (``runs/`` need not exist)
     return None
 
@@ -351,6 +350,7 @@ class RunLog:
     def __init__(self, out: Path, trainer: Trainer, quiet: bool, clock: WallClock):
         self.out, self.trainer, self.quiet, self.clock = out, trainer, quiet, clock
         self.writer = self.wandb_run = None
+        self.held_out_s = 0.0  # the last iteration's held-out pass, which the progress bar's rate leaves out
         self.reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
 
     def open(self, resume: bool, resolved: TrainConfig, before: TrainConfig | None) -> dict[str, float] | None:
@@ -373,22 +373,24 @@ class RunLog:
         self.writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
         self.wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
         if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
-            self.log(first_row, self.quiet)
+            self.log(first_row)
+            if not self.quiet:
+                print(report.held_out_line(first_row))
         return first_row
 
     def finish_iteration(self, row: dict[str, float]) -> dict[str, float] | None:
         """After ``trainer.step()``: returns the held-out row if a pass was due."""
         trainer, cfg = self.trainer, self.trainer.config
-        done, evaluated = trainer.iteration, None
+        done, evaluated, t0 = trainer.iteration, None, time.perf_counter()
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-            t0 = time.perf_counter()
             evaluated = trainer.evaluate()  # {} without held-out prompts
             if evaluated:
                 evaluated["time_eval"] = time.perf_counter() - t0
             row.update(evaluated)
-        self.log(row, quiet=True)
+        self.log(row)
         if evaluated:  # the last one's line is the held-out table, printed at the end
             _show_held_out(self.writer, trainer, row, self.quiet or done == cfg.iterations)
+        self.held_out_s = time.perf_counter() - t0 if evaluated is not None else 0.0
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
             trainer.save(self.out)
             # The last page is written at the end; the others at most once a CHECKPOINT_INTERVAL_S.
@@ -397,9 +399,9 @@ class RunLog:
                 self.reported = time.monotonic()
         return evaluated
 
-    def log(self, row: dict[str, float], quiet: bool) -> None:
+    def log(self, row: dict[str, float]) -> None:
         row["time_wall"] = self.clock()
-        _log(self.out, self.writer, self.wandb_run, row, quiet)
+        _log(self.out, self.writer, self.wandb_run, row)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -481,6 +483,7 @@ def train(
     # Rank 0 alone evaluates, logs and writes, inside ranks.run: its failure stops every rank with its message.
     last_eval = ranks.run(partial(log.open, resume, resolved, before) if ranks.is_main else lambda: None)
 
+    one_update = one_update_per_rollout(cfg)
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
     with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
         while trainer.iteration < cfg.iterations:
@@ -492,9 +495,14 @@ def train(
                 evaluated = ranks.run(partial(log.finish_iteration, row) if ranks.is_main else lambda: None)
                 finished = True  # logged (and checkpointed if due): the iteration counts
                 last_eval = evaluated or last_eval
+                if not bar.disable:  # the rate and the ETA count training iterations only
+                    bar.start_t += log.held_out_s
+                    bar.last_print_t += log.held_out_s
                 bar.update(1)
-                kl = f"{row['policy_kl']:.1e}"
-                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=kl, clip=f"{row['clipfrac']:.2f}")
+                fields = {"reward": f"{row['reward_mean']:.3f}"}
+                if not one_update:  # else 0 by construction (the batch line says why)
+                    fields.update(kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
+                bar.set_postfix(fields)
             except KeyboardInterrupt:  # anywhere in the iteration: keep the last finished one
                 _keep_last_finished(trainer, out, kept, kept_at, finished)
                 raise Interrupted(
@@ -586,7 +594,7 @@ def _write_report(out: Path, trainer: Trainer) -> bool:
     return report.write_or_warn([out], out / report.REPORT, live)
 
 
-def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> None:
+def _log(out: Path, writer, wandb_run, row: dict[str, float]) -> None:
     # JSON has no NaN: a non-finite value is written as null (a NaN reward's count is its own key, nan_rewards).
     finite = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
     try:
@@ -601,8 +609,6 @@ def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> No
     writer.flush()
     if wandb_run is not None:
         wandb_run.log(row, step=step)
-    if not quiet:
-        print(json.dumps({k: (round(v, 4) if v is not None else None) for k, v in finite.items()}))
 
 
 def _start_wandb(cfg: TrainConfig, out: Path):
