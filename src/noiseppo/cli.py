@@ -9,12 +9,14 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from noiseppo.errors import DEBUG_ENV, UserError, debugging
+from noiseppo.storage.interrupt import EXIT_STATUS, Interrupted  # standard library only: here before any Ctrl-C
 
 if TYPE_CHECKING:
     import numpy as np
@@ -1098,8 +1100,6 @@ def _as_flag(parser: argparse.ArgumentParser, setting: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from noiseppo.storage.interrupt import EXIT_STATUS, Interrupted
-
     args = None
     argv = list(sys.argv[1:] if argv is None else argv)
     end = argv.index("--") if "--" in argv else len(argv)
@@ -1138,7 +1138,7 @@ def _interrupted(args: argparse.Namespace | None) -> str:
     """The line for a Ctrl-C that came outside a training loop (which says more itself)."""
     out = getattr(args, "out", None)
     if getattr(args, "command", None) == "train":
-        from noiseppo.storage.checkpoint import has_state
+        from noiseppo.storage.steps import has_state  # not .checkpoint: the interrupt may have cut torch's import short
 
         run = args.resume or out
         if run and has_state(Path(run) / "checkpoint"):
@@ -1150,4 +1150,34 @@ def _interrupted(args: argparse.Namespace | None) -> str:
 
 
 def entry_point() -> NoReturn:
-    sys.exit(main())
+    """The console script. Ctrl-C at any moment (imports, model loading, a held-out pass) is one line
+    and exit status 130, never a traceback: ``main`` turns the first into its line, and a second one
+    (while the first is handled, or while Python shuts down: threads joined, files flushed) ends the
+    process at once, with a line of its own."""
+    # Where SIGINT is ignored (a shell's background job, nohup), it stays ignored.
+    handled = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if handled:
+        signal.signal(signal.SIGINT, _first_sigint)
+    try:
+        code = main()
+    except KeyboardInterrupt:  # one that came while main was already leaving
+        print("noiseppo: interrupted", file=sys.stderr)
+        code = EXIT_STATUS
+    if handled:
+        signal.signal(signal.SIGINT, _again_sigint)
+    sys.exit(code)
+
+
+def _first_sigint(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, _again_sigint)
+    raise KeyboardInterrupt
+
+
+def _again_sigint(signum: int, frame: object) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to save
+            pass
+    os.write(2, b"\nnoiseppo: interrupted\n")
+    os._exit(EXIT_STATUS)
