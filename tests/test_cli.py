@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,31 @@ def test_help_still_exits_0_and_a_usage_mistake_2(noiseppo):
         main(["train", "iterations=3", "--help"])
     assert shown.value.code == 0
     assert main(["train", "--preset", "tiny", "--no-such-flag", "iterations=3"]) == 2
+
+
+def test_debug_shows_the_traceback_before_the_one_line(tmp_path, monkeypatch, capsys):
+    """--debug anywhere on the line, or NOISEPPO_DEBUG=1: the reward's own traceback, then the same line
+    and exit status as without it."""
+    from noiseppo.cli import main
+    from noiseppo.errors import DEBUG_ENV
+
+    (tmp_path / "broken_reward.py").write_text("def score(images, prompts):\n    return 1 / 0\n")
+    render("a red circle", 0).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DEBUG_ENV, "0")  # undone after the test, also where --debug set it
+    args = ["score", "--reward", "broken_reward:score", "--prompt", "a red circle", "a.png"]
+    try:
+        errors = {}
+        for how, extra in {"plain": [], "flag": ["--debug"], "env": []}.items():
+            if how == "env":
+                monkeypatch.setenv(DEBUG_ENV, "1")
+            assert main([*args[:2], *extra, *args[2:]]) == 2
+            errors[how] = capsys.readouterr().err
+            monkeypatch.setenv(DEBUG_ENV, "0")
+    finally:
+        sys.modules.pop("broken_reward", None)
+    line = "noiseppo: error: the reward raised ZeroDivisionError: division by zero\n"
+    assert errors["plain"] == line
+    for how in ("flag", "env"):
+        assert errors[how].startswith("Traceback (most recent call last):") and errors[how].endswith(line)
+        assert 'broken_reward.py", line 2, in score' in errors[how]

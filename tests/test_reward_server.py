@@ -321,6 +321,25 @@ def test_a_reward_that_breaks_is_a_500_and_the_client_retries() -> None:
             HttpReward(url + "#retries=0")(images, PROMPTS)
 
 
+def test_with_debug_the_server_logs_a_breaking_rewards_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """noiseppo reward-server --debug (NOISEPPO_DEBUG=1): the 500's one line, and in the log where it broke."""
+    from noiseppo.errors import DEBUG_ENV
+
+    def crashing(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        raise RuntimeError("CUDA out of memory")
+
+    images = torch.zeros(len(PROMPTS), 3, 32, 32)
+    for debug in ("0", "1"):
+        monkeypatch.setenv(DEBUG_ENV, debug)
+        with serving(make_server(crashing)) as url:
+            with pytest.raises(UserError, match=r"HTTP 500: the reward raised RuntimeError: CUDA out of memory"):
+                HttpReward(url + "#retries=0")(images, PROMPTS)
+        log = capsys.readouterr().err
+        assert ('raise RuntimeError("CUDA out of memory")' in log) == (debug == "1"), log
+
+
 def table_rows() -> dict[str, list[str]]:
     """The reward-server table of docs/hostile_inputs.md: case → its cells."""
     section = DOC.read_text().split("## The reward server's table", 1)[1].split("\n## ", 1)[0]

@@ -303,9 +303,11 @@ class RewardServer(ThreadingHTTPServer):
                 # A UserError of its own is the reward refusing these images or prompts; one made
                 # from another exception (a weighted sum's term that crashed) is the reward breaking.
                 broke = isinstance(e.__cause__, Exception) and not isinstance(e.__cause__, UserError)
+                if broke and debugging():  # noiseppo reward-server --debug: the log shows where it broke
+                    traceback.print_exc()
                 raise Refused(500 if broke else 422, str(e)) from None
             except Exception as e:  # the reward model broke: the server's fault, and worth a retry
-                if debugging():  # noiseppo reward-server --debug: the log shows where
+                if debugging():
                     traceback.print_exc()
                 raise Refused(500, str(reward_failure(e))) from None
             try:
