@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import HTTPServer
@@ -45,3 +46,14 @@ def server_process(
             process.terminate()
         process.wait(timeout=30)
         process.stdout.close()
+
+
+def log_lines(log: Path, count: int, timeout: float = 30.0) -> list[str]:
+    """The first ``count`` lines of a server's log, once it has written them: the server logs a
+    request after answering it, so a client holding its answer may be ahead of the log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = log.read_text().splitlines()
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)

@@ -157,3 +157,63 @@ def test_a_run_killed_mid_iteration_resumes_bit_identically(noiseppo, tmp_path: 
 
     assert [r["iteration"] for r in rows(killed)] == [1, 2, 3, 4, 5, 6]
     assert rows(killed) == rows(tmp_path / "straight")
+
+
+CRASHING_REWARD = """
+import os
+from noiseppo.rewards import get_reward
+
+shapes, seen = get_reward("shapes"), 0
+
+def reward(images, prompts):
+    global seen
+    if "CRASH_AFTER" in os.environ:  # armed: the images scored so far, and a crash past that many
+        seen += len(prompts)
+        if seen > int(os.environ["CRASH_AFTER"]):
+            raise RuntimeError("the reward model ran out of memory")
+    return shapes(images, prompts)
+"""
+
+
+def test_a_reward_that_fails_mid_run_keeps_the_last_finished_iteration(
+    noiseppo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function reward crashes in iteration 4 with checkpoint_every 10 (the last checkpoint: 0): the run
+    checkpoints iteration 3, says how to resume, and the resumed run's metrics are an uninterrupted run's."""
+    from noiseppo.errors import DEBUG_ENV
+
+    (tmp_path / "crashing_reward.py").write_text(CRASHING_REWARD)
+    monkeypatch.chdir(tmp_path)  # where module:function rewards are imported from
+    monkeypatch.setenv(DEBUG_ENV, "0")  # restored after --debug sets it
+    monkeypatch.setenv("CRASH_AFTER", "24")  # 3 iterations of 2 prompts x 4 samples
+    args = ["--preset", "tiny", "iterations=6", "checkpoint_every=10", "eval_prompts=", "threads=1"]
+    try:
+        crashed = noiseppo.in_process("train", *args, "--reward", "crashing_reward:reward", "--out", "run", "--debug")
+        monkeypatch.delenv("CRASH_AFTER")
+        monkeypatch.setenv(DEBUG_ENV, "0")
+        straight = noiseppo.in_process("train", *args, "--reward", "crashing_reward:reward", "--out", "straight")
+        assert straight.returncode == 0, straight.stderr
+        assert crashed.returncode == 2, crashed.stderr
+        lines = [line for line in crashed.stderr.replace("\r", "\n").splitlines() if line.strip()]
+        assert lines[-1] == (
+            "noiseppo: error: reward 'crashing_reward:reward', training iteration 4: the reward raised RuntimeError: "
+            "the reward model ran out of memory; checkpoint of iteration 3 saved: `noiseppo train --resume run` "
+            "continues"
+        )
+        # --debug: the reward's own traceback first, down to its raise.
+        assert "Traceback (most recent call last)" in crashed.stderr
+        assert 'crashing_reward.py", line 12, in reward' in crashed.stderr
+        assert load_state(tmp_path / "run" / "checkpoint")[1]["iteration"] == 3
+
+        resumed = noiseppo.in_process("train", "--resume", "run")
+        assert resumed.returncode == 0, resumed.stderr
+    finally:
+        sys.modules.pop("crashing_reward", None)
+
+    def rows(run: Path) -> list[dict]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        timing = ("time_", "samples_per")
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith(timing)} for line in lines]
+
+    assert [r["iteration"] for r in rows(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
+    assert rows(tmp_path / "run") == rows(tmp_path / "straight")

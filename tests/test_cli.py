@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,58 @@ def test_a_transparent_background_is_not_an_object(noiseppo, tmp_path):
     assert_ok(run)
     (row,) = rows(run)
     assert row["correct"] == 1 and [(o["colour"], o["shape"]) for o in row["objects"]] == [("red", "circle")]
+
+
+# -- settings anywhere on the line (issue 34); their refusals are rows of tests/test_hostile_inputs.py
+def test_key_value_settings_count_wherever_they_stand():
+    from noiseppo.cli import _parse, build_parser
+
+    parser = build_parser()
+    args = _parse(parser, ["train", "lr=1e-4", "--reward", "shapes", "render_batch=8", "--out", "r", "lr=2e-4"])
+    assert (args.overrides, args.reward, args.out) == (["lr=1e-4", "render_batch=8", "lr=2e-4"], "shapes", "r")
+    # An option's value is never a setting, nor is anything after --.
+    args = _parse(parser, ["ddpo", "--model", "a=b", "steps=2", "--reward", "jpeg_compressibility", "--out", "r"])
+    assert (args.model, args.overrides, args.reward) == ("a=b", ["steps=2"], "jpeg_compressibility")
+    # A command without config keys reads KEY=VALUE as its flag, where it stands: the last one counts.
+    args = _parse(parser, ["eval", "reward=shapes-correct", "--policy", "p", "seeds=2", "--out", "o", "--seeds", "3"])
+    assert (args.reward, args.seeds, args.policy) == ("shapes-correct", 3, "p")
+    assert _parse(parser, ["eval", "--seeds", "3", "--policy", "p", "seeds=2", "--out", "o"]).seeds == 2
+    args = _parse(parser, ["shapes", "render", "--prompt", "n=5", "n=2", "--out", "o"])
+    assert (args.prompt, args.n) == (["n=5"], 2)
+
+
+def test_help_still_exits_0_and_a_usage_mistake_2(noiseppo):
+    from noiseppo.cli import main
+
+    with pytest.raises(SystemExit) as shown:
+        main(["train", "iterations=3", "--help"])
+    assert shown.value.code == 0
+    assert main(["train", "--preset", "tiny", "--no-such-flag", "iterations=3"]) == 2
+
+
+def test_debug_shows_the_traceback_before_the_one_line(tmp_path, monkeypatch, capsys):
+    """--debug anywhere on the line, or NOISEPPO_DEBUG=1: the reward's own traceback, then the same line
+    and exit status as without it."""
+    from noiseppo.cli import main
+    from noiseppo.errors import DEBUG_ENV
+
+    (tmp_path / "broken_reward.py").write_text("def score(images, prompts):\n    return 1 / 0\n")
+    render("a red circle", 0).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DEBUG_ENV, "0")  # undone after the test, also where --debug set it
+    args = ["score", "--reward", "broken_reward:score", "--prompt", "a red circle", "a.png"]
+    try:
+        errors = {}
+        for how, extra in {"plain": [], "flag": ["--debug"], "env": []}.items():
+            if how == "env":
+                monkeypatch.setenv(DEBUG_ENV, "1")
+            assert main([*args[:2], *extra, *args[2:]]) == 2
+            errors[how] = capsys.readouterr().err
+            monkeypatch.setenv(DEBUG_ENV, "0")
+    finally:
+        sys.modules.pop("broken_reward", None)
+    line = "noiseppo: error: the reward raised ZeroDivisionError: division by zero\n"
+    assert errors["plain"] == line
+    for how in ("flag", "env"):
+        assert errors[how].startswith("Traceback (most recent call last):") and errors[how].endswith(line)
+        assert 'broken_reward.py", line 2, in score' in errors[how]

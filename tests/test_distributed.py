@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import noiseppo
 from noiseppo.storage.checkpoint import load_state
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
@@ -26,6 +27,23 @@ def launch(noiseppo, *args: str | Path, env: dict[str, str] | None = None) -> su
     cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(cmd + noiseppo.command(*args), capture_output=True, text=True, timeout=300, env=environment)
+
+
+SRC = Path(noiseppo.__file__).parent
+"""The package the subprocesses import (PYTHONPATH or the editable install): its frames are ours."""
+
+
+def project_frames(stderr: str) -> list[str]:
+    """The traceback frames in ``stderr`` from noiseppo's own source files, by the package's absolute
+    path: a clone's folder may itself be named noiseppo, and then .venv's frames hold "/noiseppo/" too."""
+    ours = {f'File "{SRC}{os.sep}', f'File "{SRC.resolve()}{os.sep}'}
+    return [line for line in stderr.splitlines() if any(prefix in line for prefix in ours)]
+
+
+def test_project_frames_are_the_packages_not_a_folder_named_noiseppo() -> None:
+    venv = '  File "/home/me/noiseppo/.venv/lib/python3.12/site-packages/accelerate/commands/launch.py", line 1'
+    own = f'  File "{SRC / "training" / "trainer.py"}", line 2, in train'
+    assert project_frames(f"Traceback (most recent call last):\n{venv}\n{own}\n") == [own]
 
 
 def rows(run: Path) -> list[dict]:
@@ -83,7 +101,7 @@ def test_one_failing_rank_stops_every_rank_with_its_message(noiseppo, tmp_path: 
     )
     assert result.stderr.count(message) == 2, result.stderr[-3000:]  # both ranks stop with the same line
     # No traceback out of noiseppo itself (torchrun reports the failed child with its own).
-    assert not [line for line in result.stderr.splitlines() if 'File "' in line and "/noiseppo/" in line]
+    assert project_frames(result.stderr) == [], result.stderr[-3000:]
     state, meta = load_state(tmp_path / "run" / "checkpoint")  # rank 0 had written iteration 0
     assert meta["iteration"] == 0
 

@@ -367,6 +367,26 @@ CASES: dict[str, Case] = {
         [*TRAIN, "colour=red"], "override: unknown config key 'colour' (see 'noiseppo train --help')"
     ),
     "override without =": Case([*TRAIN, "steps"], "'steps': overrides are written key=value"),
+    # -- KEY=VALUE anywhere on the line, and the same flags on every command (issue 34)
+    "mistyped config key between flags": Case(
+        ["train", "--preset", "tiny", "--reward", "shapes", "iteratons=3", "--seed", "1"],
+        "override: unknown config key 'iteratons' (did you mean 'iterations'?)",
+    ),
+    "ddpo mistyped key between flags": Case(
+        ["ddpo", "--preset", "tiny", "stepz=1", "--threads", "1"],
+        "override: unknown config key 'stepz' (did you mean 'steps'?)",
+    ),
+    "ddpo with an unknown reward flag": Case(
+        ["ddpo", "--preset", "tiny", "--reward", "clip-score"],
+        "unknown reward 'clip-score' (did you mean 'clip_score'? known: shapes, shapes-correct, ",
+    ),
+    "mistyped setting of a command with flags": Case(
+        ["eval", "--policy", "shapes-steps4", "rewrd=shapes"],
+        "'rewrd=shapes': noiseppo eval has no setting 'rewrd' (did you mean 'reward'?)",
+    ),
+    "setting of a command with flags, out of range": Case(
+        [*SAMPLE, "seed=-1"], "argument --seed: must be >= 0, got -1 (see 'noiseppo sample --help')"
+    ),
     "value of the wrong type": Case([*TRAIN, "lr=fast"], "override: 'lr' must be a float, got 'fast'"),
     "NaN value": Case([*TRAIN, "kl_coef=nan"], "override: 'kl_coef' must be a float other than NaN, got 'nan'"),
     "malformed YAML": Case(
@@ -984,6 +1004,18 @@ CASES: dict[str, Case] = {
         "a-file: is a file, so the output",
         files(**{"a-file": "mine\n"}),
         out="{w}/a-file/out",
+    ),
+    "shapes render output that is a file": Case(
+        ["shapes", "render", "--prompt", "a red circle"],
+        "a-file: is a file, not a folder; give a folder that does not exist yet or is empty",
+        files(**{"a-file": ""}),
+        out="{w}/a-file",
+    ),
+    "train run folder that is a file": Case(
+        TRAIN,
+        "a-file: is a file, not a folder; give a folder that does not exist yet or is empty",
+        files(**{"a-file": ""}),
+        out="{w}/a-file",
     ),
     "shapes render prompt that ends too soon": Case(
         ["shapes", "render", "--prompt", "a blue square", "--prompt", "two red"],

@@ -37,9 +37,12 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def interrupted(command: list[str], ready: Callable[[], bool], folder: Path) -> subprocess.CompletedProcess[str]:
+def interrupted(
+    command: list[str], ready: Callable[[], bool], folder: Path, started: list | None = None
+) -> subprocess.CompletedProcess[str]:
     """Start ``command``, wait until ``ready()`` shows that it has started its work, send SIGINT
-    (what Ctrl-C sends) and wait for it to end. Output goes to files: a pipe could fill up."""
+    (what Ctrl-C sends) and wait for it to end. Output goes to files: a pipe could fill up. The
+    process is appended to ``started``, for a ``ready`` that looks at it."""
     out, err = folder / "stdout.txt", folder / "stderr.txt"
     with out.open("w") as stdout, err.open("w") as stderr:
         # A shell's background job starts with SIGINT ignored, and Python then installs no
@@ -47,6 +50,8 @@ def interrupted(command: list[str], ready: Callable[[], bool], folder: Path) -> 
         proc = subprocess.Popen(
             command, stdout=stdout, stderr=stderr, text=True, env=ONE_THREAD, preexec_fn=_default_sigint
         )
+        if started is not None:
+            started.append(proc)
         deadline = time.monotonic() + 180
         while not ready():
             assert proc.poll() is None, f"ended before it was interrupted: {err.read_text()}"
@@ -473,3 +478,47 @@ def test_the_readmes_own_model_path_runs_as_written(noiseppo, tmp_path, monkeypa
     grey, red = torch.full((1, 3, 4, 4), 0.5), torch.zeros(1, 3, 4, 4)
     red[:, 0] = 1
     assert namespace["saturation"](torch.cat([grey, red]), ["a", "b"]) == [0.0, 1.0]
+
+
+def loading_torch(pid: int) -> bool:
+    """Whether process ``pid`` has begun to import torch: what ``noiseppo`` imports first, within
+    the handling of Ctrl-C (before it, only the interpreter's own start-up, slower than 0.2 s under load)."""
+    try:
+        return "/torch/lib/libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(noiseppo, tmp_path: Path) -> None:
+    """SIGINT while the modules load (torch, diffusers, ...), while the model loads, while a resumed
+    run starts and during the untrained policy's held-out pass (issue 34): exit status 130 and one
+    line, never a traceback. The delays count from the moment torch begins to load."""
+    run = tmp_path / "run"
+    assert noiseppo(*TINY, "iterations=1", "--out", run).returncode == 0  # a run to resume
+    long = [*TINY, "iterations=50"]  # never done before the signal, however fast the machine
+    cases: dict[str, tuple[list, float | None]] = {}  # the command, and the seconds after torch began to load
+    for delay in (0.0, 0.5, 1.5, 3.0):
+        cases[f"new-{delay}"] = ([*long, "--out", tmp_path / f"new-{delay}"], delay)
+    for delay in (0.5, 3.0):
+        cases[f"resume-{delay}"] = (["train", "--resume", run, "iterations=50"], delay)
+    # None: once the held-out pass of the untrained policy has begun
+    cases["held-out"] = (["train", "--preset", "tiny", "threads=1", "iterations=50", "--out", tmp_path / "h"], None)
+    for name, (args, delay) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        loaded: list[float] = []
+        started: list[subprocess.Popen] = []
+
+        def ready(folder=folder, delay=delay, loaded=loaded, started=started) -> bool:
+            if delay is None:
+                return "held-out pass" in (folder / "stderr.txt").read_text()
+            if not loaded and loading_torch(started[-1].pid):
+                loaded.append(time.monotonic())
+            return bool(loaded) and time.monotonic() - loaded[0] >= delay
+
+        result = interrupted(noiseppo.command(*args), ready, folder, started)
+        assert result.returncode == 130 and "Traceback" not in result.stderr, (name, result.stderr)
+        lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith(("noise ppo", "held-out pass"))]
+        assert len(lines) == 1 and lines[0].startswith("noiseppo: interrupted"), (name, result.stderr)

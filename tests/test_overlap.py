@@ -190,7 +190,8 @@ def test_a_reward_that_fails_in_flight_stops_the_run_resumably(
     assert "Traceback" not in err and err.count("noiseppo: error:") == 1
     last = err.strip().splitlines()[-1]
     assert last == (
-        "noiseppo: error: reward 'flaky', training iteration 1: the reward raised RuntimeError: scorer fell over"
+        "noiseppo: error: reward 'flaky', training iteration 1: the reward raised RuntimeError: scorer fell over; "
+        f"no iteration finished after the checkpoint of iteration 0: `noiseppo train --resume {out}` continues"
     )
     assert not scoring_threads()
     # The failure came in the first iteration: the iteration-0 checkpoint resumes the run.

@@ -295,12 +295,12 @@ def test_periodic_evaluations_are_one_line_each_and_images_in_tensorboard(run: P
     assert "held_out/standard_vs_policy" in events.Tags()["images"]
     images = events.Images("held_out/standard_vs_policy")
     assert [i.step for i in images] == [1, 2] and all(i.width <= MAX_WIDTH + 1 for i in images)
-    # Iteration 1's evaluation is one line; the last one's is the held-out table.
-    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[1])
+    # The untrained policy's evaluation and iteration 1's are one line each; the last one's is the held-out table.
+    first, row = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()[:2]]
     printed = [line for line in (run.parent / "stdout.txt").read_text().splitlines() if "held-out at" in line]
-    assert printed == [report_module.held_out_line(row)]
-    assert printed[0].startswith(f"held-out at iteration 1, {len(HELD_OUT)} pairs: standard -> policy, correct ")
-    assert f"partial {row['eval_standard_partial']:.3f} -> {row['eval_partial']:.3f}" in printed[0]
+    assert printed == [report_module.held_out_line(first), report_module.held_out_line(row)]
+    assert printed[1].startswith(f"held-out at iteration 1, {len(HELD_OUT)} pairs: standard -> policy, correct ")
+    assert f"partial {row['eval_standard_partial']:.3f} -> {row['eval_partial']:.3f}" in printed[1]
 
 
 def test_sample_pages_a_long_grid(noiseppo, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from noiseppo.rewards.server import RewardServer, make_server
 from noiseppo.shapes.render import render_scene
 from noiseppo.storage.checkpoint import load_state
 from noiseppo.training.trainer import train
-from servers import server_process, serving
+from servers import log_lines, server_process, serving
 
 DOC = Path(__file__).parents[1] / "docs" / "hostile_inputs.md"
 TOKEN = "s3cret-Token_for.tests~1"
@@ -313,6 +313,25 @@ def test_a_reward_that_breaks_is_a_500_and_the_client_retries() -> None:
             HttpReward(url + "#retries=0")(images, PROMPTS)
 
 
+def test_with_debug_the_server_logs_a_breaking_rewards_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """noiseppo reward-server --debug (NOISEPPO_DEBUG=1): the 500's one line, and in the log where it broke."""
+    from noiseppo.errors import DEBUG_ENV
+
+    def crashing(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        raise RuntimeError("CUDA out of memory")
+
+    images = torch.zeros(len(PROMPTS), 3, 32, 32)
+    for debug in ("0", "1"):
+        monkeypatch.setenv(DEBUG_ENV, debug)
+        with serving(make_server(crashing)) as url:
+            with pytest.raises(UserError, match=r"HTTP 500: the reward raised RuntimeError: CUDA out of memory"):
+                HttpReward(url + "#retries=0")(images, PROMPTS)
+        log = capsys.readouterr().err
+        assert ('raise RuntimeError("CUDA out of memory")' in log) == (debug == "1"), log
+
+
 def table_rows() -> dict[str, list[str]]:
     """The reward-server table of docs/hostile_inputs.md: case → its cells."""
     section = DOC.read_text().split("## The reward server's table", 1)[1].split("\n## ", 1)[0]
@@ -374,7 +393,7 @@ def test_with_a_token_only_its_bearer_is_served_and_no_log_shows_it(
         with pytest.raises(UserError, match="unknown option") as bad:  # a message about the URL hides its fragment
             HttpReward(url + f"#token={TOKEN}&retry=1")
         assert TOKEN not in str(bad.value)
-    lines = log.read_text().splitlines()
+        lines = log_lines(log, 4)  # before the server stops: it logs each request after answering it
     assert [line.split('"')[2].split(",")[0] for line in lines] == [" 401", " 401", " 200", " 200"], lines
     assert TOKEN not in log.read_text() and "wrong-guess" not in log.read_text()
 
@@ -582,9 +601,11 @@ def test_a_server_that_stays_down_stops_the_run_and_resume_continues(
     err = failed.stderr
     assert failed.returncode == 2, err
     errors = [line for line in err.replace("\r", "\n").splitlines() if "noiseppo: error:" in line]
-    # The reward and the phase first (iteration 3, counted from 1 as metrics.jsonl counts), then the client's line.
+    # The reward and the phase first (iteration 3, counted from 1 as metrics.jsonl counts), then the client's
+    # line, then what the run kept and how to go on.
     assert errors == [f"noiseppo: error: reward '{url}', training iteration 3: reward server {url}: no scores after "
-                      "2 tries ([Errno 111] Connection refused; timeout 60 s)"], err  # fmt: skip
+                      "2 tries ([Errno 111] Connection refused; timeout 60 s); no iteration finished after the "
+                      f"checkpoint of iteration 2: `noiseppo train --resume {run}` continues"], err  # fmt: skip
     assert load_state(run / "checkpoint")[1]["iteration"] == 2, "the iterations before the failure are kept"
     port = url.rsplit(":", 1)[1].split("/")[0]
     with server_process(noiseppo, "--reward", "shapes", "--port", port, log=tmp_path / "log2"):

@@ -5,6 +5,8 @@ Bad input is tested in one place: tests/test_hostile_inputs.py."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,12 @@ def test_cli_two_iterations_write_the_documented_run_folder(noiseppo, tmp_path: 
     result = noiseppo("train", "--preset", "tiny", "--out", run, f"eval_prompts={eval_file}", "threads=1")
     assert result.returncode == 0, result.stderr
     assert "2 prompts x 4 samples = 8 images per iteration, 2 minibatches of 4 x 2 epochs" in result.stdout
+    # The untrained policy's held-out pass in one short line, and no JSON anywhere on stdout.
+    first = next(line for line in result.stdout.splitlines() if line.startswith("held-out at iteration 0"))
+    assert len(first) < 300 and "correct" in first, first
+    assert not [line for line in result.stdout.splitlines() if line.lstrip().startswith(("{", "["))], result.stdout
     # The held-out table: both sides, the paired difference and its 95% interval, per metric.
-    table = result.stdout[result.stdout.index("held-out") :].splitlines()
+    table = result.stdout[result.stdout.index(f"held-out {eval_file}") :].splitlines()
     assert f"1 seed(s) per prompt ({len(EVAL_PROMPTS)} pairs)" in table[0] and "95% CI" in table[1]
     correct = next(line for line in table if line.startswith("correct")).split()
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])  # the table prints the last pass
@@ -191,3 +197,27 @@ def test_a_prompt_file_smaller_than_the_batch_is_drawn_with_replacement(noiseppo
     assert "has 2, fewer than prompts_per_iteration 4: each iteration draws 4 with replacement" in done.stdout
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
+
+
+def test_the_bar_counts_training_iterations_only_and_hides_what_is_0_by_construction(
+    noiseppo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held-out pass of 2 s after every iteration stays out of the bar's rate; with one update per
+    rollout (1 epoch, the whole batch) clip and kl are 0 by construction: the bar leaves them out."""
+
+    def slow_pass(self) -> dict:
+        time.sleep(2.0)
+        return {}
+
+    monkeypatch.setattr(train_module.Trainer, "evaluate", slow_pass)
+    args = ["--preset", "tiny", "eval_prompts=", "iterations=3", "eval_every=1", "epochs=1", "minibatch=0"]
+    done = noiseppo.in_process("train", *args, "threads=1", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    assert "one update per rollout: clipfrac and kl are 0 by construction" in done.stdout
+    bars = [
+        line for line in done.stderr.replace("\r", "\n").splitlines() if line.startswith("noise ppo") and "/3 [" in line
+    ]
+    assert bars and "reward=" in bars[-1] and not [b for b in bars if "clip=" in b or "kl=" in b], bars
+    rate = re.search(r"([\d.]+)(s/it|it/s)", bars[-1])
+    seconds = float(rate[1]) if rate[2] == "s/it" else 1 / float(rate[1])
+    assert seconds < 2.0, bars[-1]  # with the passes it would be above 2 s per iteration

@@ -9,12 +9,14 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from noiseppo.errors import UserError
+from noiseppo.errors import DEBUG_ENV, UserError, debugging
+from noiseppo.storage.interrupt import EXIT_STATUS, Interrupted  # standard library only: here before any Ctrl-C
 
 if TYPE_CHECKING:
     import numpy as np
@@ -374,13 +376,23 @@ def cmd_golden(args: argparse.Namespace) -> int:
         policy = None if policy is None else {**policy_info, **policy}
         golden_run.write_outputs(tmp, header, results, policy, matrices, policy_raw, header["latent_shape"])
     print(golden_run.format_table(results))
-    # One summary line, as one JSON object: per step count the noise's share of the variance and the
-    # top-k noises' gain on held-out prompts; every other figure is in golden.json beside the
-    # matrices, heatmap.png, steps.png and best_noises_steps*.safetensors.
+    # One summary line: per step count the noise's share of the variance and the top-k noises' gain on
+    # held-out prompts; every other figure is in golden.json beside the matrices, heatmap.png, steps.png
+    # and best_noises_steps*.safetensors.
     line = golden_run.summary_line(header, results, policy)
-    short = ("noises", "noise_share", "noise_share_ci95", "topk_gain", "topk_gain_ci95")
-    steps = {k: {f: v[f] for f in short} for k, v in line.items() if k.startswith("steps")}
-    print(json.dumps({"wrote": str(Path(args.out) / "golden.json"), "metric": line["metric"], **steps}))
+
+    def figure(value: float | None, ci: list, sign: str = "") -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:{sign}.3f} [{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]" if None not in ci else f"{value:{sign}.3f}"
+
+    parts = [
+        f"{k}: noise share {figure(v['noise_share'], v['noise_share_ci95'])}, top-{args.top_k} gain "
+        f"{figure(v['topk_gain'], v['topk_gain_ci95'], '+')}"
+        for k, v in line.items()
+        if k.startswith("steps")
+    ]
+    print(f"wrote {Path(args.out) / 'golden.json'} ({line['metric']}): " + "; ".join(parts))
     return 0
 
 
@@ -586,7 +598,7 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
         named = [f.name for f in dataclasses.fields(DDPOConfig) if f.name not in ("iterations", "threads")]
         given = [
             f"--{k.replace('_', '-')}"
-            for k in ("out", "model", "backend", "device", "dtype", *named)
+            for k in ("out", "model", "backend", "reward", "prompts", "device", "dtype", *named)
             if getattr(args, k) is not None
         ] + [o for o in args.overrides]
         if given:
@@ -603,7 +615,8 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
         if not args.out:
             raise UserError("give --out RUN_DIR (or --resume RUN_DIR)")
         out = Path(args.out)
-        flags = [f"{k}={getattr(args, k)}" for k in ("backend", "device", "dtype") if getattr(args, k) is not None]
+        given = ("backend", "reward", "prompts", "device", "dtype")  # train's flags, as the preset's keys
+        flags = [f"{k}={getattr(args, k)}" for k in given if getattr(args, k) is not None]
         config = dataclass_from_args(DDPOConfig, args)
         cfg = ddpo_settings(config, (*args.overrides, *flags))
         if cfg.backend == "diffusers":  # an SD pipeline with LoRA: its own run folder and resume
@@ -612,9 +625,11 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
             summary = train_ddpo_diffusers(config, cfg, out, str(args.model or cfg.model))
         else:
             summary = train_ddpo(config, out, args.model, overrides=(*args.overrides, *flags))
+    from noiseppo.baselines.ddpo import summary_line
+
     lora = "lora_parameters" in summary  # the diffusers run's adapters; the Shapes run's whole model
     print(f"LoRA weights written to {out / 'lora'}" if lora else f"tuned model written to {out / 'model'}")
-    print(json.dumps({k: v for k, v in summary.items() if k != "last"} | {"last": summary["last"]}))
+    print(summary_line(summary, out))
     return 0
 
 
@@ -723,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The package's docstring says what noiseppo does; this module's says what cli.py does.
     parser = _Parser(prog="noiseppo", description=noiseppo.__doc__)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the full traceback of its cause (a reward's, a backend's) before the one line; "
+        "anywhere on the line, for every command (also NOISEPPO_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     score = sub.add_parser("score", help="score images with a reward; one JSON object per image")
@@ -924,6 +945,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="KEY=VALUE", help="preset overrides, e.g. reward=pickscore prompts=FILE steps=4"
     )
     ddpo.add_argument("--backend", help="shapes (the preset's, default) or diffusers (a StableDiffusionPipeline)")
+    ddpo.add_argument("--reward", help="the reward, as for train (default: the preset's); the same as reward=NAME")
+    ddpo.add_argument("--prompts", help="training prompts, as for train (default: the preset's); as prompts=FILE")
     ddpo.add_argument(
         "--model",
         help="Shapes model folder (default: the shipped one) or, with --backend diffusers, a pipeline "
@@ -1001,14 +1024,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from noiseppo.storage.interrupt import EXIT_STATUS, Interrupted
+def _subcommand(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.ArgumentParser | None, int]:
+    """The (sub)command parser ``argv`` names (``shapes render``: render's), and the index after its name."""
+    found, start = None, 0
+    while True:
+        choices = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = next((i for i in range(start, len(argv)) if not argv[i].startswith("-")), None)
+        if choices is None or name is None or argv[name] not in choices:
+            return found, start
+        parser = found = choices[argv[name]]
+        start = name + 1
 
+
+def _values_taken(parser: argparse.ArgumentParser, token: str) -> int:
+    """How many of the following tokens the option ``token`` reads (argparse's abbreviations too)."""
+    if token.startswith("--") and "=" in token:
+        return 0
+    actions = {a for o, a in parser._option_string_actions.items() if o == token or o.startswith(token)}
+    action = parser._option_string_actions.get(token) or (actions.pop() if len(actions) == 1 else None)
+    if action is None or action.nargs == 0 or action.nargs == argparse.OPTIONAL:
+        return 0
+    return action.nargs if isinstance(action.nargs, int) else 1
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, with ``KEY=VALUE`` settings taken wherever they stand on the line.
+
+    A command with an ``overrides`` positional (train, ddpo) collects them all, in order (argparse
+    alone takes only the first unbroken group); any other command without positionals reads
+    ``reward=X`` as ``--reward X`` where it stands, and a key it has no flag for is one line with
+    the nearest one. Option values are never settings (``--prompt 'a=b'``), nor is anything after ``--``."""
+    import re
+
+    sub, start = _subcommand(parser, argv)
+    takes = sub is not None and any(a.dest == "overrides" for a in sub._actions)
+    if sub is None or (not takes and any(not a.option_strings for a in sub._actions)):
+        return parser.parse_args(argv)  # score, report, list: their positionals are files and names
+    kept, settings, i = argv[:start], [], start
+    while i < len(argv) and argv[i] != "--":
+        token = argv[i]
+        taken = _values_taken(sub, token) if token.startswith("-") else 0
+        if not token.startswith("-") and re.match(r"[A-Za-z_][A-Za-z0-9_]*=", token):
+            if takes:
+                settings.append(token)
+            else:
+                kept.append(_as_flag(sub, token))
+        else:
+            kept += argv[i : i + 1 + taken]
+        i += 1 + taken
+    args = parser.parse_args(kept + argv[i:])
+    if takes:
+        args.overrides = [*args.overrides, *settings]
+    return args
+
+
+def _as_flag(parser: argparse.ArgumentParser, setting: str) -> str:
+    """``KEY=VALUE`` as the flag ``--KEY=VALUE`` of ``parser``, or one line naming the nearest key."""
+    from noiseppo.names import closest
+
+    key, value = setting.split("=", 1)
+    action = parser._option_string_actions.get("--" + key.replace("_", "-"))
+    if action is None or action.nargs == 0:  # a switch is given as --switch, not switch=true
+        options = parser._option_string_actions.items()
+        keys = [o[2:].replace("-", "_") for o, a in options if o.startswith("--") and a.nargs != 0]
+        near = closest(key, keys)
+        hint = f"did you mean '{near}'?" if near else f"see '{parser.prog} --help'"
+        raise UserError(f"'{setting}': {parser.prog} has no setting '{key}' ({hint})")
+    return f"{action.option_strings[-1]}={value}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--debug" in argv[:end]:  # anywhere before --, for every command; the env reaches the processes it starts
+        argv = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+        os.environ[DEBUG_ENV] = "1"
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), argv)
         return args.func(args)
     except UserError as e:
+        if debugging():
+            _print_traceback(e)
         print(f"noiseppo: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:  # it says what was kept
@@ -1019,11 +1116,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STATUS
 
 
+def _print_traceback(error: BaseException) -> None:
+    """The whole chain behind a one-line error, also the parts a ``raise ... from None`` hid."""
+    import traceback
+
+    seen, link = set(), error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__suppress_context__ = False
+        link = link.__cause__ or link.__context__
+    traceback.print_exception(error, file=sys.stderr)
+
+
 def _interrupted(args: argparse.Namespace | None) -> str:
     """The line for a Ctrl-C that came outside a training loop (which says more itself)."""
     out = getattr(args, "out", None)
     if getattr(args, "command", None) == "train":
-        from noiseppo.storage.checkpoint import has_state
+        from noiseppo.storage.steps import has_state  # not .checkpoint: the interrupt may have cut torch's import short
 
         run = args.resume or out
         if run and has_state(Path(run) / "checkpoint"):
@@ -1035,4 +1144,34 @@ def _interrupted(args: argparse.Namespace | None) -> str:
 
 
 def entry_point() -> NoReturn:
-    sys.exit(main())
+    """The console script. Ctrl-C at any moment (imports, model loading, a held-out pass) is one line
+    and exit status 130, never a traceback: ``main`` turns the first into its line, and a second one
+    (while the first is handled, or while Python shuts down: threads joined, files flushed) ends the
+    process at once, with a line of its own."""
+    # Where SIGINT is ignored (a shell's background job, nohup), it stays ignored.
+    handled = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if handled:
+        signal.signal(signal.SIGINT, _first_sigint)
+    try:
+        code = main()
+    except KeyboardInterrupt:  # one that came while main was already leaving
+        print("noiseppo: interrupted", file=sys.stderr)
+        code = EXIT_STATUS
+    if handled:
+        signal.signal(signal.SIGINT, _again_sigint)
+    sys.exit(code)
+
+
+def _first_sigint(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, _again_sigint)
+    raise KeyboardInterrupt
+
+
+def _again_sigint(signum: int, frame: object) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to save
+            pass
+    os.write(2, b"\nnoiseppo: interrupted\n")
+    os._exit(EXIT_STATUS)

@@ -2,8 +2,18 @@
 
 A ``UserError`` carries a message that names the bad value and where it came from.
 The CLI prints it as a single line on stderr and exits with status 2; anything else
-that escapes is a bug and keeps its traceback.
+that escapes is a bug and keeps its traceback. With ``--debug`` (or ``NOISEPPO_DEBUG=1``) the
+one line comes after the full traceback of what caused it (a reward's or a backend's own error).
 """
+
+import os
+
+DEBUG_ENV = "NOISEPPO_DEBUG"
+"""Set to 1 (``--debug`` sets it, for the processes a command starts too): tracebacks are shown."""
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 class UserError(Exception):

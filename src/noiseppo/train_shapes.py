@@ -33,7 +33,7 @@ from noiseppo.shapes.render import ShapesDataset
 from noiseppo.shapes.splits import test_prompts
 from noiseppo.shapes.verifier import verify
 from noiseppo.storage.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.storage.files import occupied, truncate_jsonl
+from noiseppo.storage.files import check_free, truncate_jsonl
 from noiseppo.storage.interrupt import Interrupted, deferred_sigint
 from noiseppo.storage.safe_load import load_pretrained, read_json
 
@@ -92,8 +92,8 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
             raise UserError(f"{config_file}: not a train-base config") from None
     elif config_file.exists():
         raise UserError(f"{out}: already holds a run; use --resume or a new folder")
-    elif occupied(out):
-        raise UserError(f"{out}: exists and is not a train-base run; choose a new folder")
+    else:
+        check_free(out, "exists and is not a train-base run; choose a new folder")
 
     text_encoder, denoiser, scheduler = build(config)
     if config.init:  # before the run folder is written: a bad --init leaves nothing behind
@@ -172,7 +172,8 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
                 # picked by its score (docs/shapes.md, "Retraining").
                 export(text_encoder, denoiser, scheduler, ema, params, out / "snapshots" / f"step-{done}")
             if done % 50 == 0 or "eval_correct" in row:
-                print(json.dumps({k: round(v, 5) for k, v in row.items()}), flush=True)
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("step", "elapsed_s"))
+                print(f"step {done} of {config.optimizer_steps} ({row['elapsed_s']:.0f} s): {shown}", flush=True)
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
             stop = interrupted()  # read once: a Ctrl-C between two reads would skip the checkpoint

@@ -371,7 +371,7 @@ def train_ddpo(
             if eval_prompts and ((cfg.eval_every and (it + 1) % cfg.eval_every == 0) or it + 1 == cfg.iterations):
                 row.update(evaluate_tuned(backend, tuned, reward, eval_prompts, cfg, standard))
             rows.append(row)
-            say(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}))
+            say(row_line(row))
         (tmp / "model").mkdir()
         for part in ("text_encoder", "scheduler"):
             shutil.copytree(model / part, tmp / "model" / part)
@@ -393,6 +393,25 @@ def batch_line(cfg: TrainConfig, config: DDPOConfig) -> str:
         f"ddpo: {cfg.iterations} iterations x {cfg.prompts_per_iteration} prompts x {cfg.samples_per_prompt} "
         f"samples = {cfg.iterations * batch} trajectories at {cfg.steps} steps (eta {config.eta}), "
         f"{batch // config.minibatch} optimizer steps of {config.minibatch} per epoch x {config.epochs}"
+    )
+
+
+def row_line(row: dict) -> str:
+    """An iteration's row as the line ddpo prints (metrics.jsonl holds all of it); a held-out pass's
+    as ``noiseppo train`` shows its own, on a line below."""
+    from noiseppo.report.page import held_out_line
+
+    line = f"iteration {row['iteration']}: reward {row['reward_mean']:.3f}"
+    line += "".join(f", {key} {row[key]:.2g}" for key in ("approx_kl", "clipfrac") if key in row)
+    return line + (f"\n{held_out_line(row)}" if "eval_pairs" in row else "")
+
+
+def summary_line(summary: dict, out: Path) -> str:
+    """The line ``noiseppo ddpo`` ends with; ddpo.json holds every figure."""
+    return (
+        f"{summary['iterations']} iterations, {summary['trajectories']} trajectories in "
+        f"{summary['train_time_s']:.0f} s of training, peak RSS {summary['peak_rss_mb']:.0f} MB; "
+        f"every figure in {out / 'ddpo.json'}"
     )
 
 

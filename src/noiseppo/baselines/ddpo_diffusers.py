@@ -47,7 +47,7 @@ from diffusers import DDIMScheduler
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
 from noiseppo.backends.diffusers import DiffusersBackend
-from noiseppo.baselines.ddpo import batch_line, check_stochastic, ddpo_iteration, summarise
+from noiseppo.baselines.ddpo import batch_line, check_stochastic, ddpo_iteration, row_line, summarise
 from noiseppo.configs.baselines import DDPOConfig
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
@@ -59,7 +59,7 @@ from noiseppo.sampling.render import RenderSpec, encode_distinct
 from noiseppo.sampling.render_and_score import score_side
 from noiseppo.sampling.seeds import EVAL_SEED
 from noiseppo.storage.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.storage.files import check_parent, occupied, replaced_folder, truncate_jsonl
+from noiseppo.storage.files import check_free, check_parent, replaced_folder, truncate_jsonl
 from noiseppo.storage.safe_load import read_json
 from noiseppo.training.advantages import PerPromptStats
 
@@ -271,8 +271,7 @@ def train_ddpo_diffusers(
     """DDPO with LoRA into run folder ``out`` (new, or ``resume``d); returns the summary (``out/ddpo.json``)."""
     out = Path(out)
     if not resume:
-        if occupied(out):
-            raise UserError(f"{out}: output path exists and is not empty; choose a new one (or --resume it)")
+        check_free(out, "output path exists and is not empty; choose a new one (or --resume it)")
         check_parent(out)
     backend = get_backend("diffusers", model, cfg.scheduler, cfg.device, cfg.dtype)
     ddpo = DiffusersDDPO(backend, config, cfg)  # every input is checked here, before the folder is touched
@@ -301,7 +300,7 @@ def train_ddpo_diffusers(
                 f.write(json.dumps(row) + "\n")
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
                 ddpo.save(out, cfg.keep_checkpoints)
-            say(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}))
+            say(row_line(row))
     with replaced_folder(out / "lora") as tmp:
         ddpo.save_lora(tmp)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

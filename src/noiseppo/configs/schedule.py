@@ -29,6 +29,12 @@ def minibatch_size(cfg: TrainConfig) -> int:
     return cfg.minibatch or cfg.prompts_per_iteration * cfg.samples_per_prompt
 
 
+def one_update_per_rollout(cfg: TrainConfig) -> bool:
+    """One PPO step per iteration (1 epoch, the whole batch): the gradient is taken at ratio 1,
+    before the policy has moved, so clipfrac and the approximate KL are 0 by construction."""
+    return cfg.epochs == 1 and minibatch_size(cfg) == cfg.prompts_per_iteration * cfg.samples_per_prompt
+
+
 def batch_arithmetic(cfg: TrainConfig, guidance: float | None, world: int = 1) -> str:
     """The batch line printed at start-up (and shown in the report)."""
     batch, minibatch = cfg.prompts_per_iteration * cfg.samples_per_prompt, minibatch_size(cfg)
@@ -38,4 +44,5 @@ def batch_arithmetic(cfg: TrainConfig, guidance: float | None, world: int = 1) -
         f"{cfg.iterations} iterations = {batch * cfg.iterations} images at {cfg.steps} steps"
         + (f", guidance {guidance}" if guidance is not None else "")
         + (f"; {world} processes render {batch // world} images each" if world > 1 else "")
+        + ("; one update per rollout: clipfrac and kl are 0 by construction" if one_update_per_rollout(cfg) else "")
     )

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from noiseppo.configs.schedule import minibatch_size
+from noiseppo.configs.schedule import one_update_per_rollout
 from noiseppo.errors import UserError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -263,7 +263,7 @@ def held_out_line(row: dict) -> str:
 def curves(config) -> list[Curve]:
     """The run's curves; a curve the run's settings hold still says why under it."""
     per = "per latent dimension" if config.logprob == "mean" else "per sample, summed over latent dimensions"
-    one_step = config.epochs == 1 and minibatch_size(config) == config.prompts_per_iteration * config.samples_per_prompt
+    one_step = one_update_per_rollout(config)
     still = (
         " 0 throughout by construction: with one PPO step per iteration (1 epoch, the whole batch) the "
         "gradient is taken at ratio 1, before the policy has moved"

@@ -26,13 +26,14 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from noiseppo.errors import UserError, first_line
+from noiseppo.errors import UserError, debugging, first_line
 from noiseppo.rewards.http import TOKEN_ENV, checked_token
 
 if TYPE_CHECKING:
@@ -189,8 +190,12 @@ class RewardServer(ThreadingHTTPServer):
                 # A UserError of its own is the reward refusing these images or prompts; one made
                 # from another exception (a weighted sum's term that crashed) is the reward breaking.
                 broke = isinstance(e.__cause__, Exception) and not isinstance(e.__cause__, UserError)
+                if broke and debugging():  # noiseppo reward-server --debug: the log shows where it broke
+                    traceback.print_exc()
                 raise Refused(500 if broke else 422, str(e)) from None
             except Exception as e:  # the reward model broke: the server's fault, and worth a retry
+                if debugging():
+                    traceback.print_exc()
                 raise Refused(500, str(reward_failure(e))) from None
             try:
                 scores = checked_scores(raw, len(prompts)).tolist()

@@ -32,6 +32,8 @@ from safetensors.torch import save_file
 from noiseppo.errors import UserError
 from noiseppo.storage.files import replaced_folder, write_failure
 from noiseppo.storage.safe_load import load_tensors, read_json, refused
+from noiseppo.storage.steps import STEP_PREFIX, step_folders
+from noiseppo.storage.steps import has_state as has_state  # where the callers look for it
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") -> tuple[dict, dict]:
@@ -62,7 +64,6 @@ def optimizer_from_tensors(
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-STEP_PREFIX = "step-"
 LATEST = "latest.json"
 
 
@@ -94,7 +95,7 @@ def save_state(
         reason = e.strerror or str(e)
         raise UserError(f"{folder}: cannot write step {step} ({reason}); the earlier checkpoints are kept") from e
     # Prune among steps up to this one: a later step left by a killed run is rewritten in time.
-    for old in [p for p in _step_folders(folder) if p.name <= name][keep:]:
+    for old in [p for p in step_folders(folder) if p.name <= name][keep:]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -106,15 +107,10 @@ def latest_step(folder: str | Path) -> int | None:
         return None
 
 
-def has_state(folder: str | Path) -> bool:
-    """Whether ``folder`` holds at least one saved step (readable or not)."""
-    return bool(_step_folders(Path(folder)))
-
-
 def load_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The newest checkpoint of ``folder`` that verifies (see the module docstring)."""
     folder = Path(folder)
-    candidates = _step_folders(folder)
+    candidates = step_folders(folder)
     try:
         pointed = folder / read_json(folder / LATEST)["folder"]
         candidates = [pointed] + [c for c in candidates if c != pointed]
@@ -146,13 +142,6 @@ def _verified(step_folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     if _sha256(weights) != meta["sha256"]:  # a pickle is named as such, and never read
         raise refused(weights, "a safetensors file", "SHA-256 does not match state.json")
     return load_tensors(weights), meta
-
-
-def _step_folders(folder: Path) -> list[Path]:
-    """Saved step folders, newest first (temporary ones start with a dot and are skipped)."""
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.glob(f"{STEP_PREFIX}*") if p.is_dir()), reverse=True)
 
 
 def _sha256(path: Path) -> str:

@@ -20,6 +20,15 @@ def occupied(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
+def check_free(path: Path, taken: str) -> None:
+    """Refuse an output ``path`` that something stands at: a file is called one (not "a folder that
+    is not empty"); a folder with anything in it gets ``taken``, the caller's line."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file, not a folder; give a folder that does not exist yet or is empty")
+    if occupied(path):
+        raise UserError(f"{path}: {taken}")
+
+
 def check_parent(path: Path) -> None:
     """Refuse an output whose missing parent folders cannot be made because a file is in the way;
     the folders themselves are made when the output is written (``mkdir -p``), not before."""
@@ -38,8 +47,7 @@ def new_output_dir(path: str | Path) -> Iterator[Path]:
     On any error the temporary folder is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    if occupied(path):
-        raise UserError(f"{path}: output path exists and is not empty; choose a new one")
+    check_free(path, "output path exists and is not empty; choose a new one")
     check_parent(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.partial-{os.getpid()}"

@@ -42,7 +42,7 @@ from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
 from noiseppo.configs.paths import given_comment, with_absolute_paths
 from noiseppo.configs.presets import resolve, to_yaml, validate
-from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size
+from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size, one_update_per_rollout
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.paired import group_rows, paired_row
@@ -65,7 +65,7 @@ from noiseppo.storage.checkpoint import (
     optimizer_to_tensors,
     save_state,
 )
-from noiseppo.storage.files import check_parent, occupied, replaced_folder, truncate_jsonl
+from noiseppo.storage.files import check_free, check_parent, replaced_folder, truncate_jsonl
 from noiseppo.storage.interrupt import Interrupted, Snapshot
 from noiseppo.storage.provenance import write_run_info
 from noiseppo.training.advantages import PerPromptStats, centre_noises
@@ -127,6 +127,7 @@ class Trainer:
         )
         self.stats = PerPromptStats(config.adv_buffer, config.adv_min_count, config.advantages)
         self.iteration = 0
+        self.saved_at: int | None = None  # the iteration of the checkpoint this state was last saved to or loaded from
         self.show_progress = False  # a held-out pass's own progress bar (noiseppo train sets it unless quiet)
         # The frozen model's held-out scores (metric -> per-image values) and each image's prompt index.
         self._standard_eval: tuple[dict[str, np.ndarray], np.ndarray] | None = None
@@ -306,6 +307,7 @@ class Trainer:
         save_state(run / "checkpoint", tensors, meta, self.iteration, self.config.keep_checkpoints)
         with replaced_folder(run / "policy") as tmp:
             self.policy.save_pretrained(tmp)
+        self.saved_at = self.iteration
 
     def load(self, run: Path) -> None:
         tensors, meta = load_state(run / "checkpoint")
@@ -313,7 +315,7 @@ class Trainer:
             self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
             optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
             self.stats.load_state_dict(meta["advantage_stats"])
-            self.iteration = int(meta["iteration"])
+            self.iteration = self.saved_at = int(meta["iteration"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise UserError(
                 f"{run / 'checkpoint'}: does not match this run's config ({e.__class__.__name__})"
@@ -327,8 +329,7 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
         if not (out / "config.yaml").is_file() or not has_state(out / "checkpoint"):
             raise UserError(f"{out}: not a run folder to resume (needs config.yaml and checkpoint/)")
         return resolve(config_file=str(out / "config.yaml"))
-    if occupied(out):
-        raise UserError(f"{out}: run folder exists and is not empty; use --resume or a new folder")
+    check_free(out, "run folder exists and is not empty; use --resume or a new folder")
     check_parent(out)  # missing parent folders are made with the run's own (``runs/`` need not exist)
     return None
 
@@ -341,6 +342,7 @@ class RunLog:
     def __init__(self, out: Path, trainer: Trainer, quiet: bool, clock: WallClock):
         self.out, self.trainer, self.quiet, self.clock = out, trainer, quiet, clock
         self.writer = self.wandb_run = None
+        self.held_out_s = 0.0  # the last iteration's held-out pass, which the progress bar's rate leaves out
         self.reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
 
     def open(
@@ -366,22 +368,24 @@ class RunLog:
         self.writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
         self.wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
         if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
-            self.log(first_row, self.quiet)
+            self.log(first_row)
+            if not self.quiet:
+                print(report.held_out_line(first_row))
         return first_row
 
     def finish_iteration(self, row: dict[str, float]) -> dict[str, float] | None:
         """After ``trainer.step()``: returns the held-out row if a pass was due."""
         trainer, cfg = self.trainer, self.trainer.config
-        done, evaluated = trainer.iteration, None
+        done, evaluated, t0 = trainer.iteration, None, time.perf_counter()
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-            t0 = time.perf_counter()
             evaluated = trainer.evaluate()  # {} without held-out prompts
             if evaluated:
                 evaluated["time_eval"] = time.perf_counter() - t0
             row.update(evaluated)
-        self.log(row, quiet=True)
+        self.log(row)
         if evaluated:  # the last one's line is the held-out table, printed at the end
             _show_held_out(self.writer, trainer, row, self.quiet or done == cfg.iterations)
+        self.held_out_s = time.perf_counter() - t0 if evaluated is not None else 0.0
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
             trainer.save(self.out)
             # The last page is written at the end; the others at most once a CHECKPOINT_INTERVAL_S.
@@ -390,9 +394,9 @@ class RunLog:
                 self.reported = time.monotonic()
         return evaluated
 
-    def log(self, row: dict[str, float], quiet: bool) -> None:
+    def log(self, row: dict[str, float]) -> None:
         row["time_wall"] = self.clock()
-        _log(self.out, self.writer, self.wandb_run, row, quiet)
+        _log(self.out, self.writer, self.wandb_run, row)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -478,6 +482,7 @@ def train(
     given = given_comment(typed, config)
     last_eval = ranks.run(partial(log.open, resume, resolved, before, given) if ranks.is_main else lambda: None)
 
+    one_update = one_update_per_rollout(cfg)
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
     with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
         while trainer.iteration < cfg.iterations:
@@ -489,25 +494,52 @@ def train(
                 evaluated = ranks.run(partial(log.finish_iteration, row) if ranks.is_main else lambda: None)
                 finished = True  # logged (and checkpointed if due): the iteration counts
                 last_eval = evaluated or last_eval
+                if not bar.disable:  # the rate and the ETA count training iterations only
+                    bar.start_t += log.held_out_s
+                    bar.last_print_t += log.held_out_s
                 bar.update(1)
-                kl = f"{row['policy_kl']:.1e}"
-                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", kl=kl, clip=f"{row['clipfrac']:.2f}")
+                fields = {"reward": f"{row['reward_mean']:.3f}"}
+                if not one_update:  # else 0 by construction (the batch line says why)
+                    fields.update(kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
+                bar.set_postfix(fields)
             except KeyboardInterrupt:  # anywhere in the iteration: keep the last finished one
-                if kept is not None and not finished:
-                    kept.restore()
-                    trainer.iteration = kept_at
-                if ranks.is_main:
-                    trainer.save(out)
+                _keep_last_finished(trainer, out, kept, kept_at, finished)
                 raise Interrupted(
                     f"interrupted at iteration {trainer.iteration} of {cfg.iterations} (checkpoint saved); "
                     f"`noiseppo train --resume {out}` continues"
                 ) from None
+            except UserError as e:  # a reward or backend that broke, a full disk: the same, once the cause is fixed
+                saved = _keep_last_finished(trainer, out, kept, kept_at, finished, only_if_newer=True)
+                if not ranks.is_main:  # rank 0 says what it kept
+                    raise
+                kept_line = (
+                    f"checkpoint of iteration {trainer.iteration} saved"
+                    if saved
+                    else f"no iteration finished after the checkpoint of iteration {trainer.iteration}"
+                )
+                raise UserError(f"{e}; {kept_line}: `noiseppo train --resume {out}` continues") from e
     if not quiet and cfg.eval_prompts:
         print(held_out_table(last_eval or trainer.evaluate(), cfg))
     if ranks.is_main and _write_report(out, trainer):
         say(f"report: {out / 'report.html'} (curves, held-out table, standard against policy images)")
     log.close()
     return out
+
+
+def _keep_last_finished(
+    trainer: Trainer, out: Path, kept: Snapshot | None, kept_at: int, finished: bool, only_if_newer: bool = False
+) -> bool:
+    """After a failure or Ctrl-C inside an iteration: put back the state of the last finished one
+    (the snapshot taken before this one) and checkpoint it on rank 0, so that ``--resume`` repeats
+    nothing twice and skips nothing. ``only_if_newer``: not where the newest checkpoint holds it
+    already (a full disk need not be written to again). Returns whether it saved."""
+    if kept is not None and not finished:
+        kept.restore()
+        trainer.iteration = kept_at
+    if not trainer.ranks.is_main or (only_if_newer and trainer.saved_at == trainer.iteration):
+        return False
+    trainer.save(out)
+    return True
 
 
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
@@ -555,7 +587,7 @@ def _write_report(out: Path, trainer: Trainer) -> bool:
     return report.write_or_warn([out], out / report.REPORT, live)
 
 
-def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> None:
+def _log(out: Path, writer, wandb_run, row: dict[str, float]) -> None:
     # JSON has no NaN: a non-finite value is written as null (a NaN reward's count is its own key, nan_rewards).
     finite = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
     try:
@@ -570,8 +602,6 @@ def _log(out: Path, writer, wandb_run, row: dict[str, float], quiet: bool) -> No
     writer.flush()
     if wandb_run is not None:
         wandb_run.log(row, step=step)
-    if not quiet:
-        print(json.dumps({k: (round(v, 4) if v is not None else None) for k, v in finite.items()}))
 
 
 def _start_wandb(cfg: TrainConfig, out: Path):
