@@ -404,6 +404,7 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
     from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
+    from noiseppo.sampling.render import RenderSpec
 
     if args.threads:
         import torch
@@ -428,12 +429,8 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
         reward,
         prompts,
         dict(zip(steps, noises, strict=True)),
-        args.seed,
-        guidance,
-        args.batch,
+        RenderSpec(policy_steps, guidance, args.policy_seeds, args.seed, args.batch),
         policy,
-        args.policy_seeds,
-        policy_steps,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     metrics = list(next(iter(matrices.values())))

@@ -254,20 +254,8 @@ class Comparison:
 
     def best_of_row(self, m: Method) -> None:
         n_max = max(int(x.arg) for x in self.methods if x.kind == "best-of")  # one rendering serves every N
-        spec = self.spec
         cands = self.once(
-            "best-of",
-            lambda: render_candidates(
-                self.backend,
-                self.reward,
-                self.prompts,
-                spec.seeds,
-                n_max,
-                spec.steps,
-                spec.guidance,
-                spec.seed,
-                spec.batch,
-            ),
+            "best-of", lambda: render_candidates(self.backend, self.reward, self.prompts, self.spec, n_max)
         )
         n = int(m.arg)
         self.add(
@@ -283,16 +271,7 @@ class Comparison:
         policy, cost, config = self.trained("noise-ppo")
         n, spec = int(m.arg), self.spec
         cands = render_candidates(
-            self.backend,
-            self.reward,
-            self.prompts,
-            spec.seeds,
-            n,
-            spec.steps,
-            spec.guidance,
-            spec.seed,
-            spec.batch,
-            latents_fn=policy.noise_to_latents("sample"),
+            self.backend, self.reward, self.prompts, spec, n, latents_fn=policy.noise_to_latents("sample")
         )
         self.add(
             m.name,

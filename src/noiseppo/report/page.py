@@ -459,10 +459,12 @@ def _grid(config, live: Live, guidance: float) -> tuple[list[GridBlock], str]:
     from noiseppo.evaluation import showcase
     from noiseppo.evaluation.grid import cell_text
     from noiseppo.prompts import load_prompts
+    from noiseppo.sampling.render import RenderSpec
     from noiseppo.sampling.seeds import EVAL_SEED
 
     prompts = load_prompts(config.eval_prompts)
-    blocks = showcase.side_by_side(live.backend, live.policy, live.reward, prompts, config.steps, guidance, EVAL_SEED)
+    spec = RenderSpec(config.steps, guidance, showcase.SEEDS, EVAL_SEED)
+    blocks = showcase.side_by_side(live.backend, live.policy, live.reward, prompts, spec)
     shown = []
     for block in blocks:
         cells = []

@@ -574,9 +574,8 @@ def _show_held_out(writer, trainer: Trainer, row: dict[str, float], quiet: bool)
     if not quiet:
         tqdm.write(report.held_out_line(row))
     cfg, step = trainer.config, int(row["iteration"])
-    blocks = showcase.side_by_side(
-        trainer.backend, trainer.policy, trainer.reward, trainer.eval_prompts, cfg.steps, trainer.guidance, EVAL_SEED
-    )
+    spec = RenderSpec(cfg.steps, trainer.guidance, showcase.SEEDS, EVAL_SEED)
+    blocks = showcase.side_by_side(trainer.backend, trainer.policy, trainer.reward, trainer.eval_prompts, spec)
     grid = prompt_grid(blocks, f"iteration {step}: standard noise | policy, same seed (held-out prompts)")
     writer.add_image("held_out/standard_vs_policy", np.asarray(grid), step, dataformats="HWC")
 
