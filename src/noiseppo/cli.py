@@ -486,6 +486,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from noiseppo.storage.local_paths import checked_model
 
         checked_model(config.model)
+    from noiseppo.report.page import TrainPage
     from noiseppo.training.trainer import train
 
     if args.resume:
@@ -495,12 +496,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         given += [f"--{f}" for f in TRAIN_FLAGS if f != "iterations" and getattr(args, f) is not None]
         iterations = resume_iterations(args.overrides, args.iterations, given)  # the one setting it takes
         try:
-            run = train(None, args.resume, resume=True, iterations=iterations)
+            run = train(None, args.resume, resume=True, iterations=iterations, callbacks=[TrainPage()])
         except RunFinished as done:
             print(done)
             return 0
     else:
-        run = train(config, args.out)
+        run = train(config, args.out, callbacks=[TrainPage()])
     print(f"policy written to {run / 'policy'}")
     return 0
 

@@ -167,12 +167,13 @@ class Comparison:
         """``noise-ppo`` or ``noise-ppo-blind`` trained in this run (once), with its cost and config."""
         from noiseppo.configs.presets import resolve
         from noiseppo.policy import load_policy
+        from noiseppo.report.page import TrainPage
         from noiseppo.training.trainer import train
 
         def make():
             extra = ["prompt_blind=true"] if kind == "noise-ppo-blind" else []
             config = resolve(self.config.preset, overrides=training_overrides(self.config, *extra))
-            _, cost = timed(lambda: train(config, self.out / kind, quiet=True))
+            _, cost = timed(lambda: train(config, self.out / kind, quiet=True, callbacks=[TrainPage()]))
             self.curves[kind] = noise_ppo_curve(self.out / kind, self.metric)
             cost["train_wall_s"] = self.curves[kind][-1]["train_time_s"]  # without the held-out passes
             return load_policy(self.out / kind), cost, config
