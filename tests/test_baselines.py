@@ -49,7 +49,7 @@ class Counting:
 
 def test_best_of_n_is_the_arg_max_of_the_reward_on_sample_seeds(backend: ShapesBackend) -> None:
     reward = get_reward("shapes")
-    cands = render_candidates(backend, reward, PROMPTS, 2, 4, 4, 1.0, seed=3, batch=8, keep_images=True)
+    cands = render_candidates(backend, reward, PROMPTS, RenderSpec(4, 1.0, 2, 3, 8), 4, keep_images=True)
     # Candidate 0 is exactly noiseppo sample's image of the same seed: best-of-1 is standard sampling.
     plain = sample(backend, PROMPTS, RenderSpec(4, 1.0, 2, 3, 8))
     assert all(torch.equal(a, s.image) for a, s in zip(cands.images[0], plain, strict=True))

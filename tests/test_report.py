@@ -23,6 +23,7 @@ from PIL import Image
 
 import noiseppo.report.page as report_module
 from noiseppo.evaluation.grid import MAX_HEIGHT, MAX_WIDTH
+from noiseppo.evaluation.held_out import held_out_line
 from noiseppo.rewards import REWARDS
 from noiseppo.shapes import splits
 
@@ -298,7 +299,7 @@ def test_periodic_evaluations_are_one_line_each_and_images_in_tensorboard(run: P
     # The untrained policy's evaluation and iteration 1's are one line each; the last one's is the held-out table.
     first, row = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()[:2]]
     printed = [line for line in (run.parent / "stdout.txt").read_text().splitlines() if "held-out at" in line]
-    assert printed == [report_module.held_out_line(first), report_module.held_out_line(row)]
+    assert printed == [held_out_line(first), held_out_line(row)]
     assert printed[1].startswith(f"held-out at iteration 1, {len(HELD_OUT)} pairs: standard -> policy, correct ")
     assert f"partial {row['eval_standard_partial']:.3f} -> {row['eval_partial']:.3f}" in printed[1]
 

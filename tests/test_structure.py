@@ -206,6 +206,24 @@ def test_each_layer_imports_only_from_the_layers_below():
     assert not found, "imports that run up the layers of src/noiseppo:\n" + "\n".join(found)
 
 
+def reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every node ``start`` imports, directly or through others."""
+    seen, queue = set(), deque([start])
+    while queue:
+        for nxt in graph[queue.popleft()] - seen:
+            seen.add(nxt)
+            queue.append(nxt)
+    return seen
+
+
+def test_training_never_imports_the_report():
+    """The run's page is a callback the CLI gives ``train`` (``TrainCallbacks``): no module of
+    training/ imports report/, lazily or through another module."""
+    graph = folder_graph(import_graph(SRC))
+    assert "noiseppo.report" not in reached(graph, "noiseppo.training")
+    assert reached({"a": {"b"}, "b": {"c"}, "c": set()}, "a") == {"b", "c"}
+
+
 def test_the_layer_check_names_an_import_that_runs_up():
     graph = folder_graph({"noiseppo.policy": {"noiseppo.training.trainer"}, "noiseppo.training.trainer": set()})
     assert upward_imports(graph) == ["noiseppo.policy -> noiseppo.training"]

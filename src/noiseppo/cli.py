@@ -404,6 +404,7 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
     from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
     from noiseppo.rewards import get_reward
+    from noiseppo.sampling.render import RenderSpec
 
     if args.threads:
         import torch
@@ -428,12 +429,8 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
         reward,
         prompts,
         dict(zip(steps, noises, strict=True)),
-        args.seed,
-        guidance,
-        args.batch,
+        RenderSpec(policy_steps, guidance, args.policy_seeds, args.seed, args.batch),
         policy,
-        args.policy_seeds,
-        policy_steps,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     metrics = list(next(iter(matrices.values())))
@@ -489,6 +486,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from noiseppo.storage.local_paths import checked_model
 
         checked_model(config.model)
+    from noiseppo.report.page import TrainPage
     from noiseppo.training.trainer import train
 
     if args.resume:
@@ -498,12 +496,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         given += [f"--{f}" for f in TRAIN_FLAGS if f != "iterations" and getattr(args, f) is not None]
         iterations = resume_iterations(args.overrides, args.iterations, given)  # the one setting it takes
         try:
-            run = train(None, args.resume, resume=True, iterations=iterations)
+            run = train(None, args.resume, resume=True, iterations=iterations, callbacks=[TrainPage()])
         except RunFinished as done:
             print(done)
             return 0
     else:
-        run = train(config, args.out)
+        run = train(config, args.out, callbacks=[TrainPage()])
     print(f"policy written to {run / 'policy'}")
     return 0
 

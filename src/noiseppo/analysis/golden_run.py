@@ -31,7 +31,7 @@ from noiseppo.backends.base import Backend
 from noiseppo.errors import UserError
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
-from noiseppo.sampling.render import encode_distinct
+from noiseppo.sampling.render import RenderSpec, encode_distinct
 from noiseppo.sampling.render_and_score import score_chunks
 from noiseppo.sampling.seeds import sample_seed, standard_noise
 
@@ -128,15 +128,12 @@ def policy_scores(
     reward: Reward,
     prompts: list[str],
     templates: list[str] | None,
-    seeds: int,
-    seed: int,
-    steps: int,
-    guidance: float,
-    batch: int,
+    spec: RenderSpec,
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[int]]]:
-    """kind → metric → (prompts, seeds) for the kinds of ``KINDS``, and the partner prompt of each
-    prompt for the mismatched kinds. ε of (prompt i, seed j) follows the project's seed rule,
+    """kind → metric → (prompts, ``spec.seeds``) for the kinds of ``KINDS``, and the partner prompt of
+    each prompt for the mismatched kinds. ε of (prompt i, seed j) follows the project's seed rule,
     so ``standard`` and ``own`` are the images ``noiseppo eval`` calls standard and policy."""
+    seeds, seed = spec.seeds, spec.seed
     with torch.no_grad():
         mean, log_sigma = policy(backend.encode(prompts))
     sigma = torch.exp(log_sigma)
@@ -157,7 +154,7 @@ def policy_scores(
             fn = lambda jobs, b=b: mean[b[jobs]] + sigma[b[jobs]] * eps[jobs]  # noqa: E731
         else:
             continue
-        flat = render_and_score(backend, reward, jobs_prompts, fn, steps, guidance, batch)
+        flat = render_and_score(backend, reward, jobs_prompts, fn, spec.steps, spec.guidance, spec.batch)
         out[kind] = {metric: v.reshape(len(prompts), seeds) for metric, v in flat.items()}
     return out, {k: v.tolist() for k, v in source.items() if k != "own"}
 
@@ -372,32 +369,28 @@ def render_all(
     reward: Reward,
     prompts: list[str],
     plan: dict[int, int],
-    seed: int,
-    guidance: float,
-    batch: int,
+    spec: RenderSpec,
     policy: NoisePolicy | None = None,
-    policy_seeds: int = 8,
-    policy_steps: int = 4,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict | None, dict | None]:
     """Render everything: the reward matrices of ``plan`` (steps → noises), then, with a policy,
-    its comparison at ``policy_steps``. Returns (matrices, policy scores, partners)."""
+    its comparison as ``spec`` renders it (``spec.steps``, ``spec.seeds`` per prompt). The matrices
+    share the seed, guidance and batch of ``spec``; their steps and noises are the plan's.
+    Returns (matrices, policy scores, partners)."""
     import time
 
-    seeds = noise_seeds(seed, max(plan.values()))
+    seeds = noise_seeds(spec.seed, max(plan.values()))
     matrices = {}
     for steps, n in plan.items():
         start = time.time()
-        matrices[steps] = reward_matrices(backend, reward, prompts, seeds[:n], steps, guidance, batch)
+        matrices[steps] = reward_matrices(backend, reward, prompts, seeds[:n], steps, spec.guidance, spec.batch)
         log(f"steps {steps}: {len(prompts)} prompts x {n} noises in {time.time() - start:.0f} s")
     if policy is None:
         return matrices, None, None
     start = time.time()
-    raw, chosen = policy_scores(
-        policy, backend, reward, prompts, prompt_templates(prompts), policy_seeds, seed, policy_steps, guidance, batch
-    )
+    raw, chosen = policy_scores(policy, backend, reward, prompts, prompt_templates(prompts), spec)
     log(
-        f"policy at {policy_steps} steps: {len(prompts)} prompts x {policy_seeds} seeds x {len(raw)} kinds "
+        f"policy at {spec.steps} steps: {len(prompts)} prompts x {spec.seeds} seeds x {len(raw)} kinds "
         f"in {time.time() - start:.0f} s"
     )
     return matrices, raw, chosen

@@ -15,7 +15,7 @@ oracle that a deployed model usually lacks (the Shapes verifier knows the scene'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -57,21 +57,18 @@ def render_candidates(
     backend: Backend,
     reward: Reward,
     prompts: Sequence[str],
-    seeds: int,
+    spec: RenderSpec,
     n: int,
-    steps: int,
-    guidance: float,
-    seed: int = 0,
-    batch: int = 128,
     latents_fn: LatentsFn | None = None,
     keep_images: bool = False,
 ) -> Candidates:
-    """Render and score ``n`` candidates of each of the ``seeds`` images of every prompt:
-    standard noise, or a policy's latents of that noise (``latents_fn``)."""
+    """Render and score ``n`` candidates of each of the ``spec.seeds`` images of every prompt:
+    standard noise, or a policy's latents of that noise (``latents_fn``). Candidate k is rendered
+    as ``spec`` with the base seed ``candidate_seed(spec.seed, k)``."""
     per_k, images = [], []
     for k in range(n):
-        spec = RenderSpec(steps, guidance, seeds, candidate_seed(seed, k), batch)
-        metrics, samples = score_side(backend, reward, list(prompts), spec, latents_fn)
+        candidate = replace(spec, seed=candidate_seed(spec.seed, k))
+        metrics, samples = score_side(backend, reward, list(prompts), candidate, latents_fn)
         per_k.append(metrics)
         if keep_images:
             images.append([s.image for s in samples])

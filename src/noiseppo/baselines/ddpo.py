@@ -399,7 +399,7 @@ def batch_line(cfg: TrainConfig, config: DDPOConfig) -> str:
 def row_line(row: dict) -> str:
     """An iteration's row as the line ddpo prints (metrics.jsonl holds all of it); a held-out pass's
     as ``noiseppo train`` shows its own, on a line below."""
-    from noiseppo.report.page import held_out_line
+    from noiseppo.evaluation.held_out import held_out_line
 
     line = f"iteration {row['iteration']}: reward {row['reward_mean']:.3f}"
     line += "".join(f", {key} {row[key]:.2g}" for key in ("approx_kl", "clipfrac") if key in row)

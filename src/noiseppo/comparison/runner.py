@@ -167,12 +167,13 @@ class Comparison:
         """``noise-ppo`` or ``noise-ppo-blind`` trained in this run (once), with its cost and config."""
         from noiseppo.configs.presets import resolve
         from noiseppo.policy import load_policy
+        from noiseppo.report.page import TrainPage
         from noiseppo.training.trainer import train
 
         def make():
             extra = ["prompt_blind=true"] if kind == "noise-ppo-blind" else []
             config = resolve(self.config.preset, overrides=training_overrides(self.config, *extra))
-            _, cost = timed(lambda: train(config, self.out / kind, quiet=True))
+            _, cost = timed(lambda: train(config, self.out / kind, quiet=True, callbacks=[TrainPage()]))
             self.curves[kind] = noise_ppo_curve(self.out / kind, self.metric)
             cost["train_wall_s"] = self.curves[kind][-1]["train_time_s"]  # without the held-out passes
             return load_policy(self.out / kind), cost, config
@@ -254,20 +255,8 @@ class Comparison:
 
     def best_of_row(self, m: Method) -> None:
         n_max = max(int(x.arg) for x in self.methods if x.kind == "best-of")  # one rendering serves every N
-        spec = self.spec
         cands = self.once(
-            "best-of",
-            lambda: render_candidates(
-                self.backend,
-                self.reward,
-                self.prompts,
-                spec.seeds,
-                n_max,
-                spec.steps,
-                spec.guidance,
-                spec.seed,
-                spec.batch,
-            ),
+            "best-of", lambda: render_candidates(self.backend, self.reward, self.prompts, self.spec, n_max)
         )
         n = int(m.arg)
         self.add(
@@ -283,16 +272,7 @@ class Comparison:
         policy, cost, config = self.trained("noise-ppo")
         n, spec = int(m.arg), self.spec
         cands = render_candidates(
-            self.backend,
-            self.reward,
-            self.prompts,
-            spec.seeds,
-            n,
-            spec.steps,
-            spec.guidance,
-            spec.seed,
-            spec.batch,
-            latents_fn=policy.noise_to_latents("sample"),
+            self.backend, self.reward, self.prompts, spec, n, latents_fn=policy.noise_to_latents("sample")
         )
         self.add(
             m.name,

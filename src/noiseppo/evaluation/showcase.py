@@ -18,13 +18,13 @@ from noiseppo.images import to_pil
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
 from noiseppo.rewards.scoring import score_with_details
-from noiseppo.sampling.render import encode_distinct
+from noiseppo.sampling.render import RenderSpec, encode_distinct
 from noiseppo.sampling.seeds import sample_seed, standard_noise
 
 PROMPTS = 6
 """Held-out prompts shown."""
 SEEDS = 2
-"""Seeds per prompt shown."""
+"""Seeds per prompt shown (the ``seeds`` of the callers' ``RenderSpec``)."""
 
 
 def spread(prompts: Sequence[str], n: int = PROMPTS) -> list[int]:
@@ -40,22 +40,20 @@ def side_by_side(
     policy: NoisePolicy,
     reward: Reward,
     prompts: Sequence[str],
-    steps: int,
-    guidance: float,
-    seed: int,
+    spec: RenderSpec,
     n_prompts: int = PROMPTS,
-    n_seeds: int = SEEDS,
 ) -> list[Block]:
-    """One block per chosen prompt: for each seed, the standard image then the policy's, each with
-    the reward's verdict (Shapes: correct, and the partial score; otherwise the reward)."""
-    jobs = [(i, j, sample_seed(seed, i, j)) for i in spread(prompts, n_prompts) for j in range(n_seeds)]
+    """One block per chosen prompt: for each of its ``spec.seeds`` seeds, the standard image then the
+    policy's, each with the reward's verdict (Shapes: correct, and the partial score; otherwise the
+    reward). The few images render in one pass per side: ``spec.batch`` and ``spec.overlap`` are unused."""
+    jobs = [(i, j, sample_seed(spec.seed, i, j)) for i in spread(prompts, n_prompts) for j in range(spec.seeds)]
     texts = [prompts[i] for i, _, _ in jobs]
     conditioning = encode_distinct(backend, texts)
     eps = standard_noise(backend.latent_shape, [s for *_, s in jobs])
     sides = {"standard": eps, "policy": policy.noise_to_latents("sample")(conditioning, eps)}
     cells: dict[str, list[Cell]] = {}
     for side, latents in sides.items():
-        images = backend.generate(latents, conditioning, steps, guidance).cpu()
+        images = backend.generate(latents, conditioning, spec.steps, spec.guidance).cpu()
         scores, details = score_with_details(reward, images, texts)
         correct, partial = details.get("correct"), details.get("partial", scores.tolist())
         cells[side] = [

@@ -31,6 +31,7 @@ from typing import Any
 
 from noiseppo.configs.schedule import one_update_per_rollout
 from noiseppo.errors import UserError
+from noiseppo.evaluation.held_out import HeldOutRow, eval_metrics, held_out_rows
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT = "report.html"
@@ -158,13 +159,6 @@ def curve_plots(rows: list[dict], curves: Sequence[Curve]) -> list[Plot]:
     return plots
 
 
-def eval_metrics(row: dict) -> list[str]:
-    """The held-out metrics of a metrics row; "reward" only when it is the only one (for Shapes
-    it repeats partial)."""
-    found = [k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")]
-    return [m for m in found if m != "reward"] or found
-
-
 def held_out_plots(rows: list[dict]) -> list[Plot]:
     """Per held-out metric: standard noise against the policy over the run, the policy's 95% CI
     (the paired difference's interval, shifted by the standard mean) as error bars."""
@@ -188,37 +182,6 @@ def held_out_plots(rows: list[dict]) -> list[Plot]:
 
 
 # -- the held-out table and line ------------------------------------------------------------------
-@dataclass
-class HeldOutRow:
-    metric: str
-    standard: float
-    policy: float
-    delta: float
-    low: float
-    high: float
-    controls: dict[str, str] = field(default_factory=dict)
-    """own - other and own - mirror as shown (``specificity.control_cells``); {} where not measured."""
-
-
-def held_out_rows(row: dict) -> list[HeldOutRow]:
-    from noiseppo.evaluation.specificity import held_out_controls, table_controls
-
-    found = [k[len("eval_standard_") :] for k in row if k.startswith("eval_standard_")]
-    cells = table_controls([held_out_controls(row, m) for m in found])
-    return [
-        HeldOutRow(
-            m,
-            row[f"eval_standard_{m}"],
-            row[f"eval_{m}"],
-            row[f"eval_{m}"] - row[f"eval_standard_{m}"],
-            row[f"eval_delta_{m}_ci95_low"],
-            row[f"eval_delta_{m}_ci95_high"],
-            controls,
-        )
-        for m, controls in zip(found, cells, strict=True)
-    ]
-
-
 def control_notes(measured: bool, missing: str) -> list[str]:
     """Under a table: what own - other and own - mirror mean, or ``missing``, why they are not there."""
     from noiseppo.evaluation import specificity
@@ -246,17 +209,6 @@ def group_table(row: dict) -> tuple[list[str], list[GroupRow]]:
         cells = [(row[name + m], row[name + m + "_ci95_low"], row[name + m + "_ci95_high"]) for m in metrics]
         rows.append(GroupRow(g, int(row[f"eval_group_{g}_pairs"]), cells))
     return metrics, rows
-
-
-def held_out_line(row: dict) -> str:
-    """One line for a periodic held-out evaluation, as the progress bar shows it."""
-    by_metric = {r.metric: r for r in held_out_rows(row)}
-    parts = [
-        f"{m} {r.standard:.3f} -> {r.policy:.3f} ({r.delta:+.3f} [{r.low:+.3f}, {r.high:+.3f}])"
-        for m, r in ((m, by_metric[m]) for m in eval_metrics(row))
-    ]
-    pairs = f", {row['eval_pairs']:.0f} pairs" if "eval_pairs" in row else ""
-    return f"held-out at iteration {row['iteration']}{pairs}: standard -> policy, " + "; ".join(parts)
 
 
 # -- a run's page -------------------------------------------------------------------------------
@@ -459,10 +411,12 @@ def _grid(config, live: Live, guidance: float) -> tuple[list[GridBlock], str]:
     from noiseppo.evaluation import showcase
     from noiseppo.evaluation.grid import cell_text
     from noiseppo.prompts import load_prompts
+    from noiseppo.sampling.render import RenderSpec
     from noiseppo.sampling.seeds import EVAL_SEED
 
     prompts = load_prompts(config.eval_prompts)
-    blocks = showcase.side_by_side(live.backend, live.policy, live.reward, prompts, config.steps, guidance, EVAL_SEED)
+    spec = RenderSpec(config.steps, guidance, showcase.SEEDS, EVAL_SEED)
+    blocks = showcase.side_by_side(live.backend, live.policy, live.reward, prompts, spec)
     shown = []
     for block in blocks:
         cells = []
@@ -694,3 +648,29 @@ def write_or_warn(folders: Sequence[Path], out: Path, live: Live | None = None) 
         print(f"noiseppo: warning: {out}: report not written ({e.__class__.__name__}: {e})", file=sys.stderr)
         return False
     return True
+
+
+class TrainPage:
+    """RUN_DIR/report.html kept by a running ``noiseppo train``: the callbacks the CLI gives
+    ``noiseppo.training.trainer.train`` (which calls them on rank 0 only). The page is written at a
+    checkpoint if the last one is at least ``CHECKPOINT_INTERVAL_S`` old (the run's start counting as
+    one), and always at the end; a failed page is a warning line, never a lost run."""
+
+    def on_start(self, out: Path, trainer: Any) -> None:
+        self.written = time.monotonic()  # no page yet: the first one waits an interval too
+
+    def on_checkpoint(self, out: Path, trainer: Any) -> None:
+        if time.monotonic() - self.written >= CHECKPOINT_INTERVAL_S:
+            self._write(out, trainer)
+            self.written = time.monotonic()
+
+    def on_end(self, out: Path, trainer: Any) -> str | None:
+        if not self._write(out, trainer):
+            return None
+        return f"report: {out / REPORT} (curves, held-out table, standard against policy images)"
+
+    @staticmethod
+    def _write(out: Path, trainer: Any) -> bool:
+        """The page of what the run has written so far, with the trainer's backend, policy and reward."""
+        live = Live(trainer.backend, trainer.policy, trainer.reward, trainer.iteration)
+        return write_or_warn([out], out / REPORT, live)

@@ -20,7 +20,7 @@ The run folder::
                      advantage stats, iteration (noiseppo.storage.checkpoint: crash-safe, checksummed)
     policy/          the latest policy (NoisePolicy.save_pretrained), what eval/sample --policy load
     run.json         the git revision and start time (noiseppo.storage.provenance)
-    report.html      the run's page (noiseppo.report.page): at the end, and at checkpoints at most once a minute
+    report.html      the run's page, where the caller asks for it (``noiseppo train`` does: ``TrainCallbacks``)
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -45,12 +46,12 @@ from noiseppo.configs.presets import resolve, to_yaml, validate
 from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch_size, one_update_per_rollout
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
+from noiseppo.evaluation.held_out import held_out_line
 from noiseppo.evaluation.paired import group_rows, paired_row
 from noiseppo.evaluation.specificity import SIDES as SIDES_CONTROL
 from noiseppo.evaluation.specificity import control_notes, controls, held_out_controls, specificity_row
 from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.prompts import load_prompts, prompt_groups
-from noiseppo.report import page as report
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.base import redacted
 from noiseppo.rewards.scoring import reward_phase
@@ -337,13 +338,14 @@ def _open_run(out: Path, resume: bool) -> TrainConfig | None:
 class RunLog:
     """What rank 0 writes into the run folder: config.yaml and run.json at the start, then per
     iteration the held-out pass when due, the metrics row (metrics.jsonl, TensorBoard, W&B), the
-    checkpoint when due and, now and then, the page."""
+    checkpoint when due and the callbacks' ``on_start`` and ``on_checkpoint``."""
 
-    def __init__(self, out: Path, trainer: Trainer, quiet: bool, clock: WallClock):
-        self.out, self.trainer, self.quiet, self.clock = out, trainer, quiet, clock
+    def __init__(
+        self, out: Path, trainer: Trainer, quiet: bool, clock: WallClock, callbacks: Sequence[TrainCallbacks] = ()
+    ):
+        self.out, self.trainer, self.quiet, self.clock, self.callbacks = out, trainer, quiet, clock, callbacks
         self.writer = self.wandb_run = None
         self.held_out_s = 0.0  # the last iteration's held-out pass, which the progress bar's rate leaves out
-        self.reported = time.monotonic()  # when report.html was last written (the run's start: none yet)
 
     def open(
         self, resume: bool, resolved: TrainConfig, before: TrainConfig | None, given: str = ""
@@ -351,6 +353,8 @@ class RunLog:
         """Set the folder up (or take it up again); returns the untrained policy's held-out row.
         ``given``: comment lines to write above a new run's config (``configs.paths.given_comment``)."""
         out, trainer, cfg = self.out, self.trainer, self.trainer.config
+        for callback in self.callbacks:
+            callback.on_start(out, trainer)
         first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
         if not resume:
             out.mkdir(parents=True, exist_ok=True)
@@ -370,7 +374,7 @@ class RunLog:
         if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
             self.log(first_row)
             if not self.quiet:
-                print(report.held_out_line(first_row))
+                print(held_out_line(first_row))
         return first_row
 
     def finish_iteration(self, row: dict[str, float]) -> dict[str, float] | None:
@@ -388,10 +392,9 @@ class RunLog:
         self.held_out_s = time.perf_counter() - t0 if evaluated is not None else 0.0
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
             trainer.save(self.out)
-            # The last page is written at the end; the others at most once a CHECKPOINT_INTERVAL_S.
-            if done < cfg.iterations and time.monotonic() - self.reported >= report.CHECKPOINT_INTERVAL_S:
-                _write_report(self.out, trainer)
-                self.reported = time.monotonic()
+            if done < cfg.iterations:  # the last checkpoint's callback is on_end
+                for callback in self.callbacks:
+                    callback.on_checkpoint(self.out, trainer)
         return evaluated
 
     def log(self, row: dict[str, float]) -> None:
@@ -421,12 +424,27 @@ class WallClock:
         return self.before + time.monotonic() - self.start
 
 
+class TrainCallbacks(Protocol):
+    """What ``train`` calls on rank 0, beside writing the run folder: at the start (before the
+    untrained policy's held-out pass), after each checkpoint but the last, and at the end. The CLI
+    passes the run's page (``noiseppo.report.page.TrainPage``), which training does not import."""
+
+    def on_start(self, out: Path, trainer: Trainer) -> None: ...
+
+    def on_checkpoint(self, out: Path, trainer: Trainer) -> None: ...
+
+    def on_end(self, out: Path, trainer: Trainer) -> str | None:
+        """Returns a line for the terminal (printed unless quiet), or None."""
+        ...
+
+
 def train(
     config: TrainConfig | None,
     out: str | Path,
     resume: bool = False,
     quiet: bool = False,
     iterations: int | None = None,
+    callbacks: Sequence[TrainCallbacks] = (),
 ) -> Path:
     """Train a noise policy into run folder ``out`` (or resume it); returns ``out``.
 
@@ -477,7 +495,7 @@ def train(
     if not cfg.eval_prompts:
         say("no held-out pass: eval_prompts is empty (give eval_prompts=FILE, prompts the policy never trains on)")
 
-    log = RunLog(out, trainer, quiet, clock)
+    log = RunLog(out, trainer, quiet, clock, callbacks)
     # Rank 0 alone evaluates, logs and writes, inside ranks.run: its failure stops every rank with its message.
     given = given_comment(typed, config)
     last_eval = ranks.run(partial(log.open, resume, resolved, before, given) if ranks.is_main else lambda: None)
@@ -520,8 +538,9 @@ def train(
                 raise UserError(f"{e}; {kept_line}: `noiseppo train --resume {out}` continues") from e
     if not quiet and cfg.eval_prompts:
         print(held_out_table(last_eval or trainer.evaluate(), cfg))
-    if ranks.is_main and _write_report(out, trainer):
-        say(f"report: {out / 'report.html'} (curves, held-out table, standard against policy images)")
+    for callback in callbacks if ranks.is_main else ():
+        if line := callback.on_end(out, trainer):
+            say(line)
     log.close()
     return out
 
@@ -572,19 +591,12 @@ def _show_held_out(writer, trainer: Trainer, row: dict[str, float], quiet: bool)
     from noiseppo.evaluation.grid import prompt_grid
 
     if not quiet:
-        tqdm.write(report.held_out_line(row))
+        tqdm.write(held_out_line(row))
     cfg, step = trainer.config, int(row["iteration"])
-    blocks = showcase.side_by_side(
-        trainer.backend, trainer.policy, trainer.reward, trainer.eval_prompts, cfg.steps, trainer.guidance, EVAL_SEED
-    )
+    spec = RenderSpec(cfg.steps, trainer.guidance, showcase.SEEDS, EVAL_SEED)
+    blocks = showcase.side_by_side(trainer.backend, trainer.policy, trainer.reward, trainer.eval_prompts, spec)
     grid = prompt_grid(blocks, f"iteration {step}: standard noise | policy, same seed (held-out prompts)")
     writer.add_image("held_out/standard_vs_policy", np.asarray(grid), step, dataformats="HWC")
-
-
-def _write_report(out: Path, trainer: Trainer) -> bool:
-    """RUN_DIR/report.html from what the run has written so far; a failure is a warning line."""
-    live = report.Live(trainer.backend, trainer.policy, trainer.reward, trainer.iteration)
-    return report.write_or_warn([out], out / report.REPORT, live)
 
 
 def _log(out: Path, writer, wandb_run, row: dict[str, float]) -> None:
