@@ -14,6 +14,12 @@ trainer's held-out pass: Δ correct against standard noise, own - other and own 
 the ceiling of an amortised policy under this estimator and budget; give it the estimator the probe
 used: ``lr=0.02 lr_schedule=constant kl_coef=0 max_grad_norm=1e9 logprob=sum``.
 
+``--splits`` (also after training) adds the study's second evaluation of the saved policy, with
+``experiments/specificity_study.py``'s ``evaluate`` (seed 0): Δ, own - other, own - mirror and the
+within-prompt diversity as a fraction of standard noise's, on the held-out relation prompts x
+``--seeds`` and, kept apart, on the training relation prompts x ``--train-seeds``.
+``--evaluate-only`` trains nothing: it reads ``--out/policy`` and runs that evaluation alone.
+
 Every ``--check-every`` renders, a quick check on every fourth held-out relation prompt x 4 seeds
 gives the correct-rate of the policy's own latents and of its mirrored prompt's (the curve of own -
 mirror against renders). Each check prints a JSON line; the last printed line is one JSON object.
@@ -30,9 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from binding import RoleFeaturePolicy, relation_prompts
+from safetensors.torch import load_file
 
 from noiseppo.configs.presets import resolve
 from noiseppo.evaluation.specificity import partner_latents
+from noiseppo.policy import NoisePolicy, load_policy
 from noiseppo.prompts import mirror_prompt
 from noiseppo.sampling.render import RenderSpec
 from noiseppo.sampling.render_and_score import score_side
@@ -62,6 +70,9 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=2560, help="renders between quick checks (0: none)")
     parser.add_argument("--seeds", type=int, default=8, help="seeds per held-out prompt in the final pass")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--splits", action="store_true", help="also evaluate both splits with diversity")
+    parser.add_argument("--train-seeds", type=int, default=2, help="seeds per training prompt for --splits")
+    parser.add_argument("--evaluate-only", action="store_true", help="evaluate --out/policy; train nothing")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -79,6 +90,9 @@ def main() -> None:
     # The run's length is what the schedule (cosine learning rate) spreads over.
     config.iterations = args.renders // batch
 
+    if args.evaluate_only:
+        print(json.dumps(splits(args, config, saved_policy(args, out))))
+        return
     trainer = Trainer(config)
     if args.policy == "oracle":
         trainer.policy = RoleFeaturePolicy.for_backend(trainer.backend, grid=config.grid)
@@ -116,7 +130,34 @@ def main() -> None:
     last = rows[-10:]
     for key in ("train_correct", "mu_rms", "clipfrac", "approx_kl", "policy_kl"):
         result[f"last10_{key}"] = round(float(np.mean([r[key] for r in last])), 4)
+    if args.splits:
+        result["splits"] = splits(args, config, trainer.policy)
     print(json.dumps({**result, "curve": curve}))
+
+
+def saved_policy(args: argparse.Namespace, out: Path) -> NoisePolicy:
+    """The policy a run of this script saved (the oracle's maps into a fresh ``RoleFeaturePolicy``)."""
+    if args.policy != "oracle":
+        return load_policy(out)
+    from noiseppo.backends import get_backend
+
+    policy = RoleFeaturePolicy.for_backend(get_backend("shapes", None, "ddim"), grid=8)
+    saved = load_file(out / "policy" / "diffusion_pytorch_model.safetensors")
+    with torch.no_grad():  # its maps and bias: the inherited layers are unused (and their readout may differ)
+        policy.maps.copy_(saved["maps"])
+        policy.bias.copy_(saved["bias"])
+    return policy.requires_grad_(False)
+
+
+def splits(args: argparse.Namespace, config, policy: NoisePolicy) -> dict:
+    """Held-out and training relation prompts, kept apart: Δ, own - other, own - mirror, diversity."""
+    from specificity_study import evaluate
+
+    rounded = {}
+    for split, name, seeds in (("held_out", "shapes-test", args.seeds), ("train", "shapes-train", args.train_seeds)):
+        row = evaluate(policy, config, relation_prompts(name), seeds)
+        rounded[split] = {k: [round(x, 3) for x in v] if isinstance(v, list) else round(v, 3) for k, v in row.items()}
+    return rounded
 
 
 if __name__ == "__main__":

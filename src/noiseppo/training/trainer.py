@@ -121,7 +121,11 @@ class Trainer:
             self.backend.generate(dry, self.backend.encode(self.prompts[:1]), config.steps, self.guidance)
         row = {prompt: k for k, prompt in enumerate(everything)}
         torch.manual_seed(config.seed)  # the policy's (non-zero) hidden layers
-        training = encoded.select([row[p] for p in dict.fromkeys(self.prompts)])  # the position readout's statistics
+        # The position readout's whitening is fitted to the training prompts' states (others need none:
+        # no copy of a large encoder's states for nothing).
+        training = (
+            encoded.select([row[p] for p in dict.fromkeys(self.prompts)]) if config.readout == "position" else None
+        )
         self.policy = NoisePolicy.for_config(self.backend, config, training).to(device)
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=config.lr, betas=(config.adam_beta1, 0.999), weight_decay=config.weight_decay
