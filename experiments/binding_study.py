@@ -75,6 +75,10 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate --out/policy; train nothing")
     args = parser.parse_args()
 
+    given = resolve("shapes", overrides=args.overrides)  # the batch, checked before anything is written
+    if args.renders % (given.prompts_per_iteration * given.samples_per_prompt):
+        batch = given.prompts_per_iteration * given.samples_per_prompt
+        parser.error(f"--renders {args.renders} is not a multiple of the batch ({batch})")  # one line, exit 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -85,8 +89,6 @@ def main() -> None:
     overrides += [f"eval_seeds={args.seeds}", f"threads={args.threads}"]
     config = resolve("shapes", overrides=overrides)
     batch = config.prompts_per_iteration * config.samples_per_prompt
-    if args.renders % batch:
-        raise SystemExit(f"--renders {args.renders} is not a multiple of the batch ({batch})")
     # The run's length is what the schedule (cosine learning rate) spreads over.
     config.iterations = args.renders // batch
 

@@ -59,8 +59,6 @@ def teachers(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], dict[st
     """(training teachers, held-out teachers), each prompt -> (C, grid, grid)."""
     if args.teacher == "role":
         return tuple({p: role_teacher(p, args.grid) for p in relation_prompts(name)} for name in args.sets)
-    if not (args.train_search and args.test_search):
-        raise SystemExit("--teacher search needs --train-search and --test-search")
     return searched_teachers(args.train_search), searched_teachers(args.test_search)
 
 
@@ -108,6 +106,8 @@ def main() -> None:
     parser.add_argument("--curve-every", type=int, default=250, help="steps between points of the curve")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
+    if args.teacher == "search" and not (args.train_search and args.test_search):
+        parser.error("--teacher search needs --train-search and --test-search")  # one line, exit 2
     args.sets = ("shapes-train", "shapes-test")
     if args.threads:
         torch.set_num_threads(args.threads)
