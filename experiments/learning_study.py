@@ -108,28 +108,23 @@ def evaluate(run: Path, prompts: list[str], seeds: int) -> dict[str, float]:
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
     from noiseppo.configs.presets import resolve
-    from noiseppo.evaluation.paired import paired_bootstrap
+    from noiseppo.evaluation.paired import paired
+    from noiseppo.evaluation.sides import PairedSides
     from noiseppo.policy import load_policy
     from noiseppo.rewards import get_reward
     from noiseppo.sampling.render import RenderSpec
-    from noiseppo.sampling.render_and_score import score_side
 
     cfg = resolve(config_file=str(run / "config.yaml"))
     backend = get_backend(cfg.backend, cfg.model or None, cfg.scheduler, cfg.device, cfg.dtype)
     guidance = resolve_guidance(backend, cfg.guidance)  # guidance 0 stays 0
-    reward = get_reward(cfg.reward)
-    policy = load_policy(run)
-    sides = {}
-    for side, fn in (("standard", None), ("policy", policy.noise_to_latents("sample"))):
-        sides[side], samples = score_side(backend, reward, prompts, RenderSpec(cfg.steps, guidance, seeds, 0, 128), fn)
-    clusters = np.array([s.prompt_index for s in samples])
-    out: dict[str, float] = {"n": len(clusters)}
+    sides = PairedSides(backend, get_reward(cfg.reward), prompts, RenderSpec(cfg.steps, guidance, seeds, 0, 128))
+    standard = sides.standard()
+    policy = sides.side(load_policy(run).noise_to_latents("sample"))[0]
+    out: dict[str, float] = {"n": len(sides.clusters)}
     for metric in ("correct", "partial"):
-        delta = sides["policy"][metric] - sides["standard"][metric]
-        low, high = paired_bootstrap(delta, clusters)
-        out.update({f"{metric}_standard": float(sides["standard"][metric].mean()),
-                    f"{metric}_policy": float(sides["policy"][metric].mean()),
-                    f"{metric}_delta": float(delta.mean()), f"{metric}_ci": [low, high]})  # fmt: skip
+        p = paired(policy[metric], standard[metric], sides.clusters, 10_000)
+        out.update({f"{metric}_standard": p.base, f"{metric}_policy": p.mean,
+                    f"{metric}_delta": p.delta, f"{metric}_ci": [p.low, p.high]})  # fmt: skip
     return out
 
 

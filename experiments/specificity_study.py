@@ -60,35 +60,25 @@ def evaluate(policy: NoisePolicy, cfg: TrainConfig, prompts: list[str], seeds: i
     from noiseppo.backends import get_backend
     from noiseppo.backends.base import resolve_guidance
     from noiseppo.evaluation.evaluate import diversity
-    from noiseppo.evaluation.paired import paired_bootstrap
-    from noiseppo.evaluation.specificity import controls, specificity_row
+    from noiseppo.evaluation.paired import paired
+    from noiseppo.evaluation.sides import PairedSides
     from noiseppo.rewards import get_reward
     from noiseppo.sampling.render import RenderSpec
-    from noiseppo.sampling.render_and_score import score_side
 
     backend = get_backend(cfg.backend, cfg.model or None, cfg.scheduler, cfg.device, cfg.dtype)
     guidance = resolve_guidance(backend, cfg.guidance)  # guidance 0 stays 0
-    reward = get_reward(cfg.reward)
-    sides, samples = {}, {}
-    for side, fn in (("standard", None), ("policy", policy.noise_to_latents("sample"))):
-        sides[side], samples[side] = score_side(
-            backend, reward, prompts, RenderSpec(cfg.steps, guidance, seeds, 0, 128), fn
-        )
-    clusters = np.array([s.prompt_index for s in samples["standard"]])
-    out: dict = {"n": len(clusters)}
-    delta = sides["policy"]["correct"] - sides["standard"]["correct"]
-    low, high = paired_bootstrap(delta, clusters)
-    out["standard"] = float(sides["standard"]["correct"].mean())
-    out["policy"] = float(sides["policy"]["correct"].mean())
-    out["delta"], out["delta_ci"] = float(delta.mean()), [low, high]
-    rendering = RenderSpec(cfg.steps, guidance, seeds, 0, 128)
-    spec = specificity_row(sides["policy"], clusters, controls(backend, policy, reward, prompts, rendering), 10_000)
+    sides = PairedSides(backend, get_reward(cfg.reward), prompts, RenderSpec(cfg.steps, guidance, seeds, 0, 128))
+    standard, (own, samples) = sides.standard(), sides.side(policy.noise_to_latents("sample"))
+    p = paired(own["correct"], standard["correct"], sides.clusters, 10_000)
+    out: dict = {"n": p.n, "standard": p.base, "policy": p.mean, "delta": p.delta, "delta_ci": [p.low, p.high]}
+    spec = sides.specificity(policy, own, 10_000)
     for side in ("other", "mirror"):
         key = f"own_minus_{side}_correct"
         out[f"own_minus_{side}"] = spec[key]
         out[f"own_minus_{side}_ci"] = [spec[f"{key}_ci95_low"], spec[f"{key}_ci95_high"]]
         out[f"{side}_pairs"] = spec[f"{side}_pairs"]
-    div = {side: diversity([s.image for s in samples[side]], clusters) for side in samples}
+    images = {"standard": sides.standard_samples, "policy": samples}
+    div = {side: diversity([s.image for s in images[side]], sides.clusters) for side in images}
     out["diversity_standard"], out["diversity_policy"] = div["standard"], div["policy"]
     out["diversity_ratio"] = div["policy"] / div["standard"]
     return out

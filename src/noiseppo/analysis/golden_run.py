@@ -17,6 +17,7 @@ Output folder (``golden.json``'s schema is in docs/golden_noise.md):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -56,28 +57,28 @@ def prompt_templates(prompts: Sequence[str]) -> list[str] | None:
         return None
 
 
-def render_and_score(
+def score_jobs(
     backend: Backend,
     reward: Reward,
     prompts: Sequence[str],
     latents_of: Callable[[np.ndarray], torch.Tensor],
-    steps: int,
-    guidance: float,
-    batch: int,
+    spec: RenderSpec,
     with_reward: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Render job ``t`` (prompt ``prompts[t]``, latents ``latents_of([t])``) for every job in
-    batches and score it: metric → one value per job (the reward's details, else the reward;
-    ``with_reward``: the reward beside its details)."""
+    """Render job ``t`` (prompt ``prompts[t]``, latents ``latents_of([t])``) for every job, at
+    ``spec``'s steps, guidance and batch, and score it: metric → one value per job (the reward's
+    details, else the reward; ``with_reward``: the reward beside its details). The jobs bring
+    their own latents: ``spec``'s seeds and seed are not read."""
 
     def rendered() -> Iterator[tuple[list[str], torch.Tensor]]:  # each next() renders one batch
-        for start in range(0, len(prompts), batch):
-            jobs = np.arange(start, min(start + batch, len(prompts)))
+        for start in range(0, len(prompts), spec.batch):
+            jobs = np.arange(start, min(start + spec.batch, len(prompts)))
             conditioning = encode_distinct(backend, [prompts[t] for t in jobs])  # N noises: one row per prompt
-            images = backend.generate(latents_of(jobs).to(conditioning.pooled), conditioning, steps, guidance)
+            latents = latents_of(jobs).to(conditioning.pooled)
+            images = backend.generate(latents, conditioning, spec.steps, spec.guidance)
             yield conditioning.prompts, images.cpu()
 
-    rewards, details = score_chunks(rendered(), reward)
+    rewards, details = score_chunks(rendered(), reward, spec.overlap)
     if with_reward or not details:
         return {"reward": rewards.numpy().astype(np.float64), **details}
     return details
@@ -88,16 +89,15 @@ def reward_matrices(
     reward: Reward,
     prompts: Sequence[str],
     seeds: Sequence[int],
-    steps: int,
-    guidance: float,
-    batch: int,
+    spec: RenderSpec,
     with_reward: bool = False,
 ) -> dict[str, np.ndarray]:
-    """metric → (prompts, noises): every prompt rendered from every shared noise (``render_and_score``'s metrics)."""
+    """metric → (prompts, noises): every prompt rendered from every shared noise of ``seeds``
+    (``score_jobs``'s metrics), at ``spec``'s steps, guidance and batch."""
     eps = standard_noise(backend.latent_shape, seeds)
     n = len(seeds)
     jobs = [p for p in prompts for _ in range(n)]
-    flat = render_and_score(backend, reward, jobs, lambda t: eps[t % n], steps, guidance, batch, with_reward)
+    flat = score_jobs(backend, reward, jobs, lambda t: eps[t % n], spec, with_reward)
     return {metric: values.reshape(len(prompts), n) for metric, values in flat.items()}
 
 
@@ -154,7 +154,7 @@ def policy_scores(
             fn = lambda jobs, b=b: mean[b[jobs]] + sigma[b[jobs]] * eps[jobs]  # noqa: E731
         else:
             continue
-        flat = render_and_score(backend, reward, jobs_prompts, fn, spec.steps, spec.guidance, spec.batch)
+        flat = score_jobs(backend, reward, jobs_prompts, fn, spec)
         out[kind] = {metric: v.reshape(len(prompts), seeds) for metric, v in flat.items()}
     return out, {k: v.tolist() for k, v in source.items() if k != "own"}
 
@@ -383,7 +383,7 @@ def render_all(
     matrices = {}
     for steps, n in plan.items():
         start = time.time()
-        matrices[steps] = reward_matrices(backend, reward, prompts, seeds[:n], steps, spec.guidance, spec.batch)
+        matrices[steps] = reward_matrices(backend, reward, prompts, seeds[:n], dataclasses.replace(spec, steps=steps))
         log(f"steps {steps}: {len(prompts)} prompts x {n} noises in {time.time() - start:.0f} s")
     if policy is None:
         return matrices, None, None

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from noiseppo.analysis.golden import best_noises
-from noiseppo.analysis.golden_run import noise_seeds, render_and_score, reward_matrices
+from noiseppo.analysis.golden_run import noise_seeds, reward_matrices, score_jobs
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Backend, resolve_guidance
 from noiseppo.baselines.best_of_n import render_candidates
@@ -30,13 +30,13 @@ from noiseppo.comparison.schema import BASE_ROW
 from noiseppo.comparison.stats import against_best_of_n, against_ddpo, noise_ppo_curve, score_row
 from noiseppo.configs.baselines import DDPOConfig, SearchConfig
 from noiseppo.errors import UserError
-from noiseppo.evaluation.specificity import controls, specificity_row
+from noiseppo.evaluation.sides import PairedSides
+from noiseppo.evaluation.specificity import SIDES
 from noiseppo.memory import PeakRSS
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.base import Reward, redacted
 from noiseppo.sampling.render import LatentsFn, RenderSpec
-from noiseppo.sampling.render_and_score import score_side
 from noiseppo.sampling.seeds import standard_noise
 
 if TYPE_CHECKING:
@@ -55,9 +55,7 @@ def golden_noises(
     """The ``k`` of ``candidates`` shared noises with the best mean ``metric`` over ``prompts``:
     ``noiseppo golden``'s choice, made on prompts other than those evaluated."""
     seeds = noise_seeds(spec.seed + 1, candidates)  # not the evaluated images' noises (seed rule, seed)
-    matrices = reward_matrices(
-        backend, reward, prompts, seeds, spec.steps, spec.guidance, spec.batch, with_reward=metric == "reward"
-    )
+    matrices = reward_matrices(backend, reward, prompts, seeds, spec, with_reward=metric == "reward")
     chosen = best_noises(matrices[metric], k)
     return standard_noise(backend.latent_shape, [seeds[j] for j in chosen])
 
@@ -121,15 +119,15 @@ class Comparison:
 
     def start(self) -> None:
         """The standard side, which every row pairs with."""
-        self.standard, samples = score_side(self.backend, self.reward, self.prompts, self.spec, None)
-        self.clusters = np.array([s.prompt_index for s in samples])
+        self.sides = PairedSides(self.backend, self.reward, self.prompts, self.spec)
+        self.standard, self.clusters = self.sides.standard(), self.sides.clusters
         # The table's metric: the reward's verdict where it gives one (Shapes: correct), else the reward.
         self.metric = "correct" if "correct" in self.standard else "reward"
         self.per_image["standard"] = self.standard
 
     # -- the rows -----------------------------------------------------------------------------
     def evaluate(self, latents_fn: LatentsFn | None = None, view: Backend | None = None) -> dict:
-        return score_side(view or self.backend, self.reward, self.prompts, self.spec, latents_fn)[0]
+        return self.sides.side(latents_fn, view)[0]
 
     def add(self, name: str, metrics: dict, **info) -> None:
         self.per_image[name] = metrics
@@ -144,8 +142,8 @@ class Comparison:
     def add_policy(self, name: str, policy: NoisePolicy, **info) -> None:
         """A policy's row, with its prompt-specificity on the metric (own - other, own - mirror)."""
         self.add(name, self.evaluate(policy.noise_to_latents("sample")), **info)
-        sides = controls(self.backend, policy, self.reward, self.prompts, self.spec)
-        specific = specificity_row(self.per_image[name], self.clusters, sides, self.config.bootstrap)
+        specific = self.sides.specificity(policy, self.per_image[name], self.config.bootstrap)
+        sides = [side for side in SIDES if f"{side}_pairs" in specific]  # those the prompts allow
         row = self.rows[name]
         for side in sides:
             key = f"own_minus_{side}_{self.metric}"
@@ -196,15 +194,12 @@ class Comparison:
             lambda: golden_noises(self.backend, self.reward, train_prompts, self.spec, k, candidates, self.metric)
         )
         jobs = [p for p in self.prompts for _ in range(seeds)]
-        spec = self.spec
-        metrics = render_and_score(
+        metrics = score_jobs(
             self.backend,
             self.reward,
             jobs,
             lambda idx: noises[idx % seeds % len(noises)],
-            spec.steps,
-            spec.guidance,
-            spec.batch,
+            self.spec,
             with_reward=self.metric == "reward",
         )
         self.add(

@@ -39,6 +39,7 @@ from PIL import Image
 from noiseppo.backends.base import Backend
 from noiseppo.evaluation.grid import Block, Cell, prompt_grid
 from noiseppo.evaluation.paired import paired
+from noiseppo.evaluation.sides import PairedSides
 from noiseppo.evaluation.specificity import SIDES as SIDES_CONTROL
 from noiseppo.evaluation.specificity import (
     Control,
@@ -52,7 +53,6 @@ from noiseppo.images import to_pil
 from noiseppo.policy import NoisePolicy
 from noiseppo.rewards.base import Reward
 from noiseppo.sampling.render import RenderSpec
-from noiseppo.sampling.render_and_score import score_side
 
 SIDES = ("standard", "policy", "policy_mu")
 
@@ -72,14 +72,15 @@ def evaluate_steps(
 ) -> StepResult:
     """Render and score the three sides at ``spec.steps``, paired by seed, and with ``specific``
     the prompt-specificity controls (the policy's latents made for other and mirrored prompts)."""
-    fns = {"standard": None, "policy": policy.noise_to_latents("sample"), "policy_mu": policy.noise_to_latents("mean")}
-    scores, images = {}, {}
-    for side, fn in fns.items():
-        scores[side], samples = score_side(backend, reward, prompts, spec, fn)
+    paired_sides = PairedSides(backend, reward, prompts, spec)
+    scores = {"standard": paired_sides.standard()}
+    images = {"standard": [s.image for s in paired_sides.standard_samples]}
+    for side, fn in (("policy", policy.noise_to_latents("sample")), ("policy_mu", policy.noise_to_latents("mean"))):
+        scores[side], samples = paired_sides.side(fn)
         images[side] = [s.image for s in samples]
-    prompt_index = np.array([s.prompt_index for s in samples])
     sides = controls(backend, policy, reward, prompts, spec) if specific else {}
-    return StepResult(spec.steps, scores, prompt_index, images, [s.prompt for s in samples], sides)
+    texts = [s.prompt for s in paired_sides.standard_samples]
+    return StepResult(spec.steps, scores, paired_sides.clusters, images, texts, sides)
 
 
 def summarise(result: StepResult, resamples: int = 10_000) -> list[dict]:

@@ -47,16 +47,17 @@ from noiseppo.configs.schedule import batch_arithmetic, learning_rate, minibatch
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.held_out import held_out_line
-from noiseppo.evaluation.paired import group_rows, paired_row
+from noiseppo.evaluation.paired import group_rows
+from noiseppo.evaluation.sides import PairedSides
 from noiseppo.evaluation.specificity import SIDES as SIDES_CONTROL
-from noiseppo.evaluation.specificity import control_notes, controls, held_out_controls, specificity_row
+from noiseppo.evaluation.specificity import control_notes, held_out_controls
 from noiseppo.policy import NoisePolicy, gaussian_log_prob, reparameterise
 from noiseppo.prompts import load_prompts, prompt_groups
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.base import redacted
 from noiseppo.rewards.scoring import reward_phase
 from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
-from noiseppo.sampling.render_and_score import score_chunks, score_side
+from noiseppo.sampling.render_and_score import score_chunks
 from noiseppo.sampling.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
 from noiseppo.storage.checkpoint import (
     has_state,
@@ -134,8 +135,11 @@ class Trainer:
         self.iteration = 0
         self.saved_at: int | None = None  # the iteration of the checkpoint this state was last saved to or loaded from
         self.show_progress = False  # a held-out pass's own progress bar (noiseppo train sets it unless quiet)
-        # The frozen model's held-out scores (metric -> per-image values) and each image's prompt index.
-        self._standard_eval: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+        # The held-out pass's sides, paired by seed; the frozen model's side is rendered once.
+        held_out = RenderSpec(
+            config.steps, self.guidance, config.eval_seeds, EVAL_SEED, config.render_batch, config.overlap_scoring
+        )
+        self.held_out = PairedSides(self.backend, self.reward, self.eval_prompts, held_out)
         # A fixed sample of training prompts on which the policy's size is logged.
         # (from the start-up encoding: a second pass of a T5-XXL over the prompts costs minutes on a CPU)
         self._stats_conditioning = encoded.select([row[p] for p in self.prompts[:: max(1, len(self.prompts) // 64)]])
@@ -159,7 +163,7 @@ class Trainer:
             latents = reparameterise(mean, log_sigma, eps)
             old_logprob = gaussian_log_prob(latents, mean, log_sigma, cfg.logprob)
 
-        local_reward, local_fields = ranks.run(partial(self.render_and_score, latents, cond, prompts, timings))
+        local_reward, local_fields = ranks.run(partial(self.score_rollout, latents, cond, prompts, timings))
         reward = ranks.gather(local_reward.to(ranks.device)).cpu()
         fields = {k: ranks.gather(v.to(ranks.device)).cpu() for k, v in sorted(local_fields.items())}
 
@@ -191,7 +195,7 @@ class Trainer:
             info[f"train_{key}"] = float(np.nanmean(values.numpy()))
         return rollout, info
 
-    def render_and_score(
+    def score_rollout(
         self, latents: torch.Tensor, cond: Conditioning, prompts: list[str], timings: Timings
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """This rank's share of the batch: rendered ``render_batch`` images at a time, each chunk
@@ -269,23 +273,17 @@ class Trainer:
             return {}
 
         label = f"held-out pass after iteration {self.iteration}" if self.show_progress else None
-        spec = RenderSpec(cfg.steps, self.guidance, cfg.eval_seeds, EVAL_SEED, cfg.render_batch, cfg.overlap_scoring)
-
-        def scores(latents_fn, side: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-            metrics, samples = score_side(
-                self.backend, self.reward, self.eval_prompts, spec, latents_fn, progress=label and f"{label}: {side}"
-            )
-            return metrics, np.array([s.prompt_index for s in samples])
-
         phase = f"held-out pass after iteration {self.iteration}"
         with reward_phase(redacted(cfg.reward), phase):
-            if self._standard_eval is None:  # the frozen model's side never changes
-                self._standard_eval = scores(None, "standard noise")
-            standard, clusters = self._standard_eval
+            standard = self.held_out.standard(progress=label and f"{label}: standard noise")
             # At iteration 0 the policy is the untrained one, whose latents are the standard noise bit
             # for bit (tested): its side is the standard side, and no control can differ from it.
             untrained = self.iteration == 0
-            policy_side = standard if untrained else scores(self.policy.noise_to_latents("sample"), "policy")[0]
+            if untrained:
+                policy_side = standard
+            else:
+                latents = self.policy.noise_to_latents("sample")
+                policy_side = self.held_out.side(latents, progress=label and f"{label}: policy")[0]
         for side, metrics in (("standard noise", standard), ("policy", policy_side)):  # as training counts NaN
             dropped = int(np.isnan(metrics["reward"]).sum())
             if dropped > cfg.max_nan_fraction * len(metrics["reward"]):
@@ -293,14 +291,14 @@ class Trainer:
                     f"reward '{redacted(cfg.reward)}', {phase}: NaN for {dropped} of {len(metrics['reward'])} "
                     f"{side} images (max_nan_fraction is {cfg.max_nan_fraction})"
                 )
-        row = paired_row(standard, policy_side, clusters)
+        row = self.held_out.row(policy_side)
         row["eval_nan_rewards"] = float(np.isnan(policy_side["reward"]).sum() + np.isnan(standard["reward"]).sum())
         if self.eval_groups is not None and len(set(self.eval_groups)) > 1:  # where the gain comes from
-            row.update(group_rows(standard, policy_side, clusters, self.eval_groups))
+            row.update(group_rows(standard, policy_side, self.held_out.clusters, self.eval_groups))
         if cfg.eval_specificity and not untrained:  # own - other, own - mirror: does the gain depend on the prompt?
             with reward_phase(redacted(cfg.reward), phase):
-                sides = controls(self.backend, self.policy, self.reward, self.eval_prompts, spec, progress=label)
-            row.update({f"eval_{k}": v for k, v in specificity_row(policy_side, clusters, sides).items()})
+                specific = self.held_out.specificity(self.policy, policy_side, progress=label)
+            row.update({f"eval_{k}": v for k, v in specific.items()})
         return row
 
     # -- state on disk -------------------------------------------------------------------
