@@ -13,7 +13,7 @@ from noiseppo.cli.arguments import (
     add_overlap_argument,
     int_at_least,
 )
-from noiseppo.cli.setup import backend_defaults_from_policy, warn_if_mismatched
+from noiseppo.cli.setup import set_up
 from noiseppo.errors import UserError
 
 
@@ -37,36 +37,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from noiseppo.backends import get_backend
-    from noiseppo.backends.base import resolve_guidance
-    from noiseppo.configs.train import TrainConfig
     from noiseppo.evaluation.evaluate import evaluate_steps, format_table, summarise, write_eval
-    from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
-    from noiseppo.rewards import get_reward
     from noiseppo.sampling.render import RenderSpec
     from noiseppo.storage.files import new_output_dir
 
-    policy = load_policy(args.policy)
-    trained = backend_defaults_from_policy(args)
-    reward_name = args.reward or trained.get("reward") or TrainConfig.reward
-    reward = get_reward(reward_name)
     prompts = load_prompts(args.prompts)
-    try:
-        steps = [int(s) for s in args.steps.split(",")] if isinstance(args.steps, str) else [int(args.steps)]
-    except ValueError:
-        raise UserError(f"--steps: expected comma-separated whole numbers, got '{args.steps}'") from None
-    backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
-    check_policy(policy, backend)
-    backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
-    guidance = resolve_guidance(backend, args.guidance)
-    warn_if_mismatched(trained, steps, guidance, args.scheduler, backend.default_guidance)
+    if args.steps is not None:  # else the policy's training steps (set_up)
+        try:
+            args.steps = [int(s) for s in args.steps.split(",")]
+        except ValueError:
+            raise UserError(f"--steps: expected comma-separated whole numbers, got '{args.steps}'") from None
+    setup = set_up(args, prompts, reward=True, warn=True)
+    guidance = setup.guidance
     header = {
         "policy": args.policy,
         "backend": args.backend,
         "model": args.model,
         "scheduler": args.scheduler,
-        "reward": reward_name,
+        "reward": args.reward,
         "prompts": args.prompts,
         "seeds": args.seeds,
         "seed": args.seed,
@@ -75,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     }
     rows, results = [], []
     with new_output_dir(args.out) as tmp:
-        for s in steps:
+        for s in setup.steps:
             start = time.time()
             spec = RenderSpec(s, guidance, args.seeds, args.seed, args.batch, args.overlap_scoring)
-            result = evaluate_steps(backend, policy, reward, prompts, spec)
+            result = evaluate_steps(setup.backend, setup.policy, setup.reward, prompts, spec)
             results.append(result)
             rows.extend(summarise(result, args.bootstrap))
             print(f"steps {s}: {time.time() - start:.0f} s", file=sys.stderr)

@@ -11,6 +11,7 @@ from noiseppo.cli.arguments import (
     config_parser,
     prompts_from_args,
 )
+from noiseppo.cli.setup import set_up
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,28 +41,22 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from noiseppo.backends import get_backend
-    from noiseppo.backends.base import resolve_guidance
     from noiseppo.baselines.search import check_search, search, write_search
     from noiseppo.configs.baselines import SearchConfig
-    from noiseppo.configs.train import TrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
-    from noiseppo.rewards import get_reward
     from noiseppo.rewards.base import redacted
     from noiseppo.storage.files import new_output_dir
 
     config = dataclass_from_args(SearchConfig, args)
     check_search(config)  # a budget below one generation: refused before anything loads
     prompts = prompts_from_args(args)
-    reward = get_reward(args.reward)
-    name, scheduler = args.backend or TrainConfig.backend, args.scheduler or TrainConfig.scheduler
-    backend = get_backend(name, args.model, scheduler, args.device, args.dtype)
-    backend.encode(list(prompts))  # refuse bad prompts before any work or writing
-    config = dataclasses.replace(config, guidance=resolve_guidance(backend, config.guidance))  # search.json's
+    setup = set_up(args, prompts, reward=True)
+    backend = setup.backend
+    config = dataclasses.replace(config, guidance=setup.guidance)  # search.json's
     if args.threads:
         torch.set_num_threads(args.threads)
     with new_output_dir(args.out) as tmp:
-        result = search(backend, reward, prompts, config)
+        result = search(backend, setup.reward, prompts, config)
         header = {"backend": backend.name, "model": args.model, "reward": redacted(args.reward)}
         write_search(tmp, result, prompts, config, header)
     first, last = result.log[0], result.log[-1]
