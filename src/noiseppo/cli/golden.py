@@ -13,7 +13,7 @@ from noiseppo.cli.arguments import (
     add_threads_argument,
     int_at_least,
 )
-from noiseppo.cli.setup import backend_defaults_from_policy
+from noiseppo.cli.setup import set_up
 from noiseppo.errors import UserError
 
 
@@ -128,11 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]) -> tuple:
     """Check every input, then render: (header, matrices, policy scores, policy settings)."""
     from noiseppo.analysis import golden_run
-    from noiseppo.backends import get_backend
-    from noiseppo.backends.base import resolve_guidance
-    from noiseppo.policy import check_policy, load_policy
     from noiseppo.prompts import load_prompts
-    from noiseppo.rewards import get_reward
     from noiseppo.sampling.render import RenderSpec
 
     if args.threads:
@@ -142,46 +138,32 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
     prompts = load_prompts(args.prompts or "shapes-test")
     if len(prompts) < 2:
         raise UserError(f"--prompts: need at least 2 prompts to compare noises across, got {len(prompts)}")
-    policy = load_policy(args.policy) if args.policy else None
-    args.steps = args.steps or "1,2,4,8,16"  # so that the policy's training steps do not replace it below
-    trained = backend_defaults_from_policy(args)
-    backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
-    if policy is not None:
-        check_policy(policy, backend)
-        golden_run.partners(golden_run.prompt_templates(prompts), args.seed)  # refuses a template of one prompt
-    backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
-    reward = get_reward(args.reward)
-    guidance = resolve_guidance(backend, args.guidance)
-    policy_steps = int(trained.get("steps", 4))
+    args.steps = steps  # so that the policy's training steps do not replace them in set_up
+    setup = set_up(args, prompts, reward=True)
+    if setup.policy is not None:  # refuses a template of one prompt, before any rendering
+        golden_run.partners(golden_run.prompt_templates(prompts), args.seed)
+    policy_steps = int(setup.trained.get("steps", 4))
+    plan = dict(zip(steps, noises, strict=True))
     matrices, policy_raw, partners = golden_run.render_all(
-        backend,
-        reward,
+        setup.backend,
+        setup.reward,
         prompts,
-        dict(zip(steps, noises, strict=True)),
-        RenderSpec(policy_steps, guidance, args.policy_seeds, args.seed, args.batch),
-        policy,
+        plan,
+        RenderSpec(policy_steps, setup.guidance, args.policy_seeds, args.seed, args.batch),
+        setup.policy,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    metrics = list(next(iter(matrices.values())))
-    header = {
+    settings = {
         "backend": args.backend,
         "model": args.model,
         "scheduler": args.scheduler,
         "reward": args.reward,
         "prompts": args.prompts or "shapes-test",
-        "n_prompts": len(prompts),
-        "seed": args.seed,
-        "guidance": guidance,
-        "steps": steps,
-        "noises": noises,
-        "noise_seeds": golden_run.noise_seeds(args.seed, max(noises)),
-        "latent_shape": list(backend.latent_shape),
-        "metrics": metrics,
-        "headline_metric": golden_run.headline_metric(metrics),
-        "prompt_list": prompts,
-        "templates": golden_run.prompt_templates(prompts),
     }
+    header = golden_run.golden_header(
+        settings, prompts, plan, args.seed, setup.guidance, setup.backend.latent_shape, matrices
+    )
     policy_info = None
-    if policy is not None:
+    if setup.policy is not None:
         policy_info = {"name": args.policy, "steps": policy_steps, "seeds": args.policy_seeds, "partners": partners}
     return header, matrices, policy_raw, policy_info

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from noiseppo.cli.arguments import (
     add_backend_arguments,
@@ -13,7 +12,7 @@ from noiseppo.cli.arguments import (
     int_at_least,
     prompts_from_args,
 )
-from noiseppo.cli.setup import backend_defaults_from_policy, warn_if_mismatched
+from noiseppo.cli.setup import set_up
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,32 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from noiseppo.backends import get_backend
-    from noiseppo.backends.base import resolve_guidance
-    from noiseppo.evaluation.grid import Block, Cell, grid_pages, save_pages
-    from noiseppo.images import to_pil
+    from noiseppo.evaluation.samples import write_samples
     from noiseppo.rewards.shapes import ShapesReward
     from noiseppo.sampling.render import RenderSpec, sample
     from noiseppo.sampling.render_and_score import score_side
     from noiseppo.storage.files import new_output_dir
 
     prompts = prompts_from_args(args)
-    policy = None
-    if args.policy:
-        from noiseppo.policy import load_policy
-
-        policy = load_policy(args.policy)
-    trained = backend_defaults_from_policy(args)
-    backend = get_backend(args.backend, args.model, args.scheduler, args.device, args.dtype)
-    backend.encode(list(dict.fromkeys(prompts)))  # refuse bad prompts before any work or writing
-    latents_fn = None
-    if policy is not None:
-        from noiseppo.policy import check_policy
-
-        check_policy(policy, backend)
-        latents_fn = policy.noise_to_latents(args.policy_mode)
-    guidance = resolve_guidance(backend, args.guidance)
-    warn_if_mismatched(trained, [args.steps], guidance, args.scheduler, backend.default_guidance)
+    setup = set_up(args, prompts, warn=True)
+    backend, guidance = setup.backend, setup.guidance
+    latents_fn = None if setup.policy is None else setup.policy.noise_to_latents(args.policy_mode)
     with new_output_dir(args.out) as tmp:
         spec = RenderSpec(args.steps, guidance, args.n, args.seed, args.batch, args.overlap_scoring)
         verdicts = None
@@ -73,28 +56,10 @@ def run(args: argparse.Namespace) -> int:
             verdicts, samples = score_side(backend, ShapesReward(), prompts, spec, latents_fn)
         else:
             samples = sample(backend, prompts, spec, latents_fn)
-        (tmp / "images").mkdir()
-        rows, blocks = [], []
-        for k, s in enumerate(samples):
-            name = f"images/{k:04d}.png"
-            pil = to_pil(s.image)
-            pil.save(tmp / name)
-            row = {"file": name, "prompt": s.prompt, "seed": s.seed, "steps": args.steps, "guidance": guidance}
-            if policy is not None:
-                row.update(policy=args.policy, policy_mode=args.policy_mode)
-            cell = Cell(pil, f"sample {s.sample_index}")
-            if verdicts is not None:
-                correct, partial = bool(verdicts["correct"][k]), float(verdicts["partial"][k])
-                row.update(correct=correct, partial=round(partial, 4))
-                cell.correct, cell.score = correct, partial
-            rows.append(json.dumps(row))
-            if k == 0 or samples[k - 1].prompt_index != s.prompt_index:
-                blocks.append(Block(s.prompt, []))
-            blocks[-1].cells.append(cell)
-        (tmp / "samples.jsonl").write_text("\n".join(rows) + "\n")
-        noise = f"policy {args.policy} ({args.policy_mode})" if policy is not None else "standard noise (no policy)"
-        title = f"{noise}, {args.steps} steps, guidance {guidance:g}, seed {args.seed}"
-        grids = save_pages(grid_pages(blocks, title), tmp, "grid")
+        settings = {"steps": args.steps, "guidance": guidance}
+        if setup.policy is not None:
+            settings.update(policy=args.policy, policy_mode=args.policy_mode)
+        grids = write_samples(tmp, samples, settings, args.seed, verdicts)
     summary = f"wrote {len(samples)} images, samples.jsonl and {grids} to {args.out}"
     if verdicts is not None:
         summary += f"; verifier: correct {np.mean(verdicts['correct']):.3f}"
