@@ -49,24 +49,24 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1450)
     args = parser.parse_args()
     from noiseppo.configs.presets import resolve  # after the arguments: --help answers at once
-    from noiseppo.report import page as report
+    from noiseppo.report.page import REPORT, Live, write
     from noiseppo.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        page = report.write([args.run], Path(tmp) / report.REPORT)
+        page = write([args.run], Path(tmp) / REPORT)
         size, images = page.stat().st_size, page.read_text().count("<img ")
         if args.screenshot:
             screenshot(page, args.screenshot, args.height)
 
         trainer = Trainer(resolve(config_file=str(args.run / "config.yaml")))
-        live = report.Live(trainer.backend, trainer.policy, trainer.reward, 0)
+        live = Live(trainer.backend, trainer.policy, trainer.reward, 0)
         steps, builds = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
             trainer.step()
             steps.append(time.perf_counter() - start)
             start = time.perf_counter()
-            report.write([args.run], Path(tmp) / "again.html", live)
+            write([args.run], Path(tmp) / "again.html", live)
             builds.append(time.perf_counter() - start)
     result = {
         "run": str(args.run),

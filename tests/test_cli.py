@@ -247,3 +247,33 @@ def test_debug_shows_the_traceback_before_the_one_line(tmp_path, monkeypatch, ca
     for how in ("flag", "env"):
         assert errors[how].startswith("Traceback (most recent call last):") and errors[how].endswith(line)
         assert 'broken_reward.py", line 2, in score' in errors[how]
+
+
+def test_set_up_fills_in_the_policys_settings_and_warns_where_they_differ(capsys):
+    """The set-up sample, eval, golden and search share: the policy's training settings fill the flags
+    left out, the reward defaults to the policy's, and other step counts than its training's warn."""
+    from noiseppo.cli import _parse, build_parser
+    from noiseppo.cli.setup import set_up
+
+    parser = build_parser()
+    args = _parse(parser, ["sample", "--policy", "shapes-steps2", "--prompt", "a red circle", "--out", "o"])
+    setup = set_up(args, ["a red circle"], warn=True)
+    assert (args.backend, args.scheduler, args.steps, setup.steps) == ("shapes", "default", 2, [2])
+    assert (setup.backend.name, setup.guidance, setup.trained["steps"], setup.reward) == ("shapes", 1.0, 2, None)
+    assert setup.policy is not None and capsys.readouterr().err == ""
+
+    args = _parse(parser, ["eval", "--policy", "shapes-steps2", "--out", "o"])
+    args.steps = [2, 8]  # as eval parses --steps 2,8
+    setup = set_up(args, ["a red circle"], reward=True, warn=True)
+    assert (args.reward, setup.steps, type(setup.reward).__name__) == ("shapes", [2, 8], "ShapesReward")
+    assert "noiseppo: warning: the policy runs at steps 8 (trained at 2)" in capsys.readouterr().err
+
+    args = _parse(parser, ["search", "--prompt", "a red circle", "--reward", "shapes-correct", "--out", "o"])
+    setup = set_up(args, ["a red circle"], reward=True)  # no --policy: the default config's backend
+    assert (setup.policy, setup.trained, args.backend, args.model, args.scheduler) == (
+        None,
+        {},
+        "shapes",
+        None,
+        "default",
+    )

@@ -141,3 +141,49 @@ def test_cluster_bootstrap() -> None:
     clustered = paired_bootstrap(shared, clusters, resamples=2000)
     independent = paired_bootstrap(shared, np.arange(4000), resamples=2000)
     assert clustered[1] - clustered[0] > 2 * (independent[1] - independent[0])
+
+
+def test_sample_rows_blocks_and_files_of_noiseppo_sample(tmp_path: Path) -> None:
+    from noiseppo.evaluation.samples import sample_blocks, sample_rows, samples_title, write_samples
+    from noiseppo.sampling.render import Sample
+
+    image = torch.zeros(3, 8, 8)
+    samples = [Sample(p, j, ["a red circle", "two blue squares"][p], 10 * p + j, image) for p in (0, 1) for j in (0, 1)]
+    verdicts = {"correct": np.array([1.0, 0.0, 0.0, 1.0]), "partial": np.array([1.0, 0.123456, 0.5, 1.0])}
+    settings = {"steps": 2, "guidance": 1.0, "policy": "shapes-steps2", "policy_mode": "mean"}
+    rows = sample_rows(samples, settings, verdicts)
+    assert rows[1] == {
+        "file": "images/0001.png", "prompt": "a red circle", "seed": 1, "steps": 2, "guidance": 1.0,
+        "policy": "shapes-steps2", "policy_mode": "mean", "correct": False, "partial": 0.1235,
+    }  # fmt: skip
+    assert list(rows[1]) == [
+        "file",
+        "prompt",
+        "seed",
+        "steps",
+        "guidance",
+        "policy",
+        "policy_mode",
+        "correct",
+        "partial",
+    ]
+    assert sample_rows(samples[:1], {"steps": 4, "guidance": 1.0}, None) == [
+        {"file": "images/0000.png", "prompt": "a red circle", "seed": 0, "steps": 4, "guidance": 1.0}
+    ]
+    blocks = sample_blocks(samples, [Image.new("RGB", (8, 8))] * 4, verdicts)
+    assert [(b.prompt, [c.label for c in b.cells]) for b in blocks] == [
+        ("a red circle", ["sample 0", "sample 1"]),
+        ("two blue squares", ["sample 0", "sample 1"]),
+    ]
+    assert (blocks[0].cells[1].correct, blocks[0].cells[1].score) == (False, pytest.approx(0.123456))
+    assert sample_blocks(samples[:1], [Image.new("RGB", (8, 8))], None)[0].cells[0].correct is None
+    assert samples_title(settings, 3) == "policy shapes-steps2 (mean), 2 steps, guidance 1, seed 3"
+    assert (
+        samples_title({"steps": 4, "guidance": 7.5}, 0) == "standard noise (no policy), 4 steps, guidance 7.5, seed 0"
+    )
+
+    assert write_samples(tmp_path, samples, settings, 3, verdicts) == "grid.png"
+    assert [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()] == rows
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"{k:04d}.png" for k in range(4)]
+    with Image.open(tmp_path / "images" / "0003.png") as png, Image.open(tmp_path / "grid.png") as grid:
+        assert png.size == (8, 8) and grid.width > 8

@@ -262,3 +262,21 @@ def test_from_merges_the_step_counts_of_several_runs_of_one_experiment(noiseppo,
     assert sorted(p.name for p in (folder / "merged").glob("best_noises_*")) == [
         f"best_noises_steps{s}.safetensors" for s in (1, 2, 3)
     ]
+
+
+def test_golden_header_names_the_settings_and_what_they_resolved_to() -> None:
+    from noiseppo.analysis.golden_run import golden_header
+
+    settings = {"backend": "shapes", "model": None, "scheduler": "default", "reward": "shapes", "prompts": "set"}
+    prompts = ["a red circle", "two blue squares"]
+    matrices = {s: {"partial": np.zeros((2, n)), "correct": np.zeros((2, n))} for s, n in ((1, 3), (4, 2))}
+    header = golden_header(settings, prompts, {1: 3, 4: 2}, 5, 1.0, (3, 32, 32), matrices)
+    assert header == {
+        **settings, "n_prompts": 2, "seed": 5, "guidance": 1.0, "steps": [1, 4], "noises": [3, 2],
+        "noise_seeds": [sample_seed(5, 0, j) for j in range(3)], "latent_shape": [3, 32, 32],
+        "metrics": ["partial", "correct"], "headline_metric": "correct", "prompt_list": prompts,
+        "templates": ["single", "two"],
+    }  # fmt: skip
+    assert list(header)[:6] == ["backend", "model", "scheduler", "reward", "prompts", "n_prompts"]
+    other = golden_header(settings, ["a cat", "a dog"], {2: 2}, 0, 7.5, (4, 8, 8), {2: {"score": np.zeros((2, 2))}})
+    assert (other["templates"], other["headline_metric"]) == (None, "score")  # outside the Shapes grammar

@@ -201,6 +201,35 @@ def headline_metric(metrics: Sequence[str]) -> str:
     return "correct" if "correct" in metrics else metrics[0]
 
 
+def golden_header(
+    settings: dict,
+    prompts: list[str],
+    plan: dict[int, int],
+    seed: int,
+    guidance: float,
+    latent_shape: Sequence[int],
+    matrices: dict[int, dict[str, np.ndarray]],
+) -> dict:
+    """golden.json's settings of a run that rendered ``matrices`` (``render_all``): ``settings`` as
+    the user gave them (backend, model, scheduler, reward, prompts), then what they resolved to (the
+    prompts, the step counts and noises of ``plan``, the noises' seeds, the metrics)."""
+    metrics = list(next(iter(matrices.values())))
+    return {
+        **settings,
+        "n_prompts": len(prompts),
+        "seed": seed,
+        "guidance": guidance,
+        "steps": list(plan),
+        "noises": list(plan.values()),
+        "noise_seeds": noise_seeds(seed, max(plan.values())),
+        "latent_shape": list(latent_shape),
+        "metrics": metrics,
+        "headline_metric": headline_metric(metrics),
+        "prompt_list": prompts,
+        "templates": prompt_templates(prompts),
+    }
+
+
 def plot_heatmaps(matrices: dict[int, np.ndarray], metric: str, path: Path) -> None:
     """Prompts × noises, both sorted by their means (best top-left), one panel per step count."""
     import matplotlib
