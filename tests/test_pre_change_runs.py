@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tiny_models import tiny_sd_pipeline
 
 from noiseppo.storage.checkpoint import latest_step, load_state
+from tiny_models import tiny_sd_pipeline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pre_change_runs"
 
