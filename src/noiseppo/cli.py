@@ -461,7 +461,7 @@ def _golden_render(args: argparse.Namespace, steps: list[int], noises: list[int]
 def cmd_train_base(args: argparse.Namespace) -> int:
     from noiseppo.configs.train import ShapesModelTrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
-    from noiseppo.train_shapes import train_shapes_model
+    from noiseppo.training.shapes_base import train_shapes_model
 
     config = dataclass_from_args(ShapesModelTrainConfig, args)
     model = train_shapes_model(config, Path(args.out), resume=args.resume, device=args.device)
