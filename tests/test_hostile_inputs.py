@@ -861,10 +861,9 @@ CASES: dict[str, Case] = {
         "DDPO at 1 step(s) has no stochastic step to train (a step to alpha-bar 1 is deterministic): use steps >= 2",
     ),
     "ddpo without an output folder": Case(DDPO, "give --out RUN_DIR (or --resume RUN_DIR)", out=None),
-    "ddpo resume of a folder that is not a diffusers DDPO run": Case(
+    "ddpo resume of a folder that is not a DDPO run": Case(
         ["ddpo", "--resume", "{w}/run"],
-        "run: not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend diffusers; the Shapes "
-        "DDPO runs in one go)",
+        "run: not a DDPO run folder to resume (needs config.json and checkpoint/)",
         files(**{"run__config.json": "{}"}),
         out=None,
     ),

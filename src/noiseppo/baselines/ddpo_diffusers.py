@@ -317,30 +317,3 @@ def train_ddpo_diffusers(
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(backend.device) / 2**20
     (out / "ddpo.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def resume_ddpo_diffusers(out: str | Path, iterations: int = 0, threads: int = 0, quiet: bool = False) -> dict:
-    """Continue the diffusers DDPO run in ``out`` where its checkpoint stopped; ``iterations`` > 0
-    extends it to that many (never fewer than it has done)."""
-    out = Path(out)
-    run = RunFolder(out, "config.json", f"noiseppo ddpo --resume {out}")
-    run.refuse_unresumable(
-        "not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend diffusers; the Shapes "
-        "DDPO runs in one go)"
-    )
-    saved = run.read_json_config()
-    try:
-        config, cfg = DDPOConfig(**saved["ddpo"]), TrainConfig(**saved["preset"])
-        model = str(saved["model"])
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{run.config}: not a DDPO run's settings ({e.__class__.__name__})") from None
-    if iterations < 0:
-        raise UserError(f"--iterations must be >= 0 (0: the run's own), got {iterations}")
-    if iterations:
-        done = int(load_state(run.checkpoints)[1]["iteration"])
-        if iterations < done:
-            raise UserError(f"--iterations {iterations}: the run in {out} has already done {done}")
-        config.iterations, cfg = iterations, dataclasses.replace(cfg, iterations=iterations)
-    if threads:
-        config.threads = threads
-    return train_ddpo_diffusers(config, cfg, out, model, quiet, resume=True)
