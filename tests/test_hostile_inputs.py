@@ -503,6 +503,12 @@ CASES: dict[str, Case] = {
         "out: exists and is not a train-base run; choose a new folder",
         files(out__keep="mine\n"),
     ),
+    "train-base folder below a file": Case(
+        ["shapes", "train-base", "--optimizer-steps", "1"],
+        "a-file: is a file, so the output",
+        files(**{"a-file": "mine\n"}),
+        out="{w}/a-file/runs/base",
+    ),
     "train-base on a device that does not exist": Case(
         ["shapes", "train-base", "--optimizer-steps", "1", "--device", "gpu0"],
         "unknown device 'gpu0' (e.g. cpu, cuda, cuda:1)",
