@@ -11,7 +11,8 @@ the uninterrupted run would have done; the generator's state at an iteration bou
 is a function of the iteration, which is why the checkpoint stores the iteration and not
 a generator state.
 
-The run folder::
+The run folder (``noiseppo.storage.run_folder`` opens it, resumes it, appends the rows, says when a
+checkpoint is due and handles Ctrl-C, as for every trainer; ``RunLog`` adds TensorBoard, W&B and the callbacks)::
 
     config.yaml      the resolved config (what --resume reads)
     metrics.jsonl    one JSON row per iteration (and eval rows)
@@ -497,14 +498,7 @@ def train(
                 evaluated = ranks.run(partial(log.finish_iteration, row) if ranks.is_main else lambda: None)
                 finished()  # logged (and checkpointed if due): the iteration counts
                 last_eval = evaluated or last_eval
-                if not bar.disable:  # the rate and the ETA count training iterations only
-                    bar.start_t += log.held_out_s
-                    bar.last_print_t += log.held_out_s
-                bar.update(1)
-                fields = {"reward": f"{row['reward_mean']:.3f}"}
-                if not one_update:  # else 0 by construction (the batch line says why)
-                    fields.update(kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
-                bar.set_postfix(fields)
+                _show_progress(bar, row, log.held_out_s, one_update)
     if not quiet and config.eval_prompts:
         print(held_out_table(last_eval or trainer.evaluate(), config))
     for callback in callbacks if ranks.is_main else ():
@@ -512,6 +506,19 @@ def train(
             say(line)
     log.close()
     return out
+
+
+def _show_progress(bar: tqdm, row: dict[str, float], held_out_s: float, one_update: bool) -> None:
+    """One more iteration on the bar, with its reward (and its KL and clip fraction, unless an
+    iteration takes one update only: then they are 0 by construction, as the batch line says)."""
+    if not bar.disable:  # the rate and the ETA count training iterations only
+        bar.start_t += held_out_s
+        bar.last_print_t += held_out_s
+    bar.update(1)
+    fields = {"reward": f"{row['reward_mean']:.3f}"}
+    if not one_update:
+        fields.update(kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
+    bar.set_postfix(fields)
 
 
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
