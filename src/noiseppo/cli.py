@@ -603,7 +603,7 @@ def cmd_ddpo(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--resume continues with the run's saved settings: it takes --iterations and --threads, not {given[0]}"
             )
-        from noiseppo.baselines.ddpo import resume_ddpo
+        from noiseppo.baselines.ddpo_resume import resume_ddpo
 
         out = Path(args.resume)
         summary = resume_ddpo(out, args.iterations or 0, args.threads or 0)

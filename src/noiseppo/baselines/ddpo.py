@@ -16,7 +16,7 @@ That iteration (``ddpo_iteration``) knows the model only through ``DDPOModel``: 
 here (``ShapesDDPOModel``, trained by ``ShapesDDPO``), or LoRA adapters on a diffusers Stable Diffusion
 pipeline's U-Net (``noiseppo.baselines.ddpo_diffusers``, ``--backend diffusers``). Both keep their run
 folder through ``noiseppo.storage.run_folder``, and ``noiseppo ddpo --resume RUN`` continues either
-(``resume_ddpo``).
+(``noiseppo.baselines.ddpo_resume``).
 
 The log-probability is the mean over latent dimensions (ddpo-pytorch's convention, with its
 clip range 1e-4). The mean of each step is what diffusers' ``DDIMScheduler.step`` returns with
@@ -468,34 +468,6 @@ def train_shapes_ddpo(
     summary["start_rss_mb"] = peak.start_bytes / 2**20
     (out / "ddpo.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def resume_ddpo(out: str | Path, iterations: int = 0, threads: int = 0, quiet: bool = False) -> dict:
-    """Continue the DDPO run in ``out`` (Shapes or diffusers) where its checkpoint stopped;
-    ``iterations`` > 0 extends it to that many (never fewer than it has done)."""
-    out = Path(out)
-    run = RunFolder(out, "config.json", f"noiseppo ddpo --resume {out}")
-    run.refuse_unresumable("not a DDPO run folder to resume (needs config.json and checkpoint/)")
-    saved = run.read_json_config()
-    try:
-        config, cfg = DDPOConfig(**saved["ddpo"]), TrainConfig(**saved["preset"])
-        model = str(saved["model"])
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{run.config}: not a DDPO run's settings ({e.__class__.__name__})") from None
-    if iterations < 0:
-        raise UserError(f"--iterations must be >= 0 (0: the run's own), got {iterations}")
-    if iterations:
-        done = int(load_state(run.checkpoints)[1]["iteration"])
-        if iterations < done:
-            raise UserError(f"--iterations {iterations}: the run in {out} has already done {done}")
-        config.iterations, cfg = iterations, dataclasses.replace(cfg, iterations=iterations)
-    if threads:
-        config.threads = threads
-    if cfg.backend == "diffusers":
-        from noiseppo.baselines.ddpo_diffusers import train_ddpo_diffusers
-
-        return train_ddpo_diffusers(config, cfg, out, model, quiet, resume=True)
-    return train_shapes_ddpo(config, cfg, out, model, quiet, resume=True)
 
 
 def batch_line(cfg: TrainConfig, config: DDPOConfig) -> str:

@@ -18,7 +18,8 @@ the stored steps), with these differences:
   from the same initial noise: each pair differs only by the LoRA.
 - **Resume is exact**: a checkpoint after every ``checkpoint_every`` iterations holds the LoRA
   weights, the optimizer, the advantage statistics and the iteration, and every random draw of an
-  iteration comes from a generator seeded by (seed, iteration).
+  iteration comes from a generator seeded by (seed, iteration). ``noiseppo ddpo --resume RUN``
+  (``noiseppo.baselines.ddpo_resume``) continues it; Ctrl-C checkpoints the last finished iteration.
 
 Refused, with one line: SDXL pipelines (their U-Net also reads pooled text and time ids), LCM U-Nets
 (``time_cond_proj_dim``), and the flow-matching backends (``ddpo_settings``).
