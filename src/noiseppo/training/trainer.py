@@ -348,17 +348,18 @@ class RunLog:
         self.held_out_s = 0.0  # the last iteration's held-out pass, which the progress bar's rate leaves out
 
     def open(
-        self, resume: bool, recorded: TrainConfig, on_disk: TrainConfig | None, given: str = ""
+        self, resume: bool, recorded: TrainConfig, on_disk: TrainConfig | None, paths_comment: str = ""
     ) -> dict[str, float] | None:
         """Set the folder up (or take it up again); returns the untrained policy's held-out row.
         ``recorded``: what config.yaml holds; ``on_disk``: a resumed run's config.yaml before an
-        extension; ``given``: comment lines to write above a new run's config (``configs.paths.given_comment``)."""
+        extension; ``paths_comment``: comment lines to write above a new run's config
+        (``configs.paths.given_comment``)."""
         run, trainer, config = self.run, self.trainer, self.trainer.config
         for callback in self.callbacks:
             callback.on_start(run.path, trainer)
         first_row = {"iteration": 0, **trainer.evaluate()} if not resume and config.eval_prompts else None
         if not resume:
-            run.write_config(given + to_yaml(recorded))
+            run.write_config(paths_comment + to_yaml(recorded))
             write_run_info(run.path)  # the git revision, for the report
             trainer.save(run.path)  # iteration 0: the untrained policy, so --resume works from the start
         run.resumed_at("iteration", trainer.iteration)  # a killed run's rows after its checkpoint go
@@ -448,11 +449,11 @@ def train(
     out = Path(out)
     run = RunFolder(out, "config.yaml", f"noiseppo train --resume {out}")  # its wall clock starts now
     on_disk = _open_run(run, resume)  # a resumed run's config.yaml, as saved
-    given = ""  # a new run's config.yaml: the comment line that keeps the paths as the user typed them
+    paths_comment = ""  # a new run's config.yaml: the comment line that keeps the paths as the user typed them
     if on_disk is None:
         assert config is not None
         typed, config = config, with_absolute_paths(config)  # then the run works from any folder
-        given = given_comment(typed, config)
+        paths_comment = given_comment(typed, config)
     else:
         config = extended(on_disk, iterations, out) if iterations is not None else on_disk
     if resume and (latest_step(run.checkpoints) or 0) >= config.iterations:
@@ -484,7 +485,8 @@ def train(
 
     log = RunLog(run, trainer, quiet, callbacks)
     # Rank 0 alone evaluates, logs and writes, inside ranks.run: its failure stops every rank with its message.
-    last_eval = ranks.run(partial(log.open, resume, recorded, on_disk, given) if ranks.is_main else lambda: None)
+    opening = partial(log.open, resume, recorded, on_disk, paths_comment)
+    last_eval = ranks.run(opening if ranks.is_main else lambda: None)
 
     one_update = one_update_per_rollout(config)
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
