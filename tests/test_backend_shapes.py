@@ -24,7 +24,7 @@ from noiseppo.backends.shapes import DEFAULT_GUIDANCE, DEFAULT_MODEL, ShapesBack
 from noiseppo.configs.train import ShapesModelTrainConfig
 from noiseppo.errors import UserError
 from noiseppo.sampling.seeds import sample_seed, standard_noise
-from noiseppo.train_shapes import build
+from noiseppo.training.shapes_base import build
 
 SHIPPED_PARTIAL_FLOOR = 0.3
 SHIPPED_CORRECT_FLOOR = 0.05

@@ -13,6 +13,7 @@ import torch
 from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 
+import noiseppo.baselines.ddpo as ddpo_module
 from noiseppo.backends.shapes import DEFAULT_MODEL, ShapesBackend
 from noiseppo.baselines.best_of_n import candidate_seed, render_candidates
 from noiseppo.baselines.ddpo import ddim_step_with_logprob, step_std
@@ -22,6 +23,7 @@ from noiseppo.configs.baselines import SearchConfig
 from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, sample
 from noiseppo.sampling.seeds import sample_seed, standard_noise
+from noiseppo.storage.checkpoint import load_state
 
 PROMPTS = ["a red circle", "two blue squares", "a green triangle left of a yellow circle"]
 DOC = Path(__file__).parents[1] / "docs" / "baselines.md"
@@ -170,6 +172,47 @@ def test_ddpo_cli_tunes_a_copy_first_ratio_1_and_leaves_the_shipped_model_untouc
     assert summary["trajectory_bytes_per_sample"] == 5 * 3 * 32 * 32 * 4 + 4 * 4  # x_T..x_0 and 4 log-probs
     ShapesBackend.from_pretrained(out / "model")  # a model folder noiseppo sample --model reads
     assert "tuned model written to" in done.stdout
+
+
+def test_ddpo_ctrl_c_checkpoints_the_last_finished_iteration_and_resume_ends_as_one_run(
+    noiseppo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after iteration 2's update: that update is put back, iteration 1 is checkpointed, and
+    ``--resume`` (then ``--resume --iterations 3``) ends bit for bit as an uninterrupted 3-iteration run."""
+    base = ["ddpo", "--preset", "tiny", "--no-eval", "--threads", "1", "--iterations", "3"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert noiseppo.in_process(*base, "--out", whole).returncode == 0
+    real = ddpo_module.ddpo_iteration
+
+    def interrupted_after_the_update(*args, **kwargs):
+        got = real(*args, **kwargs)
+        if args[-1] == 1:  # iteration 2 (counted from 0 here): updated, not yet logged
+            raise KeyboardInterrupt
+        return got
+
+    monkeypatch.setattr(ddpo_module, "ddpo_iteration", interrupted_after_the_update)
+    stopped = noiseppo.in_process(*base[:-1], "2", "--out", part)
+    assert stopped.returncode == 130
+    assert stopped.stderr.strip() == (
+        f"noiseppo: interrupted at iteration 1 of 2 (checkpoint saved); `noiseppo ddpo --resume {part}` continues"
+    )
+    assert load_state(part / "checkpoint")[1]["iteration"] == 1 and not (part / "model").exists()
+    monkeypatch.setattr(ddpo_module, "ddpo_iteration", real)
+    assert noiseppo.in_process("ddpo", "--resume", part).returncode == 0  # to its own 2
+    done = noiseppo.in_process("ddpo", "--resume", part, "--iterations", "3")
+    assert done.returncode == 0, done.stderr
+    assert f"tuned model written to {part / 'model'}" in done.stdout
+
+    def rows(run: Path) -> list[dict]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "train_time_s"} for line in lines]
+
+    assert [r["iteration"] for r in rows(part)] == [1, 2, 3] and rows(part) == rows(whole)
+    a, b = load_state(whole / "checkpoint")[0], load_state(part / "checkpoint")[0]
+    assert a.keys() == b.keys() and any(k.startswith("denoiser.") for k in a) and any(k.startswith("optim") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), "denoiser or optimizer differ after the resume"
+    assert _digest(part / "model") == _digest(whole / "model")
+    assert json.loads((part / "ddpo.json").read_text())["iterations"] == 3
 
 
 def test_compare_json_follows_its_documented_schema(noiseppo, tmp_path: Path) -> None:

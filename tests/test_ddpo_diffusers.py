@@ -11,6 +11,7 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors.torch import load_file
 
+import noiseppo.baselines.ddpo_diffusers as ddpo_diffusers_module
 from noiseppo.backends import get_backend
 from noiseppo.baselines.ddpo import ddpo_settings, sample_trajectories
 from noiseppo.baselines.ddpo_diffusers import DiffusersDDPO
@@ -145,3 +146,41 @@ def test_cli_trains_two_iterations_and_resume_is_exact(noiseppo, tiny_sd: Path, 
     tuned.load(whole)
     ours = tuned.backend.generate(latents, tuned.encode(PROMPTS[:2]), 2, 7.5)
     assert torch.allclose(loaded, ours, atol=1e-5) and not torch.allclose(plain, ours, atol=1e-5)
+
+
+def test_ctrl_c_checkpoints_the_last_finished_iteration_and_resume_ends_as_one_run(
+    noiseppo, tiny_sd: Path, prompts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after iteration 2's update: the LoRA weights, optimizer and statistics of iteration 1
+    are put back and checkpointed; ``--resume`` ends bit for bit as the uninterrupted run."""
+    base = ["ddpo", "--preset", "tiny", "--backend", "diffusers", "--model", tiny_sd, "--threads", "1", "--no-eval"]
+    task = [f"prompts={prompts}", "reward=jpeg_compressibility", "steps=2"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert noiseppo.in_process(*base, *task, "--out", whole).returncode == 0
+    real = ddpo_diffusers_module.ddpo_iteration
+
+    def interrupted_after_the_update(*args, **kwargs):
+        got = real(*args, **kwargs)
+        if args[-1] == 1:  # iteration 2 (counted from 0 here): updated, not yet logged
+            raise KeyboardInterrupt
+        return got
+
+    monkeypatch.setattr(ddpo_diffusers_module, "ddpo_iteration", interrupted_after_the_update)
+    stopped = noiseppo.in_process(*base, *task, "--out", part)
+    assert stopped.returncode == 130
+    assert stopped.stderr.strip() == (
+        f"noiseppo: interrupted at iteration 1 of 2 (checkpoint saved); `noiseppo ddpo --resume {part}` continues"
+    )
+    assert load_state(part / "checkpoint")[1]["iteration"] == 1
+    assert len((part / "metrics.jsonl").read_text().splitlines()) == 1
+    monkeypatch.setattr(ddpo_diffusers_module, "ddpo_iteration", real)
+    done = noiseppo.in_process("ddpo", "--resume", part)
+    assert done.returncode == 0, done.stderr
+    a, b = load_state(whole / "checkpoint")[0], load_state(part / "checkpoint")[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "LoRA or optimizer differ"
+
+    def timeless(run: Path) -> list[dict]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if "time" not in k} for line in lines]
+
+    assert [r["iteration"] for r in timeless(part)] == [1, 2] and timeless(part) == timeless(whole)

@@ -503,6 +503,12 @@ CASES: dict[str, Case] = {
         "out: exists and is not a train-base run; choose a new folder",
         files(out__keep="mine\n"),
     ),
+    "train-base folder below a file": Case(
+        ["shapes", "train-base", "--optimizer-steps", "1"],
+        "a-file: is a file, so the output",
+        files(**{"a-file": "mine\n"}),
+        out="{w}/a-file/runs/base",
+    ),
     "train-base on a device that does not exist": Case(
         ["shapes", "train-base", "--optimizer-steps", "1", "--device", "gpu0"],
         "unknown device 'gpu0' (e.g. cpu, cuda, cuda:1)",
@@ -861,10 +867,9 @@ CASES: dict[str, Case] = {
         "DDPO at 1 step(s) has no stochastic step to train (a step to alpha-bar 1 is deterministic): use steps >= 2",
     ),
     "ddpo without an output folder": Case(DDPO, "give --out RUN_DIR (or --resume RUN_DIR)", out=None),
-    "ddpo resume of a folder that is not a diffusers DDPO run": Case(
+    "ddpo resume of a folder that is not a DDPO run": Case(
         ["ddpo", "--resume", "{w}/run"],
-        "run: not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend diffusers; the Shapes "
-        "DDPO runs in one go)",
+        "run: not a DDPO run folder to resume (needs config.json and checkpoint/)",
         files(**{"run__config.json": "{}"}),
         out=None,
     ),

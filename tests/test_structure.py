@@ -177,7 +177,7 @@ LAYERS = [  # lowest first, as the README's layout table lists them from the bot
     {"training"},
     {"baselines"},
     {"comparison"},
-    {"train_shapes", "cli"},
+    {"cli"},
 ]
 """What the folders say: a module imports from its own layer and the layers below, never above
 (within a layer, ``test_the_folders_of_src_import_one_way`` keeps the imports one way)."""

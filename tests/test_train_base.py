@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import noiseppo.train_shapes as train_base
+import noiseppo.training.shapes_base as train_base
 from noiseppo.backends.shapes import ShapesBackend
 from noiseppo.configs.train import ShapesModelTrainConfig
 from noiseppo.errors import UserError

@@ -13,8 +13,10 @@ denoiser (the shipped files are only read). Each iteration:
    surrogate (``noiseppo.training.ppo.ppo_loss``) is accumulated over the steps and one AdamW step is taken.
 
 That iteration (``ddpo_iteration``) knows the model only through ``DDPOModel``: the Shapes copy
-here (``ShapesDDPOModel``), or LoRA adapters on a diffusers Stable Diffusion pipeline's U-Net
-(``noiseppo.baselines.ddpo_diffusers``, ``--backend diffusers``, which has its own run folder and resume).
+here (``ShapesDDPOModel``, trained by ``ShapesDDPO``), or LoRA adapters on a diffusers Stable Diffusion
+pipeline's U-Net (``noiseppo.baselines.ddpo_diffusers``, ``--backend diffusers``). Both keep their run
+folder through ``noiseppo.storage.run_folder``, and ``noiseppo ddpo --resume RUN`` continues either
+(``noiseppo.baselines.ddpo_resume``).
 
 The log-probability is the mean over latent dimensions (ddpo-pytorch's convention, with its
 clip range 1e-4). The mean of each step is what diffusers' ``DDIMScheduler.step`` returns with
@@ -26,11 +28,16 @@ from the same initial noise as the standard side, so its pairs match ``noiseppo 
 
 The run folder::
 
-    config.json    the DDPOConfig and the preset's settings it used
+    config.json    the DDPOConfig, the preset's settings it used and the model (what --resume reads)
     metrics.jsonl  one row per iteration (reward, approx_kl, clipfrac, first_ratio, time) and eval rows
-    model/         a Shapes model folder (text_encoder/, scheduler/ copied; denoiser/ tuned),
+    checkpoint/    noiseppo.storage.checkpoint steps: the tuned denoiser, optimizer, advantage
+                   statistics, iteration (every ``checkpoint_every`` iterations, the newest ``keep_checkpoints``)
+    model/         at the end, a Shapes model folder (text_encoder/, scheduler/ copied; denoiser/ tuned),
                    which ``noiseppo sample --model RUN/model`` renders with
-    ddpo.json      the summary: wall time, peak RSS, trajectory bytes, the last held-out row
+    ddpo.json      at the end, the summary: wall time, peak RSS, trajectory bytes, the last held-out row
+
+Resume is exact, as Noise PPO's: every random draw of an iteration comes from a generator seeded by
+(seed, iteration). Ctrl-C, or a failure inside an iteration, checkpoints the last finished one.
 """
 
 from __future__ import annotations
@@ -64,7 +71,9 @@ from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
 from noiseppo.sampling.render_and_score import score_side
 from noiseppo.sampling.seeds import DDPO_STREAM, sample_seed
-from noiseppo.storage.files import new_output_dir
+from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.storage.files import replaced_folder
+from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 from noiseppo.training.advantages import PerPromptStats
 from noiseppo.training.ppo import ppo_loss
 
@@ -329,6 +338,79 @@ def evaluate_tuned(backend: ShapesBackend, tuned, reward, prompts, cfg: TrainCon
     return paired_row(standard, metrics, np.array([s.prompt_index for s in samples]))
 
 
+class ShapesDDPO:
+    """DDPO on a trainable copy of the Shapes denoiser; ``step()`` runs one iteration. ``model``: the
+    Shapes model folder whose denoiser is copied (only read); ``config`` and ``cfg`` as
+    ``noiseppo.baselines.ddpo_diffusers.DiffusersDDPO`` takes them (``cfg = ddpo_settings(config, ...)``)."""
+
+    def __init__(self, model: Path, config: DDPOConfig, cfg: TrainConfig) -> None:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.config, self.cfg = config, cfg
+        self.backend = ShapesBackend.from_pretrained(model, "ddim")
+        self.reward = get_reward(cfg.reward)
+        self.prompts = load_prompts(cfg.prompts)
+        self.eval_prompts = load_prompts(cfg.eval_prompts) if cfg.eval_prompts and config.eval else []
+        self.backend.encode(list(dict.fromkeys(self.prompts + self.eval_prompts)))  # refuse bad prompts now
+        self.tuned = copy.deepcopy(self.backend.denoiser).requires_grad_(True)
+        self.model = ShapesDDPOModel(self.backend, self.tuned, cfg.steps, config.eta)
+        assert isinstance(make_scheduler("ddim", self.backend.train_scheduler_config), DDIMScheduler)
+        self.optimizer = torch.optim.AdamW(self.tuned.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.stats = PerPromptStats(cfg.adv_buffer, cfg.adv_min_count, cfg.advantages)
+        self.iteration = 0
+        self.saved_at: int | None = None  # the iteration of the checkpoint this state was last saved to or loaded from
+        self.train_time = 0.0
+        self.trajectory_bytes = self.stochastic_steps = 0
+        self._standard: dict[str, np.ndarray] | None = None
+
+    def step(self) -> dict[str, float]:
+        """One DDPO iteration; returns its metrics row (``train_time_s``: the run's training seconds)."""
+        row, traj = ddpo_iteration(
+            self.model, self.optimizer, self.stats, self.reward, self.prompts, self.cfg, self.config, self.iteration
+        )
+        self.trajectory_bytes, self.stochastic_steps = traj.nbytes_per_sample(), sum(traj.stochastic)
+        self.iteration += 1
+        self.train_time += row.pop("time_s")
+        row["train_time_s"] = self.train_time
+        return row
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out rewards of the tuned weights, paired by seed with the frozen model's ({} without eval prompts)."""
+        if not self.eval_prompts:
+            return {}
+        if self._standard is None:  # the frozen model's side never changes
+            spec = RenderSpec(self.cfg.steps, 1.0, self.cfg.eval_seeds, 0, 128)
+            self._standard, _ = score_side(self.backend, self.reward, self.eval_prompts, spec, None)
+        return evaluate_tuned(self.backend, self.tuned, self.reward, self.eval_prompts, self.cfg, self._standard)
+
+    def save(self, run: Path) -> None:
+        """Checkpoint the tuned denoiser, optimizer, advantage statistics and iteration into ``run/checkpoint``."""
+        tensors = {f"denoiser.{k}": v for k, v in self.tuned.state_dict().items()}
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
+        tensors.update(opt_tensors)
+        meta = {
+            "iteration": self.iteration,
+            "optimizer": opt_meta,
+            "advantage_stats": self.stats.state_dict(),
+            "train_time_s": self.train_time,
+        }
+        save_state(run / "checkpoint", tensors, meta, self.iteration, self.cfg.keep_checkpoints)
+        self.saved_at = self.iteration
+
+    def load(self, run: Path) -> None:
+        """Restore what ``save`` wrote (the newest checkpoint that verifies)."""
+        tensors, meta = load_state(run / "checkpoint")
+        try:
+            self.tuned.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("denoiser.")})
+            optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
+            self.stats.load_state_dict(meta["advantage_stats"])
+            self.iteration, self.train_time = int(meta["iteration"]), float(meta["train_time_s"])
+            self.saved_at = self.iteration
+        except (KeyError, RuntimeError, ValueError) as e:
+            name = e.__class__.__name__
+            raise UserError(f"{run / 'checkpoint'}: does not match this run's config ({name})") from None
+
+
 def train_ddpo(
     config: DDPOConfig,
     out: str | Path,
@@ -341,48 +423,50 @@ def train_ddpo(
     cfg = ddpo_settings(config, overrides)
     if cfg.backend != "shapes":  # the CLI sends a pipeline's run to noiseppo.baselines.ddpo_diffusers
         raise UserError(f"train_ddpo runs on the Shapes model; backend '{cfg.backend}' is ddpo_diffusers'")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    model = Path(model or cfg.model or DEFAULT_MODEL)
-    backend = ShapesBackend.from_pretrained(model, "ddim")
-    reward = get_reward(cfg.reward)
-    prompts = load_prompts(cfg.prompts)
-    eval_prompts = load_prompts(cfg.eval_prompts) if cfg.eval_prompts and config.eval else []
-    backend.encode(list(dict.fromkeys(prompts + eval_prompts)))
-    tuned = copy.deepcopy(backend.denoiser).requires_grad_(True)
-    optimizer = torch.optim.AdamW(tuned.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    stats = PerPromptStats(cfg.adv_buffer, cfg.adv_min_count, cfg.advantages)
-    tuning = ShapesDDPOModel(backend, tuned, cfg.steps, config.eta)
-    assert isinstance(make_scheduler("ddim", backend.train_scheduler_config), DDIMScheduler)
+    return train_shapes_ddpo(config, cfg, out, str(model or cfg.model or DEFAULT_MODEL), quiet)
+
+
+def train_shapes_ddpo(
+    config: DDPOConfig, cfg: TrainConfig, out: str | Path, model: str, quiet: bool = False, resume: bool = False
+) -> dict:
+    """DDPO on the Shapes model into run folder ``out`` (new, or ``resume``d); returns the summary.
+    Ctrl-C checkpoints the last finished iteration and raises ``Interrupted`` (``noiseppo.storage.run_folder``)."""
+    out = Path(out)
+    run = RunFolder(out, "config.json", f"noiseppo ddpo --resume {out}")
+    if not resume:
+        run.refuse_taken("output path exists and is not empty; choose a new one")
+    ddpo = ShapesDDPO(Path(model), config, cfg)  # every input is checked here, before the folder is touched
+    if resume:
+        ddpo.load(out)
     say = (lambda *a: None) if quiet else print
     say(batch_line(cfg, config))
-    rows, traj_bytes, train_time, stochastic = [], 0, 0.0, 0
-    with new_output_dir(out) as tmp, PeakRSS() as peak:
-        standard = None
-        if eval_prompts:
-            standard, _ = score_side(
-                backend, reward, eval_prompts, RenderSpec(cfg.steps, 1.0, cfg.eval_seeds, 0, 128), None
-            )
-        for it in range(cfg.iterations):
-            row, traj = ddpo_iteration(tuning, optimizer, stats, reward, prompts, cfg, config, it)
-            traj_bytes, stochastic = traj.nbytes_per_sample(), sum(traj.stochastic)
-            train_time += row.pop("time_s")
-            row["train_time_s"] = train_time
-            if eval_prompts and ((cfg.eval_every and (it + 1) % cfg.eval_every == 0) or it + 1 == cfg.iterations):
-                row.update(evaluate_tuned(backend, tuned, reward, eval_prompts, cfg, standard))
-            rows.append(row)
-            say(row_line(row))
-        (tmp / "model").mkdir()
+    settings = {"ddpo": dataclasses.asdict(config), "preset": dataclasses.asdict(cfg), "model": model}
+    run.write_config(json.dumps(settings, indent=1))  # a resume that extends the run records it
+    if not resume:
+        ddpo.save(out)  # iteration 0, so --resume works from the start
+    run.resumed_at("iteration", ddpo.iteration)
+    state = {"tuned": ddpo.tuned, "optimizer": ddpo.optimizer, "stats": ddpo.stats}
+    with PeakRSS() as peak:
+        while ddpo.iteration < cfg.iterations:
+            with run.iteration(ddpo, cfg.iterations, **state) as finished:
+                row = ddpo.step()
+                done = ddpo.iteration
+                if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+                    row.update(ddpo.evaluate())
+                run.append(row)
+                if checkpoint_due(done, cfg.checkpoint_every, cfg.iterations):
+                    ddpo.save(out)
+                finished()
+                say(row_line(row))
+    with replaced_folder(out / "model") as tmp:
         for part in ("text_encoder", "scheduler"):
-            shutil.copytree(model / part, tmp / "model" / part)
-        tuned.save_pretrained(tmp / "model" / "denoiser", safe_serialization=True)
-        (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        settings = {"ddpo": dataclasses.asdict(config), "preset": dataclasses.asdict(cfg), "model": str(model)}
-        (tmp / "config.json").write_text(json.dumps(settings, indent=1))
-        summary = summarise(cfg, train_time, traj_bytes, stochastic, rows)
-        summary["peak_rss_mb"] = peak.peak_bytes / 2**20  # sampled so far; the file write adds nothing large
-        summary["start_rss_mb"] = peak.start_bytes / 2**20
-        (tmp / "ddpo.json").write_text(json.dumps(summary, indent=1))
+            shutil.copytree(Path(model) / part, tmp / part)
+        ddpo.tuned.save_pretrained(tmp / "denoiser", safe_serialization=True)
+    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    summary = summarise(cfg, ddpo.train_time, ddpo.trajectory_bytes, ddpo.stochastic_steps, rows)
+    summary["peak_rss_mb"] = peak.peak_bytes / 2**20
+    summary["start_rss_mb"] = peak.start_bytes / 2**20
+    (out / "ddpo.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 

@@ -18,7 +18,8 @@ the stored steps), with these differences:
   from the same initial noise: each pair differs only by the LoRA.
 - **Resume is exact**: a checkpoint after every ``checkpoint_every`` iterations holds the LoRA
   weights, the optimizer, the advantage statistics and the iteration, and every random draw of an
-  iteration comes from a generator seeded by (seed, iteration).
+  iteration comes from a generator seeded by (seed, iteration). ``noiseppo ddpo --resume RUN``
+  (``noiseppo.baselines.ddpo_resume``) continues it; Ctrl-C checkpoints the last finished iteration.
 
 Refused, with one line: SDXL pipelines (their U-Net also reads pooled text and time ids), LCM U-Nets
 (``time_cond_proj_dim``), and the flow-matching backends (``ddpo_settings``).
@@ -58,9 +59,9 @@ from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, encode_distinct
 from noiseppo.sampling.render_and_score import score_side
 from noiseppo.sampling.seeds import EVAL_SEED
-from noiseppo.storage.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.storage.files import check_free, check_parent, replaced_folder, truncate_jsonl
-from noiseppo.storage.safe_load import read_json
+from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.storage.files import replaced_folder
+from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 from noiseppo.training.advantages import PerPromptStats
 
 ADAPTER = "default"
@@ -155,6 +156,7 @@ class DiffusersDDPO:
         self.optimizer = torch.optim.AdamW(self.lora_params, lr=config.lr, weight_decay=config.weight_decay)
         self.stats = PerPromptStats(cfg.adv_buffer, cfg.adv_min_count, cfg.advantages)
         self.iteration = 0
+        self.saved_at: int | None = None  # the iteration of the checkpoint this state was last saved to or loaded from
         self.train_time = 0.0
         self.trajectory_bytes = 0
         self.stochastic_steps = 0
@@ -222,8 +224,9 @@ class DiffusersDDPO:
 
         return get_peft_model_state_dict(self.unet, adapter_name=ADAPTER)
 
-    def save(self, run: Path, keep: int = 2) -> None:
-        """Checkpoint the LoRA weights, optimizer, advantage statistics and iteration into ``run/checkpoint``."""
+    def save(self, run: Path) -> None:
+        """Checkpoint the LoRA weights, optimizer, advantage statistics and iteration into ``run/checkpoint``
+        (the newest ``keep_checkpoints`` kept)."""
         tensors = {f"lora.{k}": v for k, v in self.lora_state().items()}
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
         tensors.update(opt_tensors)
@@ -233,7 +236,8 @@ class DiffusersDDPO:
             "advantage_stats": self.stats.state_dict(),
             "train_time_s": self.train_time,
         }
-        save_state(run / "checkpoint", tensors, meta, self.iteration, keep)
+        save_state(run / "checkpoint", tensors, meta, self.iteration, self.cfg.keep_checkpoints)
+        self.saved_at = self.iteration
 
     def load(self, run: Path) -> None:
         """Restore what ``save`` wrote (the newest checkpoint that verifies)."""
@@ -248,6 +252,7 @@ class DiffusersDDPO:
             optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
             self.stats.load_state_dict(meta["advantage_stats"])
             self.iteration, self.train_time = int(meta["iteration"]), float(meta["train_time_s"])
+            self.saved_at = self.iteration
         except (KeyError, RuntimeError, ValueError) as e:
             name = e.__class__.__name__
             raise UserError(f"{run / 'checkpoint'}: does not match this run's config ({name})") from None
@@ -268,11 +273,12 @@ class DiffusersDDPO:
 def train_ddpo_diffusers(
     config: DDPOConfig, cfg: TrainConfig, out: str | Path, model: str, quiet: bool = False, resume: bool = False
 ) -> dict:
-    """DDPO with LoRA into run folder ``out`` (new, or ``resume``d); returns the summary (``out/ddpo.json``)."""
+    """DDPO with LoRA into run folder ``out`` (new, or ``resume``d); returns the summary (``out/ddpo.json``).
+    Ctrl-C checkpoints the last finished iteration and raises ``Interrupted`` (``noiseppo.storage.run_folder``)."""
     out = Path(out)
+    run = RunFolder(out, "config.json", f"noiseppo ddpo --resume {out}")
     if not resume:
-        check_free(out, "output path exists and is not empty; choose a new one (or --resume it)")
-        check_parent(out)
+        run.refuse_taken("output path exists and is not empty; choose a new one (or --resume it)")
     backend = get_backend("diffusers", model, cfg.scheduler, cfg.device, cfg.dtype)
     ddpo = DiffusersDDPO(backend, config, cfg)  # every input is checked here, before the folder is touched
     if resume:
@@ -280,30 +286,30 @@ def train_ddpo_diffusers(
     say = (lambda *a: None) if quiet else print
     say(batch_line(cfg, config) + f", LoRA rank {config.lora_rank} on {len(ddpo.lora_params)} tensors")
     settings = {"ddpo": dataclasses.asdict(config), "preset": dataclasses.asdict(cfg), "model": model}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ".config.json.tmp").write_text(json.dumps(settings, indent=1))
-    (out / ".config.json.tmp").replace(out / "config.json")  # a resume that extends the run records it
+    run.write_config(json.dumps(settings, indent=1))  # a resume that extends the run records it
     if not resume:
-        ddpo.save(out, cfg.keep_checkpoints)  # iteration 0, so --resume works from the start
-    truncate_jsonl(out / "metrics.jsonl", "iteration", ddpo.iteration)
+        ddpo.save(out)  # iteration 0, so --resume works from the start
+    run.resumed_at("iteration", ddpo.iteration)
     cuda = backend.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(backend.device)
-    row: dict = {}
+    # The LoRA weights alone, not the U-Net: what an unfinished iteration changed and Ctrl-C puts back.
+    state = {"lora": torch.nn.ParameterList(ddpo.lora_params), "optimizer": ddpo.optimizer, "stats": ddpo.stats}
     with PeakRSS() as peak:
         while ddpo.iteration < cfg.iterations:
-            row = ddpo.step()
-            done = ddpo.iteration
-            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-                row.update(ddpo.evaluate())
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-                ddpo.save(out, cfg.keep_checkpoints)
-            say(row_line(row))
+            with run.iteration(ddpo, cfg.iterations, **state) as finished:
+                row = ddpo.step()
+                done = ddpo.iteration
+                if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+                    row.update(ddpo.evaluate())
+                run.append(row)
+                if checkpoint_due(done, cfg.checkpoint_every, cfg.iterations):
+                    ddpo.save(out)
+                finished()
+                say(row_line(row))
     with replaced_folder(out / "lora") as tmp:
         ddpo.save_lora(tmp)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     summary = summarise(cfg, ddpo.train_time, ddpo.trajectory_bytes, ddpo.stochastic_steps, rows)
     summary["lora_parameters"] = sum(p.numel() for p in ddpo.lora_params)
     summary["peak_rss_mb"] = peak.peak_bytes / 2**20
@@ -312,30 +318,3 @@ def train_ddpo_diffusers(
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(backend.device) / 2**20
     (out / "ddpo.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def resume_ddpo_diffusers(out: str | Path, iterations: int = 0, threads: int = 0, quiet: bool = False) -> dict:
-    """Continue the diffusers DDPO run in ``out`` where its checkpoint stopped; ``iterations`` > 0
-    extends it to that many (never fewer than it has done)."""
-    out = Path(out)
-    if not (out / "config.json").is_file() or not has_state(out / "checkpoint"):
-        raise UserError(
-            f"{out}: not a DDPO run folder to resume (needs config.json and checkpoint/ of --backend "
-            "diffusers; the Shapes DDPO runs in one go)"
-        )
-    saved = read_json(out / "config.json")
-    try:
-        config, cfg = DDPOConfig(**saved["ddpo"]), TrainConfig(**saved["preset"])
-        model = str(saved["model"])
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{out / 'config.json'}: not a DDPO run's settings ({e.__class__.__name__})") from None
-    if iterations < 0:
-        raise UserError(f"--iterations must be >= 0 (0: the run's own), got {iterations}")
-    if iterations:
-        done = int(load_state(out / "checkpoint")[1]["iteration"])
-        if iterations < done:
-            raise UserError(f"--iterations {iterations}: the run in {out} has already done {done}")
-        config.iterations, cfg = iterations, dataclasses.replace(cfg, iterations=iterations)
-    if threads:
-        config.threads = threads
-    return train_ddpo_diffusers(config, cfg, out, model, quiet, resume=True)

@@ -170,12 +170,12 @@ def _print_traceback(error: BaseException) -> None:
 def _interrupted(args: argparse.Namespace | None) -> str:
     """The line for a Ctrl-C that came outside a training loop (which says more itself)."""
     out = getattr(args, "out", None)
-    if getattr(args, "command", None) == "train":
+    if getattr(args, "command", None) in ("train", "ddpo"):  # the trainers with a run folder
         from noiseppo.storage.steps import has_state  # not .checkpoint: the interrupt may have cut torch's import short
 
         run = args.resume or out
         if run and has_state(Path(run) / "checkpoint"):
-            return f"interrupted; the run's checkpoint is kept: `noiseppo train --resume {run}` continues"
+            return f"interrupted; the run's checkpoint is kept: `noiseppo {args.command} --resume {run}` continues"
         return "interrupted before the run began; nothing to resume"
     if out and getattr(args, "shapes_command", None) != "train-base":  # written to a temporary folder
         return f"interrupted; nothing written to {out}"

@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ddpo.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue a --backend diffusers run from its last checkpoint, exactly; "
+        help="continue a run (Shapes or --backend diffusers) from its last checkpoint, exactly; "
         "with --iterations N (at least what it has done), train it further to N",
     )
     ddpo.set_defaults(func=run)
@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--resume continues with the run's saved settings: it takes --iterations and --threads, not {given[0]}"
             )
-        from noiseppo.baselines.ddpo_diffusers import resume_ddpo_diffusers
+        from noiseppo.baselines.ddpo_resume import resume_ddpo
 
         out = Path(args.resume)
-        summary = resume_ddpo_diffusers(out, args.iterations or 0, args.threads or 0)
+        summary = resume_ddpo(out, args.iterations or 0, args.threads or 0)
     else:
         from noiseppo.baselines.ddpo import ddpo_settings, train_ddpo
 

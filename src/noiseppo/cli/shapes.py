@@ -57,7 +57,7 @@ def run_render(args: argparse.Namespace) -> int:
 def run_train_base(args: argparse.Namespace) -> int:
     from noiseppo.configs.train import ShapesModelTrainConfig
     from noiseppo.dataclass_args import dataclass_from_args
-    from noiseppo.train_shapes import train_shapes_model
+    from noiseppo.training.shapes_base import train_shapes_model
 
     config = dataclass_from_args(ShapesModelTrainConfig, args)
     model = train_shapes_model(config, Path(args.out), resume=args.resume, device=args.device)

@@ -1,11 +1,12 @@
 """Ctrl-C: one line, exit status 130, and whatever can continue, kept.
 
 A ``KeyboardInterrupt`` may land anywhere, also half way through an iteration's update. So
-``train`` takes a ``Snapshot`` of its state before each iteration (small: the policy, the
-optimizer, the advantage statistics) and, when interrupted, puts it back and checkpoints it:
-the checkpoint is that of the last *finished* iteration, and ``--resume`` repeats nothing
-twice and skips nothing. ``shapes train-base``, whose steps take a fraction of a second,
-finishes the step it is in instead (``deferred_sigint``). ``sample`` and ``eval`` write into a
+``train`` and ``ddpo`` take a ``Snapshot`` of their state before each iteration (small: the policy
+or the tuned weights, the optimizer, the advantage statistics) and, when interrupted, put it back
+and checkpoint it (``noiseppo.storage.run_folder.RunFolder.iteration``): the checkpoint is that of
+the last *finished* iteration, and ``--resume`` repeats nothing twice and skips nothing.
+``shapes train-base``, whose steps take a fraction of a second, finishes the step it is in
+instead (``deferred_sigint``). ``sample`` and ``eval`` write into a
 temporary folder (``noiseppo.storage.files.new_output_dir``), which an interrupt removes.
 """
 

@@ -11,7 +11,8 @@ the uninterrupted run would have done; the generator's state at an iteration bou
 is a function of the iteration, which is why the checkpoint stores the iteration and not
 a generator state.
 
-The run folder::
+The run folder (``noiseppo.storage.run_folder`` opens it, resumes it, appends the rows, says when a
+checkpoint is due and handles Ctrl-C, as for every trainer; ``RunLog`` adds TensorBoard, W&B and the callbacks)::
 
     config.yaml      the resolved config (what --resume reads)
     metrics.jsonl    one JSON row per iteration (and eval rows)
@@ -26,8 +27,6 @@ The run folder::
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -60,16 +59,15 @@ from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
 from noiseppo.sampling.render_and_score import score_chunks
 from noiseppo.sampling.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
 from noiseppo.storage.checkpoint import (
-    has_state,
     latest_step,
     load_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
     save_state,
 )
-from noiseppo.storage.files import check_free, check_parent, replaced_folder, truncate_jsonl
-from noiseppo.storage.interrupt import Interrupted, Snapshot
+from noiseppo.storage.files import replaced_folder
 from noiseppo.storage.provenance import write_run_info
+from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 from noiseppo.training.advantages import PerPromptStats, centre_noises
 from noiseppo.training.distributed import Ranks
 from noiseppo.training.extend import RunFinished, extended, extension_notice, finished_notice, record_extension
@@ -325,54 +323,50 @@ class Trainer:
             ) from None
 
 
-def _open_run(out: Path, resume: bool) -> TrainConfig | None:
+def _open_run(run: RunFolder, resume: bool) -> TrainConfig | None:
+    """Refuse what cannot be opened; returns a resumed run's config.yaml (None for a new run)."""
     if resume:
-        if not out.exists():
-            raise UserError(f"{out}: run folder does not exist")
-        if not (out / "config.yaml").is_file() or not has_state(out / "checkpoint"):
-            raise UserError(f"{out}: not a run folder to resume (needs config.yaml and checkpoint/)")
-        return resolve(config_file=str(out / "config.yaml"))
-    check_free(out, "run folder exists and is not empty; use --resume or a new folder")
-    check_parent(out)  # missing parent folders are made with the run's own (``runs/`` need not exist)
+        if not run.path.exists():
+            raise UserError(f"{run.path}: run folder does not exist")
+        run.refuse_unresumable("not a run folder to resume (needs config.yaml and checkpoint/)")
+        return resolve(config_file=str(run.config))
+    run.refuse_taken("run folder exists and is not empty; use --resume or a new folder")
     return None
 
 
 class RunLog:
-    """What rank 0 writes into the run folder: config.yaml and run.json at the start, then per
-    iteration the held-out pass when due, the metrics row (metrics.jsonl, TensorBoard, W&B), the
-    checkpoint when due and the callbacks' ``on_start`` and ``on_checkpoint``."""
+    """What rank 0 writes into the run folder (``noiseppo.storage.run_folder``): config.yaml and
+    run.json at the start, then per iteration the held-out pass when due, the metrics row
+    (metrics.jsonl, TensorBoard, W&B), the checkpoint when due and the callbacks' ``on_start`` and
+    ``on_checkpoint``."""
 
-    def __init__(
-        self, out: Path, trainer: Trainer, quiet: bool, clock: WallClock, callbacks: Sequence[TrainCallbacks] = ()
-    ):
-        self.out, self.trainer, self.quiet, self.clock, self.callbacks = out, trainer, quiet, clock, callbacks
+    def __init__(self, run: RunFolder, trainer: Trainer, quiet: bool, callbacks: Sequence[TrainCallbacks] = ()):
+        self.run, self.trainer, self.quiet, self.callbacks = run, trainer, quiet, callbacks
         self.writer = self.wandb_run = None
         self.held_out_s = 0.0  # the last iteration's held-out pass, which the progress bar's rate leaves out
 
     def open(
-        self, resume: bool, resolved: TrainConfig, before: TrainConfig | None, given: str = ""
+        self, resume: bool, recorded: TrainConfig, on_disk: TrainConfig | None, paths_comment: str = ""
     ) -> dict[str, float] | None:
         """Set the folder up (or take it up again); returns the untrained policy's held-out row.
-        ``given``: comment lines to write above a new run's config (``configs.paths.given_comment``)."""
-        out, trainer, cfg = self.out, self.trainer, self.trainer.config
+        ``recorded``: what config.yaml holds; ``on_disk``: a resumed run's config.yaml before an
+        extension; ``paths_comment``: comment lines to write above a new run's config
+        (``configs.paths.given_comment``)."""
+        run, trainer, config = self.run, self.trainer, self.trainer.config
         for callback in self.callbacks:
-            callback.on_start(out, trainer)
-        first_row = {"iteration": 0, **trainer.evaluate()} if not resume and cfg.eval_prompts else None
+            callback.on_start(run.path, trainer)
+        first_row = {"iteration": 0, **trainer.evaluate()} if not resume and config.eval_prompts else None
         if not resume:
-            out.mkdir(parents=True, exist_ok=True)
-            tmp = out / ".config.yaml.tmp"
-            tmp.write_text(given + to_yaml(resolved))
-            tmp.replace(out / "config.yaml")
-            write_run_info(out)  # the git revision, for the report
-            trainer.save(out)  # iteration 0: the untrained policy, so --resume works from the start
-        truncate_jsonl(out / "metrics.jsonl", "iteration", trainer.iteration)
-        self.clock.resume(out / "metrics.jsonl")  # a resumed run goes on from its last kept row's time_wall
-        if before is not None and before.iterations != cfg.iterations:
-            record_extension(out, before, cfg, trainer.iteration, to_yaml(resolved))
+            run.write_config(paths_comment + to_yaml(recorded))
+            write_run_info(run.path)  # the git revision, for the report
+            trainer.save(run.path)  # iteration 0: the untrained policy, so --resume works from the start
+        run.resumed_at("iteration", trainer.iteration)  # a killed run's rows after its checkpoint go
+        if on_disk is not None and on_disk.iterations != config.iterations:
+            record_extension(run.path, on_disk, config, trainer.iteration, to_yaml(recorded))
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(out / "tb"), purge_step=trainer.iteration + 1)
-        self.wandb_run = _start_wandb(cfg, out) if cfg.wandb else None
+        self.writer = SummaryWriter(str(run.path / "tb"), purge_step=trainer.iteration + 1)
+        self.wandb_run = _start_wandb(config, run.path) if config.wandb else None
         if first_row is not None:  # the untrained policy: exactly the frozen model's own noise
             self.log(first_row)
             if not self.quiet:
@@ -381,49 +375,41 @@ class RunLog:
 
     def finish_iteration(self, row: dict[str, float]) -> dict[str, float] | None:
         """After ``trainer.step()``: returns the held-out row if a pass was due."""
-        trainer, cfg = self.trainer, self.trainer.config
+        trainer, config = self.trainer, self.trainer.config
         done, evaluated, t0 = trainer.iteration, None, time.perf_counter()
-        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
+        if (config.eval_every and done % config.eval_every == 0) or done == config.iterations:
             evaluated = trainer.evaluate()  # {} without held-out prompts
             if evaluated:
                 evaluated["time_eval"] = time.perf_counter() - t0
             row.update(evaluated)
         self.log(row)
         if evaluated:  # the last one's line is the held-out table, printed at the end
-            _show_held_out(self.writer, trainer, row, self.quiet or done == cfg.iterations)
+            _show_held_out(self.writer, trainer, row, self.quiet or done == config.iterations)
         self.held_out_s = time.perf_counter() - t0 if evaluated is not None else 0.0
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            trainer.save(self.out)
-            if done < cfg.iterations:  # the last checkpoint's callback is on_end
+        if checkpoint_due(done, config.checkpoint_every, config.iterations):
+            trainer.save(self.run.path)
+            if done < config.iterations:  # the last checkpoint's callback is on_end
                 for callback in self.callbacks:
-                    callback.on_checkpoint(self.out, trainer)
+                    callback.on_checkpoint(self.run.path, trainer)
         return evaluated
 
     def log(self, row: dict[str, float]) -> None:
-        row["time_wall"] = self.clock()
-        _log(self.out, self.writer, self.wandb_run, row)
+        """One row: metrics.jsonl (null for a non-finite value), TensorBoard and W&B."""
+        row["time_wall"] = self.run.clock()
+        written = self.run.append(row)
+        step = int(row["iteration"])
+        for key, value in written.items():
+            if key != "iteration" and value is not None:
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(row, step=step)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
-
-
-class WallClock:
-    """The run's real wall time, logged as ``time_wall`` on every row: this session's seconds since
-    ``train`` was called, plus those of the sessions before it (a resumed run), read back from the
-    last row metrics.jsonl keeps. The rows' own times leave out start-up and writing; this does not."""
-
-    def __init__(self) -> None:
-        self.start, self.before = time.monotonic(), 0.0
-
-    def resume(self, metrics: Path) -> None:
-        lines = metrics.read_text().splitlines() if metrics.exists() else []
-        self.before = float(json.loads(lines[-1]).get("time_wall") or 0.0) if lines else 0.0
-
-    def __call__(self) -> float:
-        return self.before + time.monotonic() - self.start
 
 
 class TrainCallbacks(Protocol):
@@ -453,93 +439,68 @@ def train(
     ``iterations`` (with ``resume``) extends the run to that many iterations
     (``noiseppo.training.extend``); a resumed run that has done all of its iterations raises
     ``RunFinished``. Ctrl-C checkpoints the last finished iteration and raises
-    ``Interrupted`` (``noiseppo.storage.interrupt``).
+    ``Interrupted`` (``noiseppo.storage.run_folder``).
 
     Under ``accelerate launch`` every process runs this; rank 0 alone evaluates, logs and
     writes, inside ``ranks.run`` so that its failure stops every rank with its message.
     """
-    clock = WallClock()
     out = Path(out)
-    saved = _open_run(out, resume)
-    before = saved
-    if saved is not None and iterations is not None:
-        saved = extended(saved, iterations, out)
-    config = saved if saved is not None else config
-    assert config is not None
-    typed = config
-    if saved is None:  # a new run records its files' absolute paths: it then works from any folder
-        config = with_absolute_paths(config)
-    if resume and (latest_step(out / "checkpoint") or 0) >= config.iterations:
+    run = RunFolder(out, "config.yaml", f"noiseppo train --resume {out}")  # its wall clock starts now
+    on_disk = _open_run(run, resume)  # a resumed run's config.yaml, as saved
+    paths_comment = ""  # a new run's config.yaml: the comment line that keeps the paths as the user typed them
+    if on_disk is None:
+        assert config is not None
+        typed, config = config, with_absolute_paths(config)  # then the run works from any folder
+        paths_comment = given_comment(typed, config)
+    else:
+        config = extended(on_disk, iterations, out) if iterations is not None else on_disk
+    if resume and (latest_step(run.checkpoints) or 0) >= config.iterations:
         # Finished, if its checkpoint verifies (else load_state refuses it, or falls back to an
         # older step and the run goes on): said before the backend loads, there is nothing to do.
-        done = int(load_state(out / "checkpoint")[1]["iteration"])
+        done = int(load_state(run.checkpoints)[1]["iteration"])
         if done >= config.iterations:
             raise RunFinished(finished_notice(out, done))
     trainer = Trainer(config)  # every input is checked here, before the folder is touched
     ranks = trainer.ranks
     if resume:
         trainer.load(out)
-    cfg = config
     quiet = quiet or not ranks.is_main
     trainer.show_progress = not quiet
     say = (lambda *a: None) if quiet else print
     # config.yaml holds the guidance the run uses, not None for "the backend's default".
-    resolved = dataclasses.replace(cfg, guidance=trainer.guidance)
-    if before is not None and before.iterations != cfg.iterations:
-        say(extension_notice(out, before, cfg, trainer.iteration))
-    say(batch_arithmetic(cfg, trainer.guidance, ranks.world))
-    if len(trainer.prompts) < cfg.prompts_per_iteration:
+    recorded = dataclasses.replace(config, guidance=trainer.guidance)
+    if on_disk is not None and on_disk.iterations != config.iterations:
+        say(extension_notice(out, on_disk, config, trainer.iteration))
+    say(batch_arithmetic(config, trainer.guidance, ranks.world))
+    if len(trainer.prompts) < config.prompts_per_iteration:
         say(
-            f"prompts: '{cfg.prompts}' has {len(trainer.prompts)}, fewer than prompts_per_iteration "
-            f"{cfg.prompts_per_iteration}: each iteration draws {cfg.prompts_per_iteration} with replacement "
+            f"prompts: '{config.prompts}' has {len(trainer.prompts)}, fewer than prompts_per_iteration "
+            f"{config.prompts_per_iteration}: each iteration draws {config.prompts_per_iteration} with replacement "
             "(a prompt drawn twice is one group of twice the samples)"
         )
-    if not cfg.eval_prompts:
+    if not config.eval_prompts:
         say("no held-out pass: eval_prompts is empty (give eval_prompts=FILE, prompts the policy never trains on)")
 
-    log = RunLog(out, trainer, quiet, clock, callbacks)
+    log = RunLog(run, trainer, quiet, callbacks)
     # Rank 0 alone evaluates, logs and writes, inside ranks.run: its failure stops every rank with its message.
-    given = given_comment(typed, config)
-    last_eval = ranks.run(partial(log.open, resume, resolved, before, given) if ranks.is_main else lambda: None)
+    opening = partial(log.open, resume, recorded, on_disk, paths_comment)
+    last_eval = ranks.run(opening if ranks.is_main else lambda: None)
 
-    one_update = one_update_per_rollout(cfg)
+    one_update = one_update_per_rollout(config)
     # leave=False: an error mid-run leaves its one line on a clean terminal, not after a bar.
-    with tqdm(total=cfg.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
-        while trainer.iteration < cfg.iterations:
-            kept_at, kept, finished = trainer.iteration, None, False
-            try:
-                kept = Snapshot(policy=trainer.policy, optimizer=trainer.optimizer, stats=trainer.stats)
+    with tqdm(total=config.iterations, initial=trainer.iteration, disable=quiet, desc="noise ppo", leave=False) as bar:
+        while trainer.iteration < config.iterations:
+            # Ctrl-C or a failure in the iteration: the last finished one is checkpointed (run_folder).
+            state = {"policy": trainer.policy, "optimizer": trainer.optimizer, "stats": trainer.stats}
+            with run.iteration(trainer, config.iterations, ranks.is_main, **state) as finished:
                 row = trainer.step()  # every rank: rollout, advantages, PPO update
                 # rank 0: the held-out pass when due, the row, the checkpoint when due
                 evaluated = ranks.run(partial(log.finish_iteration, row) if ranks.is_main else lambda: None)
-                finished = True  # logged (and checkpointed if due): the iteration counts
+                finished()  # logged (and checkpointed if due): the iteration counts
                 last_eval = evaluated or last_eval
-                if not bar.disable:  # the rate and the ETA count training iterations only
-                    bar.start_t += log.held_out_s
-                    bar.last_print_t += log.held_out_s
-                bar.update(1)
-                fields = {"reward": f"{row['reward_mean']:.3f}"}
-                if not one_update:  # else 0 by construction (the batch line says why)
-                    fields.update(kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
-                bar.set_postfix(fields)
-            except KeyboardInterrupt:  # anywhere in the iteration: keep the last finished one
-                _keep_last_finished(trainer, out, kept, kept_at, finished)
-                raise Interrupted(
-                    f"interrupted at iteration {trainer.iteration} of {cfg.iterations} (checkpoint saved); "
-                    f"`noiseppo train --resume {out}` continues"
-                ) from None
-            except UserError as e:  # a reward or backend that broke, a full disk: the same, once the cause is fixed
-                saved = _keep_last_finished(trainer, out, kept, kept_at, finished, only_if_newer=True)
-                if not ranks.is_main:  # rank 0 says what it kept
-                    raise
-                kept_line = (
-                    f"checkpoint of iteration {trainer.iteration} saved"
-                    if saved
-                    else f"no iteration finished after the checkpoint of iteration {trainer.iteration}"
-                )
-                raise UserError(f"{e}; {kept_line}: `noiseppo train --resume {out}` continues") from e
-    if not quiet and cfg.eval_prompts:
-        print(held_out_table(last_eval or trainer.evaluate(), cfg))
+                _show_progress(bar, row, log.held_out_s, one_update)
+    if not quiet and config.eval_prompts:
+        print(held_out_table(last_eval or trainer.evaluate(), config))
     for callback in callbacks if ranks.is_main else ():
         if line := callback.on_end(out, trainer):
             say(line)
@@ -547,20 +508,17 @@ def train(
     return out
 
 
-def _keep_last_finished(
-    trainer: Trainer, out: Path, kept: Snapshot | None, kept_at: int, finished: bool, only_if_newer: bool = False
-) -> bool:
-    """After a failure or Ctrl-C inside an iteration: put back the state of the last finished one
-    (the snapshot taken before this one) and checkpoint it on rank 0, so that ``--resume`` repeats
-    nothing twice and skips nothing. ``only_if_newer``: not where the newest checkpoint holds it
-    already (a full disk need not be written to again). Returns whether it saved."""
-    if kept is not None and not finished:
-        kept.restore()
-        trainer.iteration = kept_at
-    if not trainer.ranks.is_main or (only_if_newer and trainer.saved_at == trainer.iteration):
-        return False
-    trainer.save(out)
-    return True
+def _show_progress(bar: tqdm, row: dict[str, float], held_out_s: float, one_update: bool) -> None:
+    """One more iteration on the bar, with its reward (and its KL and clip fraction, unless an
+    iteration takes one update only: then they are 0 by construction, as the batch line says)."""
+    if not bar.disable:  # the rate and the ETA count training iterations only
+        bar.start_t += held_out_s
+        bar.last_print_t += held_out_s
+    bar.update(1)
+    fields = {"reward": f"{row['reward_mean']:.3f}"}
+    if not one_update:
+        fields.update(kl=f"{row['policy_kl']:.1e}", clip=f"{row['clipfrac']:.2f}")
+    bar.set_postfix(fields)
 
 
 def held_out_table(row: dict[str, float], cfg: TrainConfig) -> str:
@@ -599,23 +557,6 @@ def _show_held_out(writer, trainer: Trainer, row: dict[str, float], quiet: bool)
     blocks = showcase.side_by_side(trainer.backend, trainer.policy, trainer.reward, trainer.eval_prompts, spec)
     grid = prompt_grid(blocks, f"iteration {step}: standard noise | policy, same seed (held-out prompts)")
     writer.add_image("held_out/standard_vs_policy", np.asarray(grid), step, dataformats="HWC")
-
-
-def _log(out: Path, writer, wandb_run, row: dict[str, float]) -> None:
-    # JSON has no NaN: a non-finite value is written as null (a NaN reward's count is its own key, nan_rewards).
-    finite = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
-    try:
-        with (out / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(finite, allow_nan=False) + "\n")
-    except OSError as e:  # a full disk: the checkpoint holds the run, --resume rewrites the rows
-        raise UserError(f"{out / 'metrics.jsonl'}: cannot write ({e.strerror or e}); resume once there is room") from e
-    step = int(row["iteration"])
-    for key, value in finite.items():
-        if key != "iteration" and value is not None:
-            writer.add_scalar(key, value, step)
-    writer.flush()
-    if wandb_run is not None:
-        wandb_run.log(row, step=step)
 
 
 def _start_wandb(cfg: TrainConfig, out: Path):

@@ -1,5 +1,6 @@
-"""Train the embedded Shapes text-to-image model (``noiseppo shapes train-base``). It lives above
-``shapes/`` and ``backends/``: it builds the world's model and evaluates it through the backend.
+"""Train the embedded Shapes text-to-image model (``noiseppo shapes train-base``). It lives in
+``training/``, above ``shapes/`` and ``backends/``: it builds the world's model and evaluates it
+through the backend.
 
 v-prediction on a cosine noise schedule, the text encoder and the denoiser trained
 jointly from scratch on freshly rendered scenes of all 696 prompts (templates drawn
@@ -8,6 +9,15 @@ AdamW with warm-up and cosine decay, and an exponential moving average (EMA) of 
 weights, which is what gets exported. The run folder holds ``checkpoint/`` (resumable,
 written atomically), ``metrics.jsonl`` and, at the end, ``model/`` in the layout that
 ``ShapesBackend.from_pretrained`` reads.
+
+The run folder (``noiseppo.storage.run_folder``)::
+
+    config.json    the ShapesModelTrainConfig (what --resume reads)
+    metrics.jsonl  one row per optimizer step ("step", loss, grad_norm, lr, elapsed_s: the run's
+                   wall seconds, over its sessions; eval_correct and eval_partial when evaluated)
+    checkpoint/    text encoder, denoiser, EMA, optimizer, data generator and step, every checkpoint_every
+    snapshots/     step-N/: the EMA model at each evaluation
+    model/         the final EMA model
 """
 
 from __future__ import annotations
@@ -15,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +42,9 @@ from noiseppo.shapes.render import ShapesDataset
 from noiseppo.shapes.splits import test_prompts
 from noiseppo.shapes.verifier import verify
 from noiseppo.storage.checkpoint import has_state, load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.storage.files import check_free, truncate_jsonl
-from noiseppo.storage.interrupt import Interrupted, deferred_sigint
-from noiseppo.storage.safe_load import load_pretrained, read_json
+from noiseppo.storage.interrupt import deferred_sigint
+from noiseppo.storage.run_folder import RunFolder, checkpoint_due
+from noiseppo.storage.safe_load import load_pretrained
 
 VOCAB = [PAD, BOS, "a", "two", "three", *COLOURS, *SHAPES, *(s + "s" for s in SHAPES)]
 VOCAB += ["and", "left", "right", "of", "above", "below"]
@@ -81,19 +90,18 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
         torch.set_num_threads(config.threads)
     if config.init and not (Path(config.init) / "denoiser" / "config.json").is_file():
         raise UserError(f"--init {config.init}: not a model folder (no denoiser/config.json)")
-    config_file = out / "config.json"
+    run = RunFolder(out, "config.json", f"noiseppo shapes train-base --out {out} --resume", clock_key="elapsed_s")
     if resume:
-        if not config_file.exists():
-            raise UserError(f"{out}: nothing to resume (no config.json)")
-        saved = read_json(config_file)
+        run.refuse_unresumable("nothing to resume (no config.json)", checkpoint=False)  # none yet: from step 0
+        saved = run.read_json_config()
         try:
             config = ShapesModelTrainConfig(**saved)
         except TypeError:  # not a mapping, or keys of another version
-            raise UserError(f"{config_file}: not a train-base config") from None
-    elif config_file.exists():
+            raise UserError(f"{run.config}: not a train-base config") from None
+    elif run.config.exists():
         raise UserError(f"{out}: already holds a run; use --resume or a new folder")
     else:
-        check_free(out, "exists and is not a train-base run; choose a new folder")
+        run.refuse_taken("exists and is not a train-base run; choose a new folder")
 
     text_encoder, denoiser, scheduler = build(config)
     if config.init:  # before the run folder is written: a bad --init leaves nothing behind
@@ -101,15 +109,14 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
     text_encoder.to(device)
     denoiser.to(device)
     if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        config_file.write_text(json.dumps(dataclasses.asdict(config), indent=1))
+        run.write_config(json.dumps(dataclasses.asdict(config), indent=1))
     params = list(text_encoder.parameters()) + list(denoiser.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     ema = EMAModel(params, decay=config.ema_decay)
     generator = torch.Generator().manual_seed(config.seed)
     start = 0
-    if resume and has_state(out / "checkpoint"):
-        tensors, meta = load_state(out / "checkpoint")
+    if resume and has_state(run.checkpoints):
+        tensors, meta = load_state(run.checkpoints)
         text_encoder.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith("te.")})
         denoiser.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("den.")})
         optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
@@ -117,8 +124,8 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
         ema.optimization_step = meta["ema_step"]
         generator.set_state(tensors["rng"])
         start = meta["step"]
-        truncate_jsonl(out / "metrics.jsonl", "step", start)
         print(f"resumed at step {start}")
+    run.resumed_at("step", start)  # a killed run's rows after its checkpoint go; elapsed_s goes on
 
     def lr_at(step: int) -> float:
         if step < config.warmup:
@@ -134,12 +141,11 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
         tensors.update(opt_tensors)
         tensors["rng"] = generator.get_state()
         meta = {"step": done, "ema_step": ema.optimization_step, "optimizer": opt_meta}
-        save_state(out / "checkpoint", tensors, meta, done)
+        save_state(run.checkpoints, tensors, meta, done)
 
     dataset = ShapesDataset([p.text for p in all_prompts()], seed=config.seed)
-    metrics = (out / "metrics.jsonl").open("a")
-    with metrics, deferred_sigint() as interrupted:  # Ctrl-C: this step finishes, is checkpointed, then stops
-        started = time.time()
+    # Ctrl-C: the step it came in finishes (a fraction of a second), is checkpointed, then the run stops.
+    with deferred_sigint() as interrupted:
         for step in range(start, config.optimizer_steps):
             items = [dataset[step * config.batch + i] for i in range(config.batch)]
             drop = torch.rand(config.batch, generator=generator) < config.uncond_prob
@@ -163,7 +169,7 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
 
             row: dict[str, float] = {"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm.item()}
             row["lr"] = lr_at(step)
-            row["elapsed_s"] = time.time() - started
+            row["elapsed_s"] = run.clock()
             done = step + 1
             if done % config.eval_every == 0 or done == config.optimizer_steps:
                 row.update(_eval_ema(text_encoder, denoiser, scheduler, ema, params, config, device))
@@ -174,16 +180,12 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
             if done % 50 == 0 or "eval_correct" in row:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("step", "elapsed_s"))
                 print(f"step {done} of {config.optimizer_steps} ({row['elapsed_s']:.0f} s): {shown}", flush=True)
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
+            run.append(row)
             stop = interrupted()  # read once: a Ctrl-C between two reads would skip the checkpoint
-            if done % config.checkpoint_every == 0 or done == config.optimizer_steps or stop:
+            if checkpoint_due(done, config.checkpoint_every, config.optimizer_steps) or stop:
                 checkpoint(done)
             if stop and done < config.optimizer_steps:
-                raise Interrupted(
-                    f"interrupted at step {done} of {config.optimizer_steps} (checkpoint saved); "
-                    f"`noiseppo shapes train-base --out {out} --resume` continues"
-                )
+                raise run.interrupted("step", done, config.optimizer_steps)
     return export(text_encoder, denoiser, scheduler, ema, params, out / "model")
 
 
