@@ -62,14 +62,13 @@ from noiseppo.configs.baselines import DDPOConfig
 from noiseppo.configs.presets import resolve
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
-from noiseppo.evaluation.paired import paired_row
+from noiseppo.evaluation.sides import PairedSides
 from noiseppo.memory import PeakRSS
 from noiseppo.policy import gaussian_log_prob
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
-from noiseppo.sampling.render_and_score import score_side
 from noiseppo.sampling.seeds import DDPO_STREAM, sample_seed
 from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
 from noiseppo.storage.files import replaced_folder
@@ -330,14 +329,6 @@ def ddpo_settings(config: DDPOConfig, overrides: tuple[str, ...] = ()) -> TrainC
     return preset
 
 
-def evaluate_tuned(backend: ShapesBackend, tuned, reward, prompts, cfg: TrainConfig, standard) -> dict[str, float]:
-    """Held-out rewards of the tuned weights (DDIM η = 0), paired with the standard side by seed."""
-    view = copy.copy(backend)  # the same backend, rendering with the tuned denoiser
-    view.denoiser = tuned
-    metrics, samples = score_side(view, reward, prompts, RenderSpec(cfg.steps, 1.0, cfg.eval_seeds, 0, 128), None)
-    return paired_row(standard, metrics, np.array([s.prompt_index for s in samples]))
-
-
 class ShapesDDPO:
     """DDPO on a trainable copy of the Shapes denoiser; ``step()`` runs one iteration. ``model``: the
     Shapes model folder whose denoiser is copied (only read); ``config`` and ``cfg`` as
@@ -361,7 +352,13 @@ class ShapesDDPO:
         self.saved_at: int | None = None  # the iteration of the checkpoint this state was last saved to or loaded from
         self.train_time = 0.0
         self.trajectory_bytes = self.stochastic_steps = 0
-        self._standard: dict[str, np.ndarray] | None = None
+        # The held-out pass: the tuned weights (DDIM η = 0, rendered by a view of the backend with the
+        # tuned denoiser) paired by seed with the frozen model's side, rendered once.
+        self.held_out = PairedSides(
+            self.backend, self.reward, self.eval_prompts, RenderSpec(cfg.steps, 1.0, cfg.eval_seeds, 0, 128)
+        )
+        self.view = copy.copy(self.backend)
+        self.view.denoiser = self.tuned
 
     def step(self) -> dict[str, float]:
         """One DDPO iteration; returns its metrics row (``train_time_s``: the run's training seconds)."""
@@ -378,10 +375,7 @@ class ShapesDDPO:
         """Held-out rewards of the tuned weights, paired by seed with the frozen model's ({} without eval prompts)."""
         if not self.eval_prompts:
             return {}
-        if self._standard is None:  # the frozen model's side never changes
-            spec = RenderSpec(self.cfg.steps, 1.0, self.cfg.eval_seeds, 0, 128)
-            self._standard, _ = score_side(self.backend, self.reward, self.eval_prompts, spec, None)
-        return evaluate_tuned(self.backend, self.tuned, self.reward, self.eval_prompts, self.cfg, self._standard)
+        return self.held_out.row(self.held_out.side(None, self.view)[0])
 
     def save(self, run: Path) -> None:
         """Checkpoint the tuned denoiser, optimizer, advantage statistics and iteration into ``run/checkpoint``."""

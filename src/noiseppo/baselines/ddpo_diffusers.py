@@ -41,7 +41,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
@@ -52,12 +51,11 @@ from noiseppo.baselines.ddpo import batch_line, check_stochastic, ddpo_iteration
 from noiseppo.configs.baselines import DDPOConfig
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
-from noiseppo.evaluation.paired import paired_row
+from noiseppo.evaluation.sides import PairedSides
 from noiseppo.memory import PeakRSS
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, encode_distinct
-from noiseppo.sampling.render_and_score import score_side
 from noiseppo.sampling.seeds import EVAL_SEED
 from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
 from noiseppo.storage.files import replaced_folder
@@ -160,7 +158,9 @@ class DiffusersDDPO:
         self.train_time = 0.0
         self.trajectory_bytes = 0
         self.stochastic_steps = 0
-        self._standard: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+        # The held-out pass: the pipeline with the adapters paired by seed with the base pipeline's side.
+        held_out = RenderSpec(cfg.steps, self.guidance, cfg.eval_seeds, EVAL_SEED, config.render_batch)
+        self.held_out = PairedSides(self.backend, self.reward, self.eval_prompts, held_out)
 
     # -- the model DDPO tunes (noiseppo.baselines.ddpo.DDPOModel) --------------------------------------
     def encode(self, prompts: list[str]) -> Conditioning:
@@ -201,21 +201,12 @@ class DiffusersDDPO:
         """Held-out rewards with the adapters, paired by seed with the base pipeline's ({} without eval prompts)."""
         if not self.eval_prompts:
             return {}
-        cfg = self.cfg
-
-        def side() -> tuple[dict[str, np.ndarray], np.ndarray]:
-            spec = RenderSpec(cfg.steps, self.guidance, cfg.eval_seeds, EVAL_SEED, self.config.render_batch)
-            metrics, samples = score_side(self.backend, self.reward, self.eval_prompts, spec, None)
-            return metrics, np.array([s.prompt_index for s in samples])
-
-        if self._standard is None:
-            self.unet.disable_adapters()
-            try:
-                self._standard = side()
-            finally:
-                self.unet.enable_adapters()
-        standard, clusters = self._standard
-        return paired_row(standard, side()[0], clusters)
+        self.unet.disable_adapters()  # the base pipeline's side, rendered once
+        try:
+            self.held_out.standard()
+        finally:
+            self.unet.enable_adapters()
+        return self.held_out.row(self.held_out.side(None)[0])
 
     # -- state on disk ------------------------------------------------------------------------
     def lora_state(self) -> dict[str, torch.Tensor]:
