@@ -513,6 +513,18 @@ CASES: dict[str, Case] = {
         ["shapes", "train-base", "--optimizer-steps", "1", "--device", "gpu0"],
         "unknown device 'gpu0' (e.g. cpu, cuda, cuda:1)",
     ),
+    "train-base width the model cannot split": Case(
+        ["shapes", "train-base", "--optimizer-steps", "1", "--dim", "8"],
+        "--dim must be a multiple of 32 (dim/4 channels in 8 groups), got 8",
+    ),
+    "train-base text width the heads cannot split": Case(
+        ["shapes", "train-base", "--optimizer-steps", "1", "--text-dim", "10"],
+        "--text-dim must be a multiple of 4 (the text encoder's attention heads), got 10",
+    ),
+    "train-base setting out of range": Case(
+        ["shapes", "train-base", "--optimizer-steps", "1", "--eval-every", "0"],
+        "--eval-every must be >= 1, got 0",
+    ),
     # -- custom rewards and backends, which fail only once the run has started
     "reward that raises": Case(
         [*TRAIN, "--reward", "crashes"],

@@ -109,3 +109,32 @@ def test_cuda_training_sees_the_same_data_and_resumes_on_the_cpu(tmp_path: Path)
     assert len(losses("gpu")) == 4
     backend = ShapesBackend.from_pretrained(tmp_path / "gpu" / "model")
     assert backend.generate(torch.zeros(1, 3, 32, 32), backend.encode(["a red circle"]), 2, 1.0).isfinite().all()
+
+
+@pytest.mark.parametrize(
+    ("setting", "line"),
+    [
+        ({"batch": 0}, "--batch must be >= 1, got 0"),
+        ({"checkpoint_every": 0}, "--checkpoint-every must be >= 1, got 0"),
+        ({"optimizer_steps": 0}, "--optimizer-steps must be >= 1, got 0"),
+        ({"eval_prompt_count": 0}, "--eval-prompt-count must be >= 1, got 0"),
+        ({"warmup": -1}, "--warmup must be >= 0, got -1"),
+        ({"depth": -1}, "--depth must be >= 0, got -1"),
+        ({"dim": 48}, "--dim must be a multiple of 32 (dim/4 channels in 8 groups), got 48"),
+        ({"text_dim": 2}, "--text-dim must be a multiple of 4 (the text encoder's attention heads), got 2"),
+        ({"lr": 0.0}, "--lr must be a finite number > 0, got 0.0"),
+        ({"weight_decay": float("nan")}, "--weight-decay must be a finite number >= 0, got nan"),
+        ({"ema_decay": 1.0}, "--ema-decay must be in [0, 1), got 1.0"),
+        ({"uncond_prob": -0.1}, "--uncond-prob must be in [0, 1), got -0.1"),
+    ],
+)
+def test_settings_the_model_cannot_train_with_are_refused_before_the_folder(setting, line, tmp_path: Path) -> None:
+    with pytest.raises(UserError) as refused:
+        train_base.train_shapes_model(tiny_config(**setting), tmp_path / "run")
+    assert str(refused.value) == line and not (tmp_path / "run").exists()
+
+
+def test_the_smallest_widths_the_rules_allow_build_and_train(tmp_path: Path) -> None:
+    train_base.validate(tiny_config(dim=32, text_dim=4, depth=0))  # the rules' edge: accepted ...
+    model = train_base.train_shapes_model(tiny_config(dim=32, text_dim=4, depth=0, optimizer_steps=1), tmp_path / "r")
+    assert (model / "denoiser" / "diffusion_pytorch_model.safetensors").is_file()  # ... and it trains

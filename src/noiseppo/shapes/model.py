@@ -29,13 +29,17 @@ from torch import nn
 from noiseppo.errors import UserError
 
 PAD, BOS = "<pad>", "<bos>"
+GROUPS = 8
+"""GroupNorm groups of the denoiser's convolutional blocks."""
+HEADS = 4
+"""Attention heads of the text encoder and of the denoiser's transformer blocks."""
 
 
 class ShapesTextEncoder(ModelMixin, ConfigMixin):
     """Word-level transformer encoder over a fixed vocabulary."""
 
     @register_to_config
-    def __init__(self, vocab: list[str], max_words: int = 8, dim: int = 64, layers: int = 2, heads: int = 4):
+    def __init__(self, vocab: list[str], max_words: int = 8, dim: int = 64, layers: int = 2, heads: int = HEADS):
         super().__init__()
         self.index = {w: i for i, w in enumerate(vocab)}
         self.embed = nn.Embedding(len(vocab), dim)
@@ -125,10 +129,10 @@ class _ResBlock(nn.Module):
 
     def __init__(self, channels_in: int, channels: int, cond_dim: int):
         super().__init__()
-        self.norm1 = nn.GroupNorm(8, channels_in)
+        self.norm1 = nn.GroupNorm(GROUPS, channels_in)
         self.conv1 = nn.Conv2d(channels_in, channels, 3, padding=1)
         self.film = nn.Linear(cond_dim, 2 * channels)
-        self.norm2 = nn.GroupNorm(8, channels)
+        self.norm2 = nn.GroupNorm(GROUPS, channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.skip = nn.Conv2d(channels_in, channels, 1) if channels_in != channels else nn.Identity()
         nn.init.zeros_(self.conv2.weight)
@@ -157,7 +161,7 @@ class ShapesDenoiser(ModelMixin, ConfigMixin):
         channels: int = 3,
         dim: int = 128,
         depth: int = 4,
-        heads: int = 4,
+        heads: int = HEADS,
         text_dim: int = 64,
     ):
         super().__init__()
@@ -177,7 +181,7 @@ class ShapesDenoiser(ModelMixin, ConfigMixin):
         self.up2 = _ResBlock(2 * w2, w2, dim)
         self.unpool1 = nn.Conv2d(w2, w1, 3, padding=1)
         self.up1 = _ResBlock(2 * w1, w1, dim)
-        self.norm_out = nn.GroupNorm(8, w1)
+        self.norm_out = nn.GroupNorm(GROUPS, w1)
         self.conv_out = nn.Conv2d(w1, channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)

@@ -37,7 +37,7 @@ from noiseppo.backends.shapes import ShapesBackend
 from noiseppo.configs.train import ShapesModelTrainConfig
 from noiseppo.errors import UserError, error_line
 from noiseppo.shapes.grammar import COLOURS, SHAPES, all_prompts
-from noiseppo.shapes.model import BOS, PAD, ShapesDenoiser, ShapesTextEncoder
+from noiseppo.shapes.model import BOS, GROUPS, HEADS, PAD, ShapesDenoiser, ShapesTextEncoder
 from noiseppo.shapes.render import ShapesDataset
 from noiseppo.shapes.splits import test_prompts
 from noiseppo.shapes.verifier import verify
@@ -78,6 +78,33 @@ def quick_eval(backend: ShapesBackend, config: ShapesModelTrainConfig, steps: in
     }
 
 
+def validate(config: ShapesModelTrainConfig) -> None:
+    """Refuse settings that cannot run, before anything is loaded or written (named by their flags)."""
+
+    def refuse(key: str, must: str) -> UserError:
+        return UserError(f"--{key.replace('_', '-')} must be {must}, got {getattr(config, key)}")
+
+    for key in ("optimizer_steps", "batch", "checkpoint_every", "eval_every", "eval_prompt_count"):
+        if getattr(config, key) < 1:
+            raise refuse(key, ">= 1")
+    for key in ("warmup", "depth", "seed", "threads"):
+        if getattr(config, key) < 0:
+            raise refuse(key, ">= 0")
+    # The denoiser's 32x32 stage has dim/4 channels, normalised in GROUPS groups.
+    if config.dim < 4 * GROUPS or config.dim % (4 * GROUPS):
+        raise refuse("dim", f"a multiple of {4 * GROUPS} (dim/4 channels in {GROUPS} groups)")
+    if config.text_dim < HEADS or config.text_dim % HEADS:
+        raise refuse("text_dim", f"a multiple of {HEADS} (the text encoder's attention heads)")
+    if not 0 < config.lr < math.inf:
+        raise refuse("lr", "a finite number > 0")
+    for key in ("weight_decay", "eval_guidance"):
+        if not 0 <= getattr(config, key) < math.inf:
+            raise refuse(key, "a finite number >= 0")
+    for key in ("ema_decay", "uncond_prob"):
+        if not 0 <= getattr(config, key) < 1:
+            raise refuse(key, "in [0, 1)")
+
+
 def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool = False, device: str = "cpu") -> Path:
     """Train (or resume) into ``out``; returns the exported model folder.
 
@@ -86,6 +113,7 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
     on every device (the weights still differ by the devices' float rounding).
     """
     device = checked_device(device)
+    validate(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.init and not (Path(config.init) / "denoiser" / "config.json").is_file():
@@ -98,6 +126,7 @@ def train_shapes_model(config: ShapesModelTrainConfig, out: Path, resume: bool =
             config = ShapesModelTrainConfig(**saved)
         except TypeError:  # not a mapping, or keys of another version
             raise UserError(f"{run.config}: not a train-base config") from None
+        validate(config)
     elif run.config.exists():
         raise UserError(f"{out}: already holds a run; use --resume or a new folder")
     else:
