@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import noiseppo.storage.files as files
 from noiseppo.errors import UserError
 from noiseppo.storage.checkpoint import latest_step, load_state, save_state
+from noiseppo.storage.files import write_atomically
 from noiseppo.storage.interrupt import Interrupted
 from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 
@@ -164,3 +166,21 @@ def test_a_failure_in_an_iteration_keeps_the_last_finished_one_and_says_so(tmp_p
         trainer.step()
         raise UserError("broke")
     assert trainer.saves == 2 and (trainer.iteration, trainer.weight()) == (1, 1.0)
+
+
+def test_a_file_written_atomically_is_the_old_one_or_the_new_one(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "config.json"
+    write_atomically(path, "old\n")
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", full_disk)
+    with pytest.raises(OSError):
+        write_atomically(path, "new\n")
+    assert path.read_text() == "old\n"  # the old file whole, and no temporary file left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+    monkeypatch.undo()
+    write_atomically(path, "new\n")
+    assert path.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]

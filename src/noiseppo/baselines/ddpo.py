@@ -71,7 +71,7 @@ from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
 from noiseppo.sampling.seeds import DDPO_STREAM, sample_seed
 from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.storage.files import replaced_folder
+from noiseppo.storage.files import replaced_folder, write_atomically
 from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 from noiseppo.training.advantages import PerPromptStats
 from noiseppo.training.ppo import ppo_loss
@@ -460,7 +460,7 @@ def train_shapes_ddpo(
     summary = summarise(cfg, ddpo.train_time, ddpo.trajectory_bytes, ddpo.stochastic_steps, rows)
     summary["peak_rss_mb"] = peak.peak_bytes / 2**20
     summary["start_rss_mb"] = peak.start_bytes / 2**20
-    (out / "ddpo.json").write_text(json.dumps(summary, indent=1))
+    write_atomically(out / "ddpo.json", json.dumps(summary, indent=1))
     return summary
 
 

@@ -58,7 +58,7 @@ from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, encode_distinct
 from noiseppo.sampling.seeds import EVAL_SEED
 from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
-from noiseppo.storage.files import replaced_folder
+from noiseppo.storage.files import replaced_folder, write_atomically
 from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 from noiseppo.training.advantages import PerPromptStats
 
@@ -307,5 +307,5 @@ def train_ddpo_diffusers(
     summary["start_rss_mb"] = peak.start_bytes / 2**20
     if cuda:
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(backend.device) / 2**20
-    (out / "ddpo.json").write_text(json.dumps(summary, indent=1))
+    write_atomically(out / "ddpo.json", json.dumps(summary, indent=1))
     return summary

@@ -21,7 +21,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from typing import Any
 from noiseppo.configs.schedule import one_update_per_rollout
 from noiseppo.errors import UserError
 from noiseppo.evaluation.held_out import HeldOutRow, eval_metrics, held_out_rows
+from noiseppo.storage.files import write_atomically
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT = "report.html"
@@ -628,14 +628,10 @@ def write(folders: Sequence[Path], out: Path, live: Live | None = None) -> Path:
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: folder of the report does not exist")
     html = render(folders, live)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, out)
+        write_atomically(out, html)
     except OSError as e:
         raise UserError(f"{out}: cannot write the report ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -75,6 +75,17 @@ def write_failure(error: BaseException) -> str | None:
     return None
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed over it: a crash, a full disk or
+    a reader at the wrong moment sees the old file or the new one, never half of one."""
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def replaced_folder(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``path`` (if any) only once the block succeeds.

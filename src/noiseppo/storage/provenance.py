@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 from noiseppo import __version__
+from noiseppo.storage.files import write_atomically
 
 SOURCE = Path(__file__).resolve().parents[3]  # the checkout holding src/noiseppo, in an editable install
 RUN_INFO = "run.json"
@@ -41,6 +41,4 @@ def write_run_info(run: Path) -> None:
         "noiseppo_version": __version__,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    tmp = run / f".{RUN_INFO}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
-    tmp.replace(run / RUN_INFO)
+    write_atomically(run / RUN_INFO, json.dumps(info, indent=1) + "\n")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from noiseppo.errors import UserError
-from noiseppo.storage.files import check_free, check_parent, truncate_jsonl
+from noiseppo.storage.files import check_free, check_parent, truncate_jsonl, write_atomically
 from noiseppo.storage.interrupt import Interrupted, Snapshot
 from noiseppo.storage.safe_load import read_json
 from noiseppo.storage.steps import has_state
@@ -94,9 +94,7 @@ class RunFolder:
     def write_config(self, text: str) -> None:
         """Write the settings (serialised by the trainer) atomically; makes the folder."""
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / f".{self.config.name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(self.config)
+        write_atomically(self.config, text)
 
     def read_json_config(self) -> Any:
         """The settings of a run that keeps them as JSON (never unpickled: ``safe_load.read_json``)."""

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
+from noiseppo.storage.files import write_atomically
 
 RESUME_RULE = "--resume RUN_DIR continues a run with its saved config; of the settings it takes only iterations=N"
 
@@ -101,9 +102,7 @@ def record_extension(run: Path, before: TrainConfig, after: TrainConfig, done: i
     path = run / "config.yaml"
     comments = [line for line in path.read_text().splitlines() if line.startswith("#")]
     comments.append(f"# extended from {before.iterations} to {after.iterations} iterations at iteration {done}")
-    tmp = run / ".config.yaml.tmp"
-    tmp.write_text("\n".join(comments) + "\n" + config_yaml)
-    tmp.replace(path)
+    write_atomically(path, "\n".join(comments) + "\n" + config_yaml)
     row = {
         "iteration": done,
         "event": "extended",
