@@ -94,7 +94,7 @@ def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path
     config = resolve("tiny", overrides=overrides)
     train_module.train(config, tmp_path / "straight", quiet=True)
 
-    real_save = train_module.save_state
+    real_save = train_module.save_training
     calls = []
 
     def save_then_die(*args, **kwargs):
@@ -103,10 +103,10 @@ def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path, eval_file: Path
         if len(calls) == 3:  # iteration 0, 1, then die right after iteration 2's checkpoint
             raise SimulatedKill
 
-    monkeypatch.setattr(train_module, "save_state", save_then_die)
+    monkeypatch.setattr(train_module, "save_training", save_then_die)
     with pytest.raises(SimulatedKill):
         train_module.train(config, tmp_path / "killed", quiet=True)
-    monkeypatch.setattr(train_module, "save_state", real_save)
+    monkeypatch.setattr(train_module, "save_training", real_save)
     with (tmp_path / "killed" / "metrics.jsonl").open("a") as f:  # a row cut short by the kill
         f.write('{"iteration": 3, "rew')
     train_module.train(None, tmp_path / "killed", resume=True, quiet=True)

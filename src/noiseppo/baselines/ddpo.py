@@ -70,7 +70,7 @@ from noiseppo.rewards import get_reward
 from noiseppo.rewards.scoring import score_with_details
 from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
 from noiseppo.sampling.seeds import DDPO_STREAM, sample_seed
-from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.storage.checkpoint import load_training, save_training
 from noiseppo.storage.files import replaced_folder, write_atomically
 from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 from noiseppo.training.advantages import PerPromptStats
@@ -379,30 +379,19 @@ class ShapesDDPO:
 
     def save(self, run: Path) -> None:
         """Checkpoint the tuned denoiser, optimizer, advantage statistics and iteration into ``run/checkpoint``."""
-        tensors = {f"denoiser.{k}": v for k, v in self.tuned.state_dict().items()}
-        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        tensors.update(opt_tensors)
-        meta = {
-            "iteration": self.iteration,
-            "optimizer": opt_meta,
-            "advantage_stats": self.stats.state_dict(),
-            "train_time_s": self.train_time,
-        }
-        save_state(run / "checkpoint", tensors, meta, self.iteration, self.cfg.keep_checkpoints)
+        weights, keep = self.tuned.state_dict(), self.cfg.keep_checkpoints
+        save_training(
+            run / "checkpoint", "denoiser", weights, self.optimizer, self.stats, self.iteration, keep,
+            train_time_s=self.train_time,
+        )  # fmt: skip
         self.saved_at = self.iteration
 
     def load(self, run: Path) -> None:
         """Restore what ``save`` wrote (the newest checkpoint that verifies)."""
-        tensors, meta = load_state(run / "checkpoint")
-        try:
-            self.tuned.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("denoiser.")})
-            optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
-            self.stats.load_state_dict(meta["advantage_stats"])
-            self.iteration, self.train_time = int(meta["iteration"]), float(meta["train_time_s"])
-            self.saved_at = self.iteration
-        except (KeyError, RuntimeError, ValueError) as e:
-            name = e.__class__.__name__
-            raise UserError(f"{run / 'checkpoint'}: does not match this run's config ({name})") from None
+        folder, weights = run / "checkpoint", self.tuned.load_state_dict
+        meta = load_training(folder, "denoiser", weights, self.optimizer, self.stats, ("train_time_s",))
+        self.iteration, self.train_time = int(meta["iteration"]), float(meta["train_time_s"])
+        self.saved_at = self.iteration
 
 
 def train_ddpo(

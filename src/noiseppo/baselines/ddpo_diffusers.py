@@ -57,7 +57,7 @@ from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, encode_distinct
 from noiseppo.sampling.seeds import EVAL_SEED
-from noiseppo.storage.checkpoint import load_state, optimizer_from_tensors, optimizer_to_tensors, save_state
+from noiseppo.storage.checkpoint import load_training, save_training
 from noiseppo.storage.files import replaced_folder, write_atomically
 from noiseppo.storage.run_folder import RunFolder, checkpoint_due
 from noiseppo.training.advantages import PerPromptStats
@@ -218,35 +218,25 @@ class DiffusersDDPO:
     def save(self, run: Path) -> None:
         """Checkpoint the LoRA weights, optimizer, advantage statistics and iteration into ``run/checkpoint``
         (the newest ``keep_checkpoints`` kept)."""
-        tensors = {f"lora.{k}": v for k, v in self.lora_state().items()}
-        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        tensors.update(opt_tensors)
-        meta = {
-            "iteration": self.iteration,
-            "optimizer": opt_meta,
-            "advantage_stats": self.stats.state_dict(),
-            "train_time_s": self.train_time,
-        }
-        save_state(run / "checkpoint", tensors, meta, self.iteration, self.cfg.keep_checkpoints)
+        weights, keep = self.lora_state(), self.cfg.keep_checkpoints
+        save_training(
+            run / "checkpoint", "lora", weights, self.optimizer, self.stats, self.iteration, keep,
+            train_time_s=self.train_time,
+        )  # fmt: skip
         self.saved_at = self.iteration
 
     def load(self, run: Path) -> None:
         """Restore what ``save`` wrote (the newest checkpoint that verifies)."""
         from peft.utils import set_peft_model_state_dict
 
-        tensors, meta = load_state(run / "checkpoint")
-        lora = {k[5:]: v for k, v in tensors.items() if k.startswith("lora.")}
-        try:
+        def load_lora(lora: dict[str, torch.Tensor]) -> None:
             if set(lora) != set(self.lora_state()):
                 raise KeyError("LoRA weights")
             set_peft_model_state_dict(self.unet, lora, adapter_name=ADAPTER)
-            optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
-            self.stats.load_state_dict(meta["advantage_stats"])
-            self.iteration, self.train_time = int(meta["iteration"]), float(meta["train_time_s"])
-            self.saved_at = self.iteration
-        except (KeyError, RuntimeError, ValueError) as e:
-            name = e.__class__.__name__
-            raise UserError(f"{run / 'checkpoint'}: does not match this run's config ({name})") from None
+
+        meta = load_training(run / "checkpoint", "lora", load_lora, self.optimizer, self.stats, ("train_time_s",))
+        self.iteration, self.train_time = int(meta["iteration"]), float(meta["train_time_s"])
+        self.saved_at = self.iteration
 
     def save_lora(self, folder: Path) -> None:
         """The adapters as diffusers writes LoRA weights: ``pipe.load_lora_weights(folder)`` reads them."""

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,48 @@ def load_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         return state
     older = " (and no older checkpoint verifies)" if len(candidates) > 1 else ""
     raise UserError(f"{problems[0]}{older}")
+
+
+def save_training(
+    folder: Path,
+    name: str,
+    weights: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    stats: Any,
+    iteration: int,
+    keep: int,
+    **meta: Any,
+) -> None:
+    """A trainer's checkpoint of ``iteration``: its ``weights`` (keys ``{name}.*``), the optimizer,
+    the advantage statistics (``stats.state_dict()``) and the trainer's own ``meta``."""
+    tensors = {f"{name}.{k}": v for k, v in weights.items()}
+    opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
+    tensors.update(opt_tensors)
+    state = {"iteration": iteration, "optimizer": opt_meta, "advantage_stats": stats.state_dict(), **meta}
+    save_state(folder, tensors, state, iteration, keep)
+
+
+def load_training(
+    folder: Path,
+    name: str,
+    load_weights: Callable[[dict[str, torch.Tensor]], Any],
+    optimizer: torch.optim.Optimizer,
+    stats: Any,
+    meta_keys: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Restore what ``save_training`` wrote (the newest checkpoint that verifies): the weights
+    through ``load_weights``, the optimizer and the statistics; returns the metadata, which holds
+    ``iteration`` and ``meta_keys``. A checkpoint of another configuration is refused in one line."""
+    tensors, meta = load_state(folder)
+    try:
+        load_weights({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
+        optimizer_from_tensors(optimizer, tensors, meta["optimizer"])
+        stats.load_state_dict(meta["advantage_stats"])
+        for key in ("iteration", *meta_keys):
+            float(meta[key])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise UserError(f"{folder}: does not match this run's config ({e.__class__.__name__})") from None
+    return meta
 
 
 def _verified(step_folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

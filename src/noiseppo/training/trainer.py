@@ -58,13 +58,7 @@ from noiseppo.rewards.scoring import reward_phase
 from noiseppo.sampling.render import RenderSpec, draw_batch, encode_distinct
 from noiseppo.sampling.render_and_score import score_chunks
 from noiseppo.sampling.seeds import EVAL_SEED, TRAIN_STREAM, sample_seed
-from noiseppo.storage.checkpoint import (
-    latest_step,
-    load_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    save_state,
-)
+from noiseppo.storage.checkpoint import latest_step, load_state, load_training, save_training
 from noiseppo.storage.files import replaced_folder
 from noiseppo.storage.provenance import write_run_info
 from noiseppo.storage.run_folder import RunFolder, checkpoint_due
@@ -301,26 +295,21 @@ class Trainer:
 
     # -- state on disk -------------------------------------------------------------------
     def save(self, run: Path) -> None:
-        tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
-        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        tensors.update(opt_tensors)
-        meta = {"iteration": self.iteration, "optimizer": opt_meta, "advantage_stats": self.stats.state_dict()}
-        save_state(run / "checkpoint", tensors, meta, self.iteration, self.config.keep_checkpoints)
+        """Checkpoint the policy, optimizer, advantage statistics and iteration; and the policy
+        as a folder ``load_policy`` reads (``run/policy``)."""
+        cfg = self.config
+        state = self.policy.state_dict()
+        save_training(
+            run / "checkpoint", "policy", state, self.optimizer, self.stats, self.iteration, cfg.keep_checkpoints
+        )
         with replaced_folder(run / "policy") as tmp:
             self.policy.save_pretrained(tmp)
         self.saved_at = self.iteration
 
     def load(self, run: Path) -> None:
-        tensors, meta = load_state(run / "checkpoint")
-        try:
-            self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
-            optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
-            self.stats.load_state_dict(meta["advantage_stats"])
-            self.iteration = self.saved_at = int(meta["iteration"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise UserError(
-                f"{run / 'checkpoint'}: does not match this run's config ({e.__class__.__name__})"
-            ) from None
+        """Restore what ``save`` wrote (the newest checkpoint that verifies)."""
+        meta = load_training(run / "checkpoint", "policy", self.policy.load_state_dict, self.optimizer, self.stats)
+        self.iteration = self.saved_at = int(meta["iteration"])
 
 
 def _open_run(run: RunFolder, resume: bool) -> TrainConfig | None:
