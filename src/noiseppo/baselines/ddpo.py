@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -423,12 +423,53 @@ def train_shapes_ddpo(
         ddpo.load(out)
     say = (lambda *a: None) if quiet else print
     say(batch_line(cfg, config))
+    state = {"tuned": ddpo.tuned, "optimizer": ddpo.optimizer, "stats": ddpo.stats}
+    peak = run_iterations(ddpo, run, config, cfg, model, resume, say, state)
+    with replaced_folder(out / "model") as tmp:
+        for part in ("text_encoder", "scheduler"):
+            shutil.copytree(Path(model) / part, tmp / part)
+        ddpo.tuned.save_pretrained(tmp / "denoiser", safe_serialization=True)
+    summary = summarise(cfg, ddpo, run, peak)
+    write_atomically(out / "ddpo.json", json.dumps(summary, indent=1))
+    return summary
+
+
+class DDPOTrainer(Protocol):
+    """What ``run_iterations`` drives: ``ShapesDDPO`` and ``ddpo_diffusers.DiffusersDDPO``."""
+
+    iteration: int
+    saved_at: int | None
+    train_time: float
+    trajectory_bytes: int
+    stochastic_steps: int
+
+    def step(self) -> dict[str, float]: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+    def save(self, run: Path) -> None: ...
+
+
+def run_iterations(
+    ddpo: DDPOTrainer,
+    run: RunFolder,
+    config: DDPOConfig,
+    cfg: TrainConfig,
+    model: str,
+    resume: bool,
+    say: Callable[[str], None],
+    state: dict[str, Any],
+) -> PeakRSS:
+    """The run both DDPOs share, once the trainer is built (and loaded, on ``resume``): the
+    settings in config.json, a new run's first checkpoint, then each iteration, its held-out pass
+    when due, its row and its checkpoint when due. Ctrl-C or a failure inside an iteration puts
+    back ``state`` (what an iteration changes) and checkpoints the last finished one. Returns the
+    peak memory of the iterations."""
     settings = {"ddpo": dataclasses.asdict(config), "preset": dataclasses.asdict(cfg), "model": model}
     run.write_config(json.dumps(settings, indent=1))  # a resume that extends the run records it
     if not resume:
-        ddpo.save(out)  # iteration 0, so --resume works from the start
+        ddpo.save(run.path)  # iteration 0, so --resume works from the start
     run.resumed_at("iteration", ddpo.iteration)
-    state = {"tuned": ddpo.tuned, "optimizer": ddpo.optimizer, "stats": ddpo.stats}
     with PeakRSS() as peak:
         while ddpo.iteration < cfg.iterations:
             with run.iteration(ddpo, cfg.iterations, **state) as finished:
@@ -438,19 +479,10 @@ def train_shapes_ddpo(
                     row.update(ddpo.evaluate())
                 run.append(row)
                 if checkpoint_due(done, cfg.checkpoint_every, cfg.iterations):
-                    ddpo.save(out)
+                    ddpo.save(run.path)
                 finished()
                 say(row_line(row))
-    with replaced_folder(out / "model") as tmp:
-        for part in ("text_encoder", "scheduler"):
-            shutil.copytree(Path(model) / part, tmp / part)
-        ddpo.tuned.save_pretrained(tmp / "denoiser", safe_serialization=True)
-    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
-    summary = summarise(cfg, ddpo.train_time, ddpo.trajectory_bytes, ddpo.stochastic_steps, rows)
-    summary["peak_rss_mb"] = peak.peak_bytes / 2**20
-    summary["start_rss_mb"] = peak.start_bytes / 2**20
-    write_atomically(out / "ddpo.json", json.dumps(summary, indent=1))
-    return summary
+    return peak
 
 
 def batch_line(cfg: TrainConfig, config: DDPOConfig) -> str:
@@ -482,15 +514,19 @@ def summary_line(summary: dict, out: Path) -> str:
     )
 
 
-def summarise(cfg: TrainConfig, train_time: float, traj_bytes: int, stochastic: int, rows: list[dict]) -> dict:
-    """ddpo.json's figures, before the memory ones."""
+def summarise(cfg: TrainConfig, ddpo: DDPOTrainer, run: RunFolder, peak: PeakRSS) -> dict:
+    """ddpo.json's figures: the run's size, its training time, what a trajectory stores, the last
+    row and the peak memory of the iterations."""
+    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     batch = cfg.prompts_per_iteration * cfg.samples_per_prompt
     return {
-        "train_time_s": train_time,
+        "train_time_s": ddpo.train_time,
         "iterations": cfg.iterations,
         "trajectories": cfg.iterations * batch,
         "renders": cfg.iterations * batch,
-        "trajectory_bytes_per_sample": traj_bytes,
-        "stochastic_steps": stochastic,
+        "trajectory_bytes_per_sample": ddpo.trajectory_bytes,
+        "stochastic_steps": ddpo.stochastic_steps,
         "last": rows[-1] if rows else {},
+        "peak_rss_mb": peak.peak_bytes / 2**20,
+        "start_rss_mb": peak.start_bytes / 2**20,
     }

@@ -36,7 +36,6 @@ The run folder::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,19 +46,18 @@ from diffusers import DDIMScheduler
 from noiseppo.backends import get_backend
 from noiseppo.backends.base import Conditioning, resolve_guidance
 from noiseppo.backends.diffusers import DiffusersBackend
-from noiseppo.baselines.ddpo import batch_line, check_stochastic, ddpo_iteration, row_line, summarise
+from noiseppo.baselines.ddpo import batch_line, check_stochastic, ddpo_iteration, run_iterations, summarise
 from noiseppo.configs.baselines import DDPOConfig
 from noiseppo.configs.train import TrainConfig
 from noiseppo.errors import UserError
 from noiseppo.evaluation.sides import PairedSides
-from noiseppo.memory import PeakRSS
 from noiseppo.prompts import load_prompts
 from noiseppo.rewards import get_reward
 from noiseppo.sampling.render import RenderSpec, encode_distinct
 from noiseppo.sampling.seeds import EVAL_SEED
 from noiseppo.storage.checkpoint import load_training, save_training
 from noiseppo.storage.files import replaced_folder, write_atomically
-from noiseppo.storage.run_folder import RunFolder, checkpoint_due
+from noiseppo.storage.run_folder import RunFolder
 from noiseppo.training.advantages import PerPromptStats
 
 ADAPTER = "default"
@@ -266,35 +264,16 @@ def train_ddpo_diffusers(
         ddpo.load(out)
     say = (lambda *a: None) if quiet else print
     say(batch_line(cfg, config) + f", LoRA rank {config.lora_rank} on {len(ddpo.lora_params)} tensors")
-    settings = {"ddpo": dataclasses.asdict(config), "preset": dataclasses.asdict(cfg), "model": model}
-    run.write_config(json.dumps(settings, indent=1))  # a resume that extends the run records it
-    if not resume:
-        ddpo.save(out)  # iteration 0, so --resume works from the start
-    run.resumed_at("iteration", ddpo.iteration)
     cuda = backend.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(backend.device)
     # The LoRA weights alone, not the U-Net: what an unfinished iteration changed and Ctrl-C puts back.
     state = {"lora": torch.nn.ParameterList(ddpo.lora_params), "optimizer": ddpo.optimizer, "stats": ddpo.stats}
-    with PeakRSS() as peak:
-        while ddpo.iteration < cfg.iterations:
-            with run.iteration(ddpo, cfg.iterations, **state) as finished:
-                row = ddpo.step()
-                done = ddpo.iteration
-                if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.iterations:
-                    row.update(ddpo.evaluate())
-                run.append(row)
-                if checkpoint_due(done, cfg.checkpoint_every, cfg.iterations):
-                    ddpo.save(out)
-                finished()
-                say(row_line(row))
+    peak = run_iterations(ddpo, run, config, cfg, model, resume, say, state)
     with replaced_folder(out / "lora") as tmp:
         ddpo.save_lora(tmp)
-    rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
-    summary = summarise(cfg, ddpo.train_time, ddpo.trajectory_bytes, ddpo.stochastic_steps, rows)
+    summary = summarise(cfg, ddpo, run, peak)
     summary["lora_parameters"] = sum(p.numel() for p in ddpo.lora_params)
-    summary["peak_rss_mb"] = peak.peak_bytes / 2**20
-    summary["start_rss_mb"] = peak.start_bytes / 2**20
     if cuda:
         summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated(backend.device) / 2**20
     write_atomically(out / "ddpo.json", json.dumps(summary, indent=1))
