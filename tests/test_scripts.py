@@ -21,19 +21,15 @@ SCRIPTS = sorted([*ROOT.glob("experiments/*.py"), *ROOT.glob("benchmarks/*.py"),
 
 # Where files that look like run output belong: the shipped weights and the docs' figures.
 SHIPPED = ("src/noiseppo/weights/", "docs/")
-# The one run output tracked on purpose: run folders written before issue 33 item 2, which
-# tests/test_pre_change_runs.py resumes (their README says how they were made).
-PRE_CHANGE_RUNS = "tests/fixtures/pre_change_runs/"
 RUN_OUTPUT = ("events.out.tfevents*", "metrics.jsonl", "report.html", "*.safetensors")
 
 
 def run_output(paths: list[str]) -> list[str]:
     """The paths among ``paths`` (relative, ``/``-separated) that are a run's output: a file in a
-    ``checkpoint/`` folder, TensorBoard events, metrics, a report or weights, outside ``SHIPPED``
-    and ``PRE_CHANGE_RUNS``."""
+    ``checkpoint/`` folder, TensorBoard events, metrics, a report or weights, outside ``SHIPPED``."""
     found = []
     for path in paths:
-        if path.startswith((*SHIPPED, PRE_CHANGE_RUNS)):
+        if path.startswith(SHIPPED):
             continue
         parts = PurePosixPath(path).parts
         if "checkpoint" in parts[:-1] or any(fnmatch.fnmatch(parts[-1], p) for p in RUN_OUTPUT):
@@ -49,8 +45,8 @@ def test_run_output_is_recognised() -> None:
         "--help/run/policy/diffusion_pytorch_model.safetensors",
         "--help/run/tb/events.out.tfevents.1733.host.1.0",
         "runs/x/report.html",
-        "tests/fixtures/other_runs/noise_ppo/metrics.jsonl",  # only the one fixtures folder is allowed
-        "tests/fixtures/pre_change_runs.bak/noise_ppo/metrics.jsonl",
+        "tests/fixtures/pre_change_runs/noise_ppo/checkpoint/step-00000002/state.safetensors",
+        "tests/fixtures/pre_change_runs/noise_ppo/metrics.jsonl",
     ]
     source = [
         "src/noiseppo/storage/checkpoint.py",
@@ -58,8 +54,6 @@ def test_run_output_is_recognised() -> None:
         "src/noiseppo/report/templates/report.html.j2",
         "src/noiseppo/weights/policies/shapes-steps4/diffusion_pytorch_model.safetensors",
         "docs/report.html",
-        "tests/fixtures/pre_change_runs/noise_ppo/checkpoint/step-00000002/state.safetensors",
-        "tests/fixtures/pre_change_runs/noise_ppo/metrics.jsonl",
     ]
     assert run_output(committed + source) == committed
 
