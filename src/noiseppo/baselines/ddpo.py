@@ -417,7 +417,7 @@ def train_shapes_ddpo(
     out = Path(out)
     run = RunFolder(out, "config.json", f"noiseppo ddpo --resume {out}")
     if not resume:
-        run.refuse_taken("output path exists and is not empty; choose a new one")
+        run.refuse_taken("output path exists and is not empty; choose a new one (or --resume it)")
     ddpo = ShapesDDPO(Path(model), config, cfg)  # every input is checked here, before the folder is touched
     if resume:
         ddpo.load(out)
